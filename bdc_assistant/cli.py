@@ -1,0 +1,87 @@
+"""`bdc`: the command line. No subcommand opens the TUI.
+
+Each subcommand lives in ``bdc_assistant/commands/<module>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``. Those modules import nothing heavy at module level, so ``bdc --help`` stays fast
+(a test checks it with ``python -X importtime``). Errors deriving from :class:`BdcError` become one
+sentence on stderr and a non-zero exit code here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import BdcError
+
+# subcommand -> (module under bdc_assistant.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ask": ("ask", "answer a coding problem with the local (customized) solver"),
+    "check": ("check", "run a program on tests in the sandbox"),
+    "eval": ("evaluate", "evaluate the local solver on a dataset (PR, AC, pass@1)"),
+    "deep": ("deep", "deep mode: MC-Tree-of-Agents search over several LLMs (opt-in)"),
+    "deep-bench": ("deep_bench", "compare search methods at an equal LLM-call budget"),
+    "runs": ("runs", "list, export and resume deep-mode runs"),
+    "keys": ("keys", "store API keys in the OS keyring"),
+    "bundles": ("bundles", "list, switch and roll back solver bundles"),
+    "retrain": ("retrain", "retrain experts and hypernetwork from new trajectories"),
+    "models": ("models", "install and verify the embedded offline models"),
+    "doctor": ("doctor", "report what is installed and which backend would run"),
+    "paths": ("paths", "print the config, data, cache and state directories"),
+    "config": ("config_cmd", "print the resolved settings as TOML"),
+    "tui": ("tui_cmd", "open the app (same as `bdc` with no subcommand)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bdc",
+        description="Local coding assistant with input-aware LoRA expert customization (BDC).",
+    )
+    parser.add_argument("--version", action="version", version=f"bdc-assistant {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"bdc_assistant.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"bdc_assistant.commands.{module}":
+                continue  # command not built into this version
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        if "tui" not in {n for n, _ in _available(parser)}:
+            parser.print_help()
+            return 0
+        args = parser.parse_args(["tui", *(argv or [])])
+    try:
+        return int(args._module.run(args) or 0)
+    except BdcError as exc:
+        print(f"bdc: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bdc: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _available(parser: argparse.ArgumentParser) -> list[tuple[str, object]]:
+    for action in parser._subparsers._group_actions if parser._subparsers else []:  # type: ignore[union-attr]
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices.items())
+    return []
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

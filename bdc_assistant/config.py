@@ -1,0 +1,219 @@
+"""Typed user settings: a TOML file in the config dir, overridden by ``BDC_*`` environment variables.
+
+Precedence (highest first): explicit overrides passed by the CLI, ``BDC_<SECTION>__<FIELD>`` env vars,
+``config.toml``, defaults. Unknown keys and bad values are a :class:`ConfigError` that names the key and
+the file (or env var) it came from. ``bdc config`` prints the resolved settings.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+from .paths import app_paths
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelsSettings(_Section):
+    """Which model files to use. Empty paths mean the embedded defaults."""
+
+    base_gguf: str = Field("", description="GGUF of the base solver model; empty = embedded gemma-3-270m Q4_K_M")
+    base_hf_dir: str = Field(
+        "", description="HF model dir for the torch backend; empty = dequantize base_gguf once and cache it"
+    )
+    small_gguf: str = Field("", description="GGUF of the small second agent; empty = embedded SmolLM2-135M-Instruct")
+    encoder: str = Field("", description="sentence-transformers model dir; empty = embedded all-MiniLM-L6-v2")
+    chat_template: Literal["auto", "completion", "chat"] = Field(
+        "auto", description="'completion' for base models (few-shot frame), 'chat' for instruction-tuned ones"
+    )
+
+
+class BackendSettings(_Section):
+    """Which generation backend runs the local solver."""
+
+    name: Literal["auto", "llamacpp", "torch"] = Field("auto", description="auto: CUDA → torch, else llama.cpp")
+    threads: int = Field(0, ge=0, le=512, description="CPU threads for llama.cpp; 0 = all cores")
+    n_ctx: int = Field(4096, ge=256, le=131072, description="context window in tokens")
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="torch device")
+    seed: int = Field(0, description="sampling seed")
+
+
+class SolverSettings(_Section):
+    """The two-stage answer: problem → thought, thought → solution."""
+
+    thought_tokens: int = Field(160, ge=8, le=8192, description="max tokens of the plan (stage 1)")
+    max_tokens: int = Field(384, ge=8, le=32768, description="max tokens of the code (stage 2)")
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy")
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+
+
+class BundleSettings(_Section):
+    """The DisenLoRA solver bundle (experts + hypernetwork)."""
+
+    path: str = Field("", description="bundle directory; empty = the active registered bundle, else the shipped one")
+    enabled: bool = Field(True, description="false = always answer with the plain base model")
+
+
+class SandboxSettings(_Section):
+    """Limits for running model-written code."""
+
+    timeout_s: float = Field(4.0, gt=0, le=600, description="wall-clock limit per test")
+    memory_mb: int = Field(1024, ge=64, le=65536, description="address-space limit per run")
+    workers: int = Field(0, ge=0, le=64, description="warm workers; 0 = number of cores")
+    output_limit_kb: int = Field(256, ge=1, le=65536, description="stdout/stderr cap per run")
+
+
+class DeepSettings(_Section):
+    """Deep mode (MC-Tree-of-Agents over remote LLMs). Off until the user consents."""
+
+    agents: list[str] = Field(default_factory=list, description="provider:URL:MODEL specs")
+    max_calls: int = Field(60, ge=1, le=100000)
+    budget_usd: float = Field(1.0, ge=0.0)
+    rollouts: int = Field(8, ge=1, le=10000)
+    width: int = Field(2, ge=1, le=16)
+    max_depth: int = Field(4, ge=1, le=64)
+    gamma: float = Field(0.9, gt=0.0, le=1.0)
+    c_puct: float = Field(1.0, ge=0.0)
+    selection: Literal["pucb", "var_p_ucb"] = "pucb"
+    prune: bool = True
+    refine: bool = True
+
+
+class TuiSettings(_Section):
+    """The Textual app."""
+
+    theme: Literal["dark", "light"] = "dark"
+    enter_sends: bool = Field(True, description="Enter sends the problem; Shift+Enter / Ctrl+J inserts a newline")
+
+
+class RetrainSettings(_Section):
+    min_new: int = Field(50, ge=1, description="trajectories needed since the active bundle before retraining")
+    config: str = Field("", description="trainer config; empty = trainer/configs/cpu.toml (gpu.toml with CUDA)")
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "models": ModelsSettings,
+    "backend": BackendSettings,
+    "solver": SolverSettings,
+    "bundle": BundleSettings,
+    "sandbox": SandboxSettings,
+    "deep": DeepSettings,
+    "tui": TuiSettings,
+    "retrain": RetrainSettings,
+}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """All user settings. Build with :func:`load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(env_prefix="BDC_", env_nested_delimiter="__", extra="ignore")
+
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    backend: BackendSettings = Field(default_factory=BackendSettings)
+    solver: SolverSettings = Field(default_factory=SolverSettings)
+    bundle: BundleSettings = Field(default_factory=BundleSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    deep: DeepSettings = Field(default_factory=DeepSettings)
+    tui: TuiSettings = Field(default_factory=TuiSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+
+    _toml_data: dict[str, Any] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, cls._toml_data))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The config file {path} is not valid TOML: {exc}.") from exc
+    for key, value in data.items():
+        if key not in _SECTIONS:
+            raise ConfigError(
+                f"Unknown config key '{key}' in {path}; known sections are: {', '.join(_SECTIONS)}."
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"Config key '{key}' in {path} must be a [{key}] table.")
+        section = _SECTIONS[key]
+        for sub in value:
+            if sub not in section.model_fields:
+                raise ConfigError(
+                    f"Unknown config key '{key}.{sub}' in {path}; "
+                    f"known keys of [{key}] are: {', '.join(section.model_fields)}."
+                )
+    return data
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    env = "BDC_" + "__".join(str(p).upper() for p in err["loc"])
+    return f"Bad config value for '{loc}' (from {origin} or env {env}): {err['msg']}."
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``config.toml`` (or ``config_file``), apply env vars and ``overrides`` (``section={...}``)."""
+    path = config_file or app_paths().config_file
+    data = _read_toml(path)
+    Settings._toml_data = data
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from exc
+    finally:
+        Settings._toml_data = {}
+
+
+def settings_as_toml(settings: Settings) -> str:
+    """Render settings as TOML (used by ``bdc config`` and saved next to training/eval outputs)."""
+    lines: list[str] = []
+    for name in _SECTIONS:
+        section = getattr(settings, name)
+        lines.append(f"[{name}]")
+        for key, value in section.model_dump().items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
