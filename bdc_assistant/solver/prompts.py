@@ -1,0 +1,59 @@
+"""The two-stage prompts (paper §4.2: problem → thought, thought → solution), read from ``assets/prompts``.
+
+Base (non-instruction-tuned) models get a completion frame with two worked examples and code-fence stops;
+instruction-tuned models get chat turns. ``extract_code`` pulls the program out of what the model wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+PromptStyle = Literal["completion", "chat"]
+
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+PROMPTS_DIR = ASSETS_DIR / "prompts"
+
+
+@cache
+def _template(name: str) -> str:
+    return (PROMPTS_DIR / name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class StagePrompt:
+    text: str
+    stops: tuple[str, ...]
+    prefix: str = ""  # text the prompt already "said" that belongs to the answer (e.g. "1.")
+
+
+def thought_prompt(problem: str, style: PromptStyle) -> StagePrompt:
+    if style == "chat":
+        return StagePrompt(_template("p2t_chat.txt").format(problem=problem.strip()), stops=("```",))
+    text = _template("p2t_completion.txt").format(problem=problem.strip())
+    return StagePrompt(text, stops=("\n### ", "###", "```", "\n\n\n"), prefix="1.")
+
+
+def solution_prompt(problem: str, thought: str, style: PromptStyle) -> StagePrompt:
+    if style == "chat":
+        text = _template("t2s_chat.txt").format(problem=problem.strip(), thought=thought.strip())
+        return StagePrompt(text, stops=())
+    text = _template("t2s_completion.txt").format(problem=problem.strip(), thought=thought.strip())
+    return StagePrompt(text, stops=("\n```", "\n### "))
+
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_code(text: str) -> str:
+    """The first fenced code block (preferring python), else the whole text, stripped of trailing fences."""
+    blocks = _FENCE.findall(text)
+    if blocks:
+        for lang, body in blocks:
+            if lang.lower() in ("python", "py", "python3"):
+                return body.strip("\n").rstrip() + "\n"
+        return blocks[0][1].strip("\n").rstrip() + "\n"
+    return text.replace("```", "").strip("\n").rstrip() + "\n" if text.strip() else ""

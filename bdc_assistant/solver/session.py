@@ -1,0 +1,220 @@
+"""The local solver: route (customize) → generate a thought → generate a solution → typed events.
+
+``open_solver`` picks the backend, loads the base model and, when a bundle is configured, the DisenLoRA
+customizer. ``Solver.solve`` yields :mod:`bdc_assistant.types` events — the CLI and the TUI consume those
+and nothing else. Each query's gates g (the whole customization) are appended to
+``state_dir/logs/gates.jsonl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import CancelToken, GenerationParams, Generator
+from ..config import Settings
+from ..paths import app_paths, ensure
+from ..types import Answer, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
+from . import prompts
+from .prompts import PromptStyle
+
+if TYPE_CHECKING:
+    from .customize import Customizer
+
+
+@dataclass
+class Solver:
+    settings: Settings
+    generator: Generator
+    style: PromptStyle
+    customizer: Customizer | None = None
+    bundle_name: str | None = None
+    bundle_note: str = ""
+    _log_path: Path | None = field(default=None, repr=False)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.generator.name,
+            "model": self.generator.model_id,
+            "bundle": self.bundle_name,
+            "bundle_note": self.bundle_note,
+            "prompt_style": self.style,
+        }
+
+    # -- the two stages -------------------------------------------------------------------------------
+
+    def solve(
+        self,
+        problem: str,
+        cancel: CancelToken | None = None,
+        max_tokens: int | None = None,
+        thought_tokens: int | None = None,
+    ) -> Iterator[SolverEvent]:
+        cancel = cancel or CancelToken()
+        t0 = time.perf_counter()
+        gates = self._customize(problem)
+        setup_ms = (time.perf_counter() - t0) * 1000
+        yield Started(self.generator.name, self.generator.model_id, self.bundle_name, gates, setup_ms)
+
+        s = self.settings.solver
+        base = GenerationParams(temperature=s.temperature, top_p=s.top_p, seed=self.settings.backend.seed)
+        gen_t0 = time.perf_counter()
+        tokens = 0
+
+        # stage 1: problem → thought
+        p2t = prompts.thought_prompt(problem, self.style)
+        thought_parts = [p2t.prefix] if p2t.prefix else []
+        if p2t.prefix:
+            yield ThoughtToken(p2t.prefix)
+        t1 = time.perf_counter()
+        params = _with(base, max_tokens=thought_tokens or s.thought_tokens, stop=p2t.stops)
+        for piece in self._stream(p2t.text, params, cancel):
+            thought_parts.append(piece)
+            tokens += 1
+            yield ThoughtToken(piece)
+        thought = _clean_thought("".join(thought_parts))
+        stage1_tokens = tokens
+        yield StageDone("thought", thought, stage1_tokens, time.perf_counter() - t1)
+
+        # stage 2: thought → solution
+        solution_parts: list[str] = []
+        if not cancel.cancelled:
+            t2s = prompts.solution_prompt(problem, thought, self.style)
+            t2 = time.perf_counter()
+            params = _with(base, max_tokens=max_tokens or s.max_tokens, stop=t2s.stops)
+            for piece in self._stream(t2s.text, params, cancel):
+                solution_parts.append(piece)
+                tokens += 1
+                yield CodeToken(piece)
+            solution_text = "".join(solution_parts)
+            yield StageDone("solution", solution_text, tokens - stage1_tokens, time.perf_counter() - t2)
+        solution_text = "".join(solution_parts)
+        if self.style == "completion":
+            code = prompts.extract_code("```python\n" + solution_text + "\n```")
+        else:
+            code = prompts.extract_code(solution_text)
+        seconds = time.perf_counter() - gen_t0
+        answer = Answer(
+            problem=problem,
+            thought=thought,
+            solution_text=solution_text,
+            code=code,
+            backend=self.generator.name,
+            model=self.generator.model_id,
+            bundle=self.bundle_name,
+            tokens=tokens,
+            seconds=seconds,
+            tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+            cancelled=cancel.cancelled,
+            gates=gates,
+            extra={"setup_ms": setup_ms, "bundle_note": self.bundle_note},
+        )
+        self._log(problem, gates, answer)
+        yield answer
+
+    def answer(self, problem: str, max_tokens: int | None = None, cancel: CancelToken | None = None) -> Answer:
+        last: SolverEvent | None = None
+        for last in self.solve(problem, cancel=cancel, max_tokens=max_tokens):
+            pass
+        assert isinstance(last, Answer)
+        return last
+
+    def close(self) -> None:
+        self.generator.close()
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _stream(self, prompt: str, params: GenerationParams, cancel: CancelToken) -> Iterator[str]:
+        if self.style == "chat":
+            chat = getattr(self.generator, "chat", None)
+            if chat is not None:
+                return iter(chat([{"role": "user", "content": prompt}], params, cancel))
+        return iter(self.generator.generate(prompt, params, cancel))
+
+    def _customize(self, problem: str) -> Gates | None:
+        if self.customizer is None:
+            self.generator.set_customization(None)
+            return None
+        custom = self.customizer.for_query(problem)
+        self.generator.set_customization(custom)
+        return custom.gates
+
+    def _log(self, problem: str, gates: Gates | None, answer: Answer) -> None:
+        if gates is None:
+            return
+        try:
+            path = self._log_path or ensure(app_paths().logs_dir) / "gates.jsonl"
+            record = {
+                "time": time.time(),
+                "problem_sha256": hashlib.sha256(problem.encode()).hexdigest(),
+                "bundle": self.bundle_name,
+                "experts": [round(x, 6) for x in gates.expert_means()],
+                "g": [[round(v, 6) for v in row] for row in gates.values],
+                "tokens": answer.tokens,
+            }
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError:
+            pass  # logging must never break an answer
+
+
+def _with(params: GenerationParams, **changes: Any) -> GenerationParams:
+    from dataclasses import replace
+
+    return replace(params, **changes)
+
+
+def _clean_thought(text: str) -> str:
+    lines = [re.sub(r"^(\s*\d+\.)\s*", r"\1 ", ln.rstrip()) for ln in text.strip().splitlines()]
+    return "\n".join(ln for ln in lines if ln.strip()).strip()
+
+
+def resolve_bundle_path(settings: Settings, bundle: str | Path | None) -> tuple[Path | None, str]:
+    """Which bundle to use, and a note saying why (shown to the user when no bundle is active)."""
+    if not settings.bundle.enabled and bundle is None:
+        return None, "bundle disabled in settings: answering with the plain base model"
+    if bundle is not None and str(bundle) in ("none", "off", "base"):
+        return None, "no bundle requested: answering with the plain base model"
+    if bundle is not None:
+        return Path(bundle).expanduser(), "bundle given on the command line"
+    if settings.bundle.path:
+        return Path(settings.bundle.path).expanduser(), "bundle from settings"
+    try:
+        from .. import bundles
+
+        active = bundles.active_bundle_path()
+    except (ImportError, AttributeError):
+        active = None
+    if active is not None:
+        return active, "active registered bundle"
+    shipped = prompts.ASSETS_DIR / "bundles" / "default"
+    if (shipped / "manifest.json").exists():
+        return shipped, "shipped default bundle"
+    return None, "no solver bundle installed: answering with the plain base model"
+
+
+def open_solver(settings: Settings, backend: str | None = None, bundle: str | Path | None = None) -> Solver:
+    """Load the base model on the chosen backend and, if a bundle applies, its customizer."""
+    from ..backends.select import open_generator
+    from ..models.resolve import is_embedded_base
+
+    generator = open_generator(settings, backend)
+    bundle_path, note = resolve_bundle_path(settings, bundle)
+    customizer = None
+    bundle_name = None
+    if bundle_path is not None:
+        from .customize import open_customizer
+
+        customizer = open_customizer(settings, bundle_path, generator)
+        bundle_name = customizer.name
+    style = settings.models.chat_template
+    if style == "auto":
+        chat_capable = bool(getattr(generator, "has_chat_template", False))
+        style = "completion" if is_embedded_base(settings) or not chat_capable else "chat"
+    return Solver(settings, generator, style, customizer, bundle_name, note)

@@ -1,0 +1,164 @@
+"""Widgets of the main screen: the problem editor, one answer, the mixture panel, tests, status bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Markdown, Static, TextArea
+
+from ..types import Gates, TestCase, Verdict
+from . import mixture
+
+
+class ProblemEditor(TextArea):
+    """Multi-line problem input. Enter sends and Ctrl+J inserts a newline (terminals rarely send
+    Shift+Enter); with ``enter_sends = false`` in ``[tui]`` the two keys swap roles."""
+
+    @dataclass
+    class Submitted(Message):
+        text: str
+
+    def __init__(self, *, enter_sends: bool = True, **kwargs: object) -> None:
+        super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)  # type: ignore[arg-type]
+        self.enter_sends = enter_sends
+
+    async def _on_key(self, event: events.Key) -> None:
+        send_key, newline_keys = ("enter", ("ctrl+j", "shift+enter")) if self.enter_sends else ("ctrl+j", ("enter",))
+        if event.key == send_key:
+            event.stop()
+            event.prevent_default()
+            if self.text.strip():
+                self.post_message(self.Submitted(self.text))
+            return
+        if event.key in newline_keys:
+            event.stop()
+            event.prevent_default()
+            self.insert("\n")
+            return
+        await super()._on_key(event)
+
+
+class AnswerView(Vertical):
+    """One problem and its streamed answer: the plan, then the code (numbered), then the numbers."""
+
+    DEFAULT_CSS = """
+    AnswerView { height: auto; margin: 0 0 1 0; }
+    AnswerView .problem { background: $boost; padding: 0 1; color: $text; }
+    AnswerView .label { color: $text-muted; padding: 0 1; text-style: bold; }
+    AnswerView .plan { margin: 0 1; color: $text-muted; }
+    AnswerView .code { margin: 0 1; }
+    AnswerView .stats { color: $text-muted; padding: 0 1; }
+    AnswerView .stats.cancelled { color: $warning; }
+    AnswerView .stats.failed { color: $error; }
+    AnswerView Markdown { padding: 0; margin: 0; }
+    """
+
+    def __init__(self, problem: str, number: int) -> None:
+        super().__init__()
+        self.problem = problem
+        self.number = number
+        self.plan = Markdown("", classes="plan")
+        self.code = Markdown("", classes="code")
+        self.code_label = Static("code", classes="label")
+        self.stats = Static("thinking…", classes="stats")
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(self.problem.rstrip()), classes="problem")
+        yield Static("plan", classes="label")
+        yield self.plan
+        yield self.code_label
+        yield self.code
+        yield self.stats
+
+    def set_block_number(self, n: int) -> None:
+        self.code_label.update(f"code [{n}]   ctrl+y copy · ctrl+s save · ctrl+t run tests")
+
+    def set_stats(self, text: str, kind: str = "") -> None:
+        self.stats.set_classes(f"stats {kind}".strip())
+        self.stats.update(text)
+
+
+class MixturePanel(Vertical):
+    """Bars of the mean gate per expert and the per-layer heat map of the last answer's gates."""
+
+    DEFAULT_CSS = """
+    MixturePanel { height: auto; padding: 0 1; }
+    MixturePanel .title { text-style: bold; color: $accent; }
+    MixturePanel .muted { color: $text-muted; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("mixture of experts", classes="title")
+        yield Static("no answer yet", id="mix-summary", classes="muted")
+        yield Static("", id="mix-bars")
+        yield Static("", id="mix-heat")
+
+    def show(self, gates: Gates | None, bundle: str | None = None) -> None:
+        summary = self.query_one("#mix-summary", Static)
+        bars = self.query_one("#mix-bars", Static)
+        heat = self.query_one("#mix-heat", Static)
+        if gates is None:
+            summary.update("plain base model (no bundle)" if bundle is None else "no gates reported")
+            bars.update("")
+            heat.update("")
+            return
+        summary.update(mixture.summary(gates))
+        bars.update(mixture.bars(gates, width=18))
+        heat.update(mixture.heatmap(gates, max_cols=24))
+
+
+class TestsPanel(Vertical):
+    """The tests the answer is run on (parsed examples + the user's) and a verdict per test."""
+
+    DEFAULT_CSS = """
+    TestsPanel { height: auto; padding: 0 1; }
+    TestsPanel .title { text-style: bold; color: $accent; }
+    TestsPanel DataTable { height: auto; max-height: 14; }
+    """
+
+    __test__ = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("tests  (ctrl+t run · ctrl+n add)", classes="title")
+        table: DataTable[str | Text] = DataTable(id="tests-table", zebra_stripes=True, cursor_type="row")
+        table.add_columns("#", "from", "input", "verdict")
+        yield table
+
+    def show(self, tests: list[TestCase], verdicts: list[Verdict] | None = None) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        for i, test in enumerate(tests):
+            verdict: str | Text = "·"
+            if verdicts is not None and i < len(verdicts):
+                v = verdicts[i]
+                style = "bold green" if v.passed else "bold red"
+                verdict = Text(f"{v.status} {v.seconds:.2f}s", style=style)
+            shown = test.input.replace("\n", "⏎")
+            table.add_row(str(i + 1), test.origin, shown[:18] + ("…" if len(shown) > 18 else ""), verdict)
+
+
+class StatusBar(Static):
+    """backend · model · bundle · tokens/s · state: what is answering, and how fast."""
+
+    DEFAULT_CSS = """
+    StatusBar { dock: bottom; height: 1; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    def render_status(
+        self, backend: str, model: str, bundle: str | None, tps: float | None, state: str, deep: str = "off"
+    ) -> None:
+        label = {"llamacpp": "CPU llama.cpp", "torch": "CUDA torch", "fake": "fake"}.get(backend, backend)
+        t = Text()
+        t.append("● ", style={"ready": "green", "warming": "yellow", "busy": "cyan"}.get(state, "red"))
+        t.append(f"{label}", style="bold")
+        t.append(f" · {model}")
+        t.append(f" · bundle {bundle or 'none'}")
+        t.append(f" · {tps:.1f} tok/s" if tps else " · – tok/s")
+        t.append(f" · deep {deep}")
+        t.append(f" · {state}", style="italic")
+        self.update(t)

@@ -1,0 +1,340 @@
+"""The ``data`` stage: trajectories → deduplicated (problem, thought, solution) records, split by problem.
+
+Inputs are JSONL files in the trajectory schema shared with deep mode
+(``problem_id, problem, thought, solution, public_pass_rate, source, policy``), optionally the app's own
+trajectory exports, synthetic records for smoke runs, and records bootstrapped from the reference
+solutions of the offline problem sets (their thoughts are short, rule-written summaries of the reference
+code; the manifest says so). Splitting is by problem, never by record, so no problem leaks from train
+into validation. Each record later yields two SFT pairs (p2t and t2s, paper §4.2.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bdc_assistant.errors import DatasetError
+
+FIELDS = ("problem_id", "problem", "thought", "solution", "public_pass_rate", "source", "policy")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    problem_id: str
+    problem: str
+    thought: str
+    solution: str
+    public_pass_rate: float | None = None
+    source: str = ""
+    policy: str | None = None
+
+    def key(self) -> str:
+        """Content key for deduplication (whitespace-insensitive)."""
+        norm = "\x00".join(_squash(x) for x in (self.problem, self.thought, self.solution))
+        return hashlib.sha256(norm.encode()).hexdigest()
+
+    def group(self) -> str:
+        """The problem this record belongs to (the unit of the train/validation split)."""
+        return self.problem_id or hashlib.sha256(_squash(self.problem).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def parse_record(obj: object, where: str) -> Trajectory:
+    """Validate one JSON object against the trajectory schema; a bad record is a one-sentence error."""
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{where}: a trajectory must be a JSON object.")
+    missing = [f for f in ("problem", "thought", "solution") if not isinstance(obj.get(f), str)]
+    if missing:
+        raise DatasetError(f"{where}: the trajectory lacks string field(s) {', '.join(missing)}.")
+    rate = obj.get("public_pass_rate")
+    if rate is not None and not isinstance(rate, int | float):
+        raise DatasetError(f"{where}: public_pass_rate must be a number or null.")
+    return Trajectory(
+        problem_id=str(obj.get("problem_id") or ""),
+        problem=obj["problem"],
+        thought=obj["thought"],
+        solution=obj["solution"],
+        public_pass_rate=None if rate is None else float(rate),
+        source=str(obj.get("source") or ""),
+        policy=None if obj.get("policy") is None else str(obj.get("policy")),
+    )
+
+
+def read_jsonl(path: Path) -> Iterator[Trajectory]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"The trajectory file {path} cannot be read: {exc}.") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{n} is not valid JSON: {exc.msg}.") from exc
+        yield parse_record(obj, f"{path}:{n}")
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given; directories contribute their ``*.jsonl`` files (sorted, for a stable data hash)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.jsonl")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DatasetError(f"The trajectory input {path} does not exist.")
+    return files
+
+
+# ---- synthetic and bootstrapped trajectories ------------------------------------------------------------
+
+_SYNTH = [
+    ("strings", "Write a function {f}(s) that returns s reversed.", "Walk the string backwards; slicing does it.",
+     "def {f}(s):\n    return s[::-1]\n"),
+    ("strings", "Write a function {f}(s) that counts the vowels in s.",
+     "Loop over the characters and count those in 'aeiou', ignoring case.",
+     "def {f}(s):\n    return sum(1 for c in s.lower() if c in 'aeiou')\n"),
+    ("strings", "Write a function {f}(s) that returns True if s is a palindrome.",
+     "Compare the string with its reverse.", "def {f}(s):\n    return s == s[::-1]\n"),
+    ("math", "Write a function {f}(n) that returns the sum of 1..n.",
+     "Use the closed form n*(n+1)//2.", "def {f}(n):\n    return n * (n + 1) // 2\n"),
+    ("math", "Write a function {f}(n) that returns n factorial.",
+     "Multiply the numbers from 1 to n in a loop.",
+     "def {f}(n):\n    r = 1\n    for i in range(2, n + 1):\n        r *= i\n    return r\n"),
+    ("math", "Write a function {f}(a, b) that returns the greatest common divisor of a and b.",
+     "Apply Euclid's algorithm until b is zero.",
+     "def {f}(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n"),
+    ("lists", "Write a function {f}(xs) that returns the largest element of xs.",
+     "Scan the list keeping the best value so far.", "def {f}(xs):\n    return max(xs)\n"),
+    ("lists", "Write a function {f}(xs) that returns xs without duplicates, keeping order.",
+     "Remember seen values in a set and keep first occurrences.",
+     "def {f}(xs):\n    seen = set()\n    out = []\n    for x in xs:\n        if x not in seen:\n"
+     "            seen.add(x)\n            out.append(x)\n    return out\n"),
+    ("lists", "Write a function {f}(xs) that returns the even numbers of xs.",
+     "Filter with a list comprehension on x % 2 == 0.", "def {f}(xs):\n    return [x for x in xs if x % 2 == 0]\n"),
+]
+
+
+def synthetic(n: int, seed: int) -> list[Trajectory]:
+    """``n`` small, valid trajectories in three visibly different families (for smoke runs and tests)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        family, problem, thought, code = _SYNTH[i % len(_SYNTH)]
+        fname = f"f{i}_{rng.randrange(1000)}"
+        out.append(
+            Trajectory(
+                problem_id=f"synthetic/{i}",
+                problem=problem.format(f=fname),
+                thought=thought,
+                solution=code.format(f=fname),
+                public_pass_rate=1.0,
+                source=f"synthetic:{family}",
+                policy=None,
+            )
+        )
+    return out
+
+
+def heuristic_thought(code: str) -> str:
+    """A short plan written by rules from a reference solution (honest bootstrapping, no LLM involved)."""
+    steps: list[str] = []
+    if re.search(r"\binput\(|sys\.stdin", code):
+        steps.append("Read the input.")
+    if re.search(r"\bsorted?\(|\.sort\(", code):
+        steps.append("Sort the data first.")
+    if re.search(r"\bset\(|\{\s*\}", code) or "dict(" in code or "defaultdict" in code or "Counter" in code:
+        steps.append("Keep counts or seen values in a hash map / set.")
+    if re.search(r"\bwhile\b", code):
+        steps.append("Iterate with a while loop until the condition fails.")
+    if re.search(r"\bfor\b.*\bfor\b", code, flags=re.S):
+        steps.append("Use nested loops over the elements.")
+    elif re.search(r"\bfor\b", code):
+        steps.append("Loop over the elements once.")
+    defs = re.findall(r"def (\w+)\(", code)
+    if any(len(re.findall(rf"\b{d}\(", code)) > 1 for d in defs):
+        steps.append("Solve it recursively.")
+    if re.search(r"\bdp\b|\bmemo|lru_cache", code):
+        steps.append("Use dynamic programming over subproblems.")
+    if re.search(r"\bmath\.|\*\*|%|//", code):
+        steps.append("Use arithmetic (modulo, integer division, powers).")
+    if re.search(r"\bprint\(", code):
+        steps.append("Print the answer.")
+    else:
+        steps.append("Return the result.")
+    return " ".join(steps)
+
+
+def _shared_data_dir(configured: str) -> Path:
+    if configured:
+        return Path(configured).expanduser()
+    here = Path(__file__).resolve()
+    for cand in (here.parents[1].parent / "shared" / "data", Path("/work/shared/data")):
+        if cand.is_dir():
+            return cand
+    raise DatasetError("The offline problem sets were not found; set data.bootstrap_dir.")
+
+
+def bootstrap(sets: Iterable[str], data_dir: str, limit: int) -> list[Trajectory]:
+    """Trajectories from reference solutions (MBPP canonical solutions, CodeContests Python references)."""
+    root = _shared_data_dir(data_dir)
+    out: list[Trajectory] = []
+    for name in sets:
+        if name == "mbpp":
+            path = root / "mbpp_sanitized_train_val.jsonl"
+            rows = _read_rows(path)
+            for row in rows[: limit or None]:
+                code = row["prompt"] + row["canonical_solution"]
+                out.append(
+                    Trajectory(
+                        problem_id=str(row["task_id"]),
+                        problem=row["prompt"],
+                        thought=heuristic_thought(row["canonical_solution"]),
+                        solution=code,
+                        public_pass_rate=None,
+                        source="bootstrap:mbpp-reference",
+                        policy="reference+rule-thought",
+                    )
+                )
+        elif name == "codecontests":
+            path = root / "codecontests_240.jsonl"
+            rows = [r for r in _read_rows(path) if r.get("solution")]
+            for row in rows[: limit or None]:
+                out.append(
+                    Trajectory(
+                        problem_id=f"codecontests/{row['id']}",
+                        problem=row["statement"],
+                        thought=heuristic_thought(row["solution"]),
+                        solution=row["solution"],
+                        public_pass_rate=None,
+                        source="bootstrap:codecontests-reference",
+                        policy="reference+rule-thought",
+                    )
+                )
+        else:
+            raise DatasetError(f"Unknown bootstrap set '{name}'.")
+    return out
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DatasetError(f"The problem set {path} does not exist.")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---- dedupe, filter, split ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataReport:
+    read: int
+    duplicates: int
+    filtered: int
+    train: int
+    validation: int
+    train_problems: int
+    validation_problems: int
+    data_hash: str
+
+
+def dedupe(records: Iterable[Trajectory]) -> tuple[list[Trajectory], int]:
+    seen: set[str] = set()
+    out: list[Trajectory] = []
+    dups = 0
+    for rec in records:
+        k = rec.key()
+        if k in seen:
+            dups += 1
+            continue
+        seen.add(k)
+        out.append(rec)
+    return out, dups
+
+
+def split_by_problem(
+    records: list[Trajectory], val_fraction: float, seed: int
+) -> tuple[list[Trajectory], list[Trajectory]]:
+    """Deterministic split of *problems* (hash order under the seed); every record follows its problem."""
+    groups = sorted({r.group() for r in records}, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    n_val = round(len(groups) * val_fraction)
+    if val_fraction > 0 and n_val == 0 and len(groups) >= 2:
+        n_val = 1
+    val_groups = set(groups[:n_val])
+    train = [r for r in records if r.group() not in val_groups]
+    val = [r for r in records if r.group() in val_groups]
+    return train, val
+
+
+def data_hash(train: list[Trajectory], val: list[Trajectory]) -> str:
+    digest = hashlib.sha256()
+    for tag, recs in (("train", train), ("val", val)):
+        for r in recs:
+            digest.update(tag.encode() + json.dumps(r.as_dict(), sort_keys=True).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def write_jsonl(path: Path, records: Iterable[Trajectory]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def build(
+    files: list[Path],
+    *,
+    synthetic_n: int,
+    bootstrap_sets: list[str],
+    bootstrap_dir: str,
+    bootstrap_limit: int,
+    val_fraction: float,
+    max_chars: int,
+    min_public_pass_rate: float,
+    seed: int,
+) -> tuple[list[Trajectory], list[Trajectory], DataReport]:
+    """All of the data stage except I/O of the outputs."""
+    raw: list[Trajectory] = []
+    for f in files:
+        raw.extend(read_jsonl(f))
+    raw.extend(synthetic(synthetic_n, seed))
+    raw.extend(bootstrap(bootstrap_sets, bootstrap_dir, bootstrap_limit))
+    unique, dups = dedupe(raw)
+    kept = [
+        r
+        for r in unique
+        if len(r.problem) + len(r.thought) + len(r.solution) <= max_chars
+        and r.solution.strip()
+        and (r.public_pass_rate is None or r.public_pass_rate >= min_public_pass_rate)
+    ]
+    if len(kept) < 2:
+        raise DatasetError(
+            f"Only {len(kept)} usable trajectories after deduplication and filtering; at least 2 are needed."
+        )
+    train, val = split_by_problem(kept, val_fraction, seed)
+    report = DataReport(
+        read=len(raw),
+        duplicates=dups,
+        filtered=len(unique) - len(kept),
+        train=len(train),
+        validation=len(val),
+        train_problems=len({r.group() for r in train}),
+        validation_problems=len({r.group() for r in val}),
+        data_hash=data_hash(train, val),
+    )
+    return train, val, report
