@@ -42,7 +42,12 @@ class BackendSettings(_Section):
     name: Literal["auto", "llamacpp", "torch"] = Field("auto", description="auto: CUDA → torch, else llama.cpp")
     threads: int = Field(0, ge=0, le=512, description="CPU threads for llama.cpp; 0 = all cores")
     n_ctx: int = Field(4096, ge=256, le=131072, description="context window in tokens")
-    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="torch device")
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="torch device; 'cuda' refuses to start without a CUDA GPU"
+    )
+    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="torch weights dtype; auto = bfloat16 on CUDA, float32 on CPU"
+    )
     seed: int = Field(0, description="sampling seed")
 
 
@@ -68,7 +73,14 @@ class SandboxSettings(_Section):
     timeout_s: float = Field(4.0, gt=0, le=600, description="wall-clock limit per test")
     memory_mb: int = Field(1024, ge=64, le=65536, description="address-space limit per run")
     workers: int = Field(0, ge=0, le=64, description="warm workers; 0 = number of cores")
-    output_limit_kb: int = Field(256, ge=1, le=65536, description="stdout/stderr cap per run")
+    output_limit_kb: int = Field(1024, ge=1, le=65536, description="stdout/stderr cap per run")
+    isolation: Literal["strict", "weak"] = Field(
+        "strict",
+        description="strict = namespaces + chroot + own uid + seccomp (refuses to start if the machine does not "
+        "allow it); weak = rlimits + seccomp + clean env only, the program can read and write your files",
+    )
+    scratch_mb: int = Field(64, ge=1, le=4096, description="size of each worker's tmpfs scratch dir (disk cap)")
+    nproc: int = Field(32, ge=1, le=4096, description="max processes/threads per run (RLIMIT_NPROC, own uid)")
 
 
 class DeepSettings(_Section):

@@ -81,3 +81,9 @@ class Cancelled(BdcError):
     """The user cancelled a running operation."""
 
     exit_code = 130
+
+
+class Busy(BdcError):
+    """Another process holds the lock for this job (e.g. a second `bdc retrain` from cron)."""
+
+    exit_code = 75

@@ -44,7 +44,9 @@ def _kmeanspp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack(centers)
 
 
-def spherical_kmeans(x: np.ndarray, k: int, *, iters: int, restarts: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def spherical_kmeans(
+    x: np.ndarray, k: int, *, iters: int, restarts: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Best of ``restarts`` runs: (labels, centroids, mean cosine distance)."""
     x = normalize(x)
     n = len(x)
@@ -73,7 +75,9 @@ def spherical_kmeans(x: np.ndarray, k: int, *, iters: int, restarts: int, seed: 
     return best
 
 
-def choose_k(x: np.ndarray, *, k: int, k_min: int, k_max: int, iters: int, restarts: int, seed: int) -> Clustering:
+def choose_k(
+    x: np.ndarray, *, k: int, k_min: int, k_max: int, iters: int, restarts: int, seed: int
+) -> Clustering:
     n = len(x)
     if k:
         labels, mu, cost = spherical_kmeans(x, k, iters=iters, restarts=restarts, seed=seed)
@@ -88,7 +92,9 @@ def choose_k(x: np.ndarray, *, k: int, k_min: int, k_max: int, iters: int, resta
     results = {}
     for kk in range(lo, hi + 1):
         labels, mu, cost = spherical_kmeans(x, kk, iters=iters, restarts=restarts, seed=seed)
-        score = float(silhouette_score(normalize(x), labels, metric="cosine")) if len(set(labels)) > 1 else -1.0
+        score = (
+            float(silhouette_score(normalize(x), labels, metric="cosine")) if len(set(labels)) > 1 else -1.0
+        )
         scores[kk] = score
         results[kk] = (labels, mu, cost)
     best_k = max(scores, key=lambda kk: (round(scores[kk], 6), -kk))
@@ -96,15 +102,17 @@ def choose_k(x: np.ndarray, *, k: int, k_min: int, k_max: int, iters: int, resta
     return Clustering(best_k, labels, mu.astype(np.float32), cost, scores)
 
 
-_STOP = set(
+_STOP_WORDS = (
     "a an the of to and or in on for with that this is are be by as it its from at if return returns write "
     "function given list number numbers string strings python def which into each all your you we then than "
-    "not no can will should one two int str true false input output print integer integers find".split()
+    "not no can will should one two int str true false input output print integer integers find"
 )
+_STOP = frozenset(_STOP_WORDS.split(" "))
 
 
 def cluster_names(texts: list[str], labels: np.ndarray, k: int, words: int = 2) -> list[str]:
     """Short human names: the words most over-represented in each cluster relative to all data."""
+
     def toks(t: str) -> list[str]:
         return [w for w in re.findall(r"[a-z]{3,}", t.lower()) if w not in _STOP]
 
@@ -135,7 +143,9 @@ def plot_clusters(x: np.ndarray, labels: np.ndarray, names: list[str], out: Path
     n = len(xn)
     if n >= 4:
         perplexity = float(max(2.0, min(30.0, (n - 1) / 3)))
-        pts = TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="random", random_state=seed).fit_transform(xn)
+        pts = TSNE(
+            n_components=2, perplexity=perplexity, metric="cosine", init="random", random_state=seed
+        ).fit_transform(xn)
         method = "t-SNE (cosine)"
     else:  # too few points for t-SNE: first two principal components
         centered = xn - xn.mean(axis=0)

@@ -108,7 +108,9 @@ class SftSection(_Section):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(2, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_len: int = Field(512, ge=16, description="tokens per example (prompt + answer), truncated from the left")
+    max_len: int = Field(
+        512, ge=16, description="tokens per example (prompt + answer), truncated from the left"
+    )
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     sft_all: bool = Field(True, description="also train the SFT-on-all baseline")
 
@@ -117,7 +119,9 @@ class HypernetSection(_Section):
     """Training of the input-aware hypernetwork f (everything else frozen, hook mode, per-sample gates)."""
 
     hidden: int = Field(64, ge=1)
-    normalization: str = Field("", description="passed to build_hypernet when it accepts it; empty = its default")
+    normalization: str = Field(
+        "", description="passed to build_hypernet when it accepts it; empty = its default"
+    )
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(0, ge=0)
     lr: float = Field(1e-3, gt=0)
@@ -136,7 +140,7 @@ class BaselinesSection(_Section):
 class EvaluateSection(_Section):
     """Table-2-shaped evaluation on held-out problems."""
 
-    datasets: list[Literal["humaneval", "mbpp", "codecontests", "validation"]] = Field(
+    datasets: list[Literal["humaneval", "mbpp", "codecontests"]] = Field(
         default_factory=lambda: ["humaneval"]
     )
     limit: int = Field(0, ge=0, description="problems per dataset; 0 = all")
@@ -153,9 +157,13 @@ class EvaluateSection(_Section):
 class ExportSection(_Section):
     """Writing the final bundle and registering it with the app."""
 
-    register: bool = Field(True, description="copy the bundle into the app's bundles dir")
-    activate: bool = Field(False, description="make it the active bundle right away (bdc retrain decides otherwise)")
-    gguf_template: bool = Field(True, description="also write the llama.cpp adapter template when a GGUF exists")
+    register_bundle: bool = Field(True, description="copy the bundle into the app's bundles dir")
+    activate: bool = Field(
+        False, description="make it the active bundle right away (bdc retrain decides otherwise)"
+    )
+    gguf_template: bool = Field(
+        True, description="also write the llama.cpp adapter template when a GGUF exists"
+    )
     dtype: Literal["float16", "float32"] = Field("float16", description="dtype of the shipped expert tensors")
     provenance_note: str = Field("", description="free text recorded in the manifest's provenance")
 
@@ -235,4 +243,6 @@ def load_config(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) 
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"Bad trainer config value for '{loc}' in {path or 'defaults'}: {err['msg']}.") from exc
+        raise ConfigError(
+            f"Bad trainer config value for '{loc}' in {path or 'defaults'}: {err['msg']}."
+        ) from exc

@@ -103,29 +103,61 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 # ---- synthetic and bootstrapped trajectories ------------------------------------------------------------
 
 _SYNTH = [
-    ("strings", "Write a function {f}(s) that returns s reversed.", "Walk the string backwards; slicing does it.",
-     "def {f}(s):\n    return s[::-1]\n"),
-    ("strings", "Write a function {f}(s) that counts the vowels in s.",
-     "Loop over the characters and count those in 'aeiou', ignoring case.",
-     "def {f}(s):\n    return sum(1 for c in s.lower() if c in 'aeiou')\n"),
-    ("strings", "Write a function {f}(s) that returns True if s is a palindrome.",
-     "Compare the string with its reverse.", "def {f}(s):\n    return s == s[::-1]\n"),
-    ("math", "Write a function {f}(n) that returns the sum of 1..n.",
-     "Use the closed form n*(n+1)//2.", "def {f}(n):\n    return n * (n + 1) // 2\n"),
-    ("math", "Write a function {f}(n) that returns n factorial.",
-     "Multiply the numbers from 1 to n in a loop.",
-     "def {f}(n):\n    r = 1\n    for i in range(2, n + 1):\n        r *= i\n    return r\n"),
-    ("math", "Write a function {f}(a, b) that returns the greatest common divisor of a and b.",
-     "Apply Euclid's algorithm until b is zero.",
-     "def {f}(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n"),
-    ("lists", "Write a function {f}(xs) that returns the largest element of xs.",
-     "Scan the list keeping the best value so far.", "def {f}(xs):\n    return max(xs)\n"),
-    ("lists", "Write a function {f}(xs) that returns xs without duplicates, keeping order.",
-     "Remember seen values in a set and keep first occurrences.",
-     "def {f}(xs):\n    seen = set()\n    out = []\n    for x in xs:\n        if x not in seen:\n"
-     "            seen.add(x)\n            out.append(x)\n    return out\n"),
-    ("lists", "Write a function {f}(xs) that returns the even numbers of xs.",
-     "Filter with a list comprehension on x % 2 == 0.", "def {f}(xs):\n    return [x for x in xs if x % 2 == 0]\n"),
+    (
+        "strings",
+        "Write a function {f}(s) that returns s reversed.",
+        "Walk the string backwards; slicing does it.",
+        "def {f}(s):\n    return s[::-1]\n",
+    ),
+    (
+        "strings",
+        "Write a function {f}(s) that counts the vowels in s.",
+        "Loop over the characters and count those in 'aeiou', ignoring case.",
+        "def {f}(s):\n    return sum(1 for c in s.lower() if c in 'aeiou')\n",
+    ),
+    (
+        "strings",
+        "Write a function {f}(s) that returns True if s is a palindrome.",
+        "Compare the string with its reverse.",
+        "def {f}(s):\n    return s == s[::-1]\n",
+    ),
+    (
+        "math",
+        "Write a function {f}(n) that returns the sum of 1..n.",
+        "Use the closed form n*(n+1)//2.",
+        "def {f}(n):\n    return n * (n + 1) // 2\n",
+    ),
+    (
+        "math",
+        "Write a function {f}(n) that returns n factorial.",
+        "Multiply the numbers from 1 to n in a loop.",
+        "def {f}(n):\n    r = 1\n    for i in range(2, n + 1):\n        r *= i\n    return r\n",
+    ),
+    (
+        "math",
+        "Write a function {f}(a, b) that returns the greatest common divisor of a and b.",
+        "Apply Euclid's algorithm until b is zero.",
+        "def {f}(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n",
+    ),
+    (
+        "lists",
+        "Write a function {f}(xs) that returns the largest element of xs.",
+        "Scan the list keeping the best value so far.",
+        "def {f}(xs):\n    return max(xs)\n",
+    ),
+    (
+        "lists",
+        "Write a function {f}(xs) that returns xs without duplicates, keeping order.",
+        "Remember seen values in a set and keep first occurrences.",
+        "def {f}(xs):\n    seen = set()\n    out = []\n    for x in xs:\n        if x not in seen:\n"
+        "            seen.add(x)\n            out.append(x)\n    return out\n",
+    ),
+    (
+        "lists",
+        "Write a function {f}(xs) that returns the even numbers of xs.",
+        "Filter with a list comprehension on x % 2 == 0.",
+        "def {f}(xs):\n    return [x for x in xs if x % 2 == 0]\n",
+    ),
 ]
 
 
@@ -269,7 +301,9 @@ def split_by_problem(
     records: list[Trajectory], val_fraction: float, seed: int
 ) -> tuple[list[Trajectory], list[Trajectory]]:
     """Deterministic split of *problems* (hash order under the seed); every record follows its problem."""
-    groups = sorted({r.group() for r in records}, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    groups = sorted(
+        {r.group() for r in records}, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest()
+    )
     n_val = round(len(groups) * val_fraction)
     if val_fraction > 0 and n_val == 0 and len(groups) >= 2:
         n_val = 1

@@ -176,6 +176,27 @@ def shape_from_gguf(path: Path) -> ModelShape:
     )
 
 
+def shape_from_llama_metadata(meta: dict[str, str], n_vocab: int) -> ModelShape | None:
+    """The same fields from a loaded ``llama_cpp.Llama``'s metadata strings (None when incomplete)."""
+    arch = meta.get("general.architecture", "")
+    try:
+        hidden = int(meta[f"{arch}.embedding_length"])
+        n_heads = int(meta[f"{arch}.attention.head_count"])
+        head_dim = int(meta.get(f"{arch}.attention.key_length") or hidden // n_heads)
+        return ModelShape(
+            arch=arch,
+            n_layers=int(meta[f"{arch}.block_count"]),
+            hidden=hidden,
+            intermediate=int(meta[f"{arch}.feed_forward_length"]),
+            n_heads=n_heads,
+            n_kv_heads=int(meta.get(f"{arch}.attention.head_count_kv") or n_heads),
+            head_dim=head_dim,
+            vocab_size=int(n_vocab),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
 def _field_scalar(field: Any) -> Any:
     return field.parts[field.data[0]][0]
 

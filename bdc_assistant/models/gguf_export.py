@@ -72,6 +72,7 @@ class SpmVocab:
     unk_id: int = 0
     pad_id: int = 0
     add_bos: bool = True
+    add_space_prefix: bool = True  # SentencePiece's dummy "▁" prefix (Llama: yes; Gemma: no)
 
     def __len__(self) -> int:
         return len(self.pieces)
@@ -80,9 +81,7 @@ class SpmVocab:
 def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's ``LlamaModel.permute``: HF half-rotation rows -> GGUF interleaved-pair rows."""
     rows = w.shape[0]
-    return (
-        w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape).copy()
-    )
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape).copy()
 
 
 def gguf_tensor_name(arch: Arch, hf_name: str) -> str | None:
@@ -198,6 +197,7 @@ def write_gguf(
     writer.add_pad_token_id(vocab.pad_id)
     writer.add_add_bos_token(vocab.add_bos)
     writer.add_add_eos_token(False)
+    writer.add_add_space_prefix(vocab.add_space_prefix)
 
     for tname, arr in tensors.items():
         writer.add_tensor(tname, arr)
@@ -208,11 +208,17 @@ def write_gguf(
     return path
 
 
-def byte_fallback_vocab(extra_pieces: Sequence[str]) -> SpmVocab:
+def byte_fallback_vocab(extra_pieces: Sequence[str], *, add_space_prefix: bool = True) -> SpmVocab:
     """``<unk> <s> </s>``, the 256 ``<0xXX>`` byte tokens, then ``extra_pieces`` as normal tokens."""
     pieces = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + list(extra_pieces)
     if len(set(pieces)) != len(pieces):
         raise ModelError("The vocab has duplicate pieces.")
-    types = [TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_CONTROL] + [TOKEN_BYTE] * 256 + [TOKEN_NORMAL] * len(extra_pieces)
+    types = (
+        [TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_CONTROL]
+        + [TOKEN_BYTE] * 256
+        + [TOKEN_NORMAL] * len(extra_pieces)
+    )
     scores = [0.0] * (3 + 256) + [-float(i) for i in range(len(extra_pieces))]
-    return SpmVocab(pieces=tuple(pieces), scores=tuple(scores), types=tuple(types))
+    return SpmVocab(
+        pieces=tuple(pieces), scores=tuple(scores), types=tuple(types), add_space_prefix=add_space_prefix
+    )

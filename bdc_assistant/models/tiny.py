@@ -33,8 +33,9 @@ class TinyModel:
     vocab_size: int
 
 
-def tiny_vocab() -> SpmVocab:
-    return byte_fallback_vocab(_EXTRA_PIECES)
+def tiny_vocab(arch: TinyArch = "llama") -> SpmVocab:
+    """Llama's SentencePiece adds a dummy "▁" prefix; Gemma's does not (as in the real GGUFs)."""
+    return byte_fallback_vocab(_EXTRA_PIECES, add_space_prefix=arch == "llama")
 
 
 def _config(arch: TinyArch, vocab_size: int, n_layers: int) -> Any:
@@ -111,10 +112,16 @@ def _hf_tokenizer(vocab: SpmVocab) -> Any:
 
     ids = {piece: i for i, piece in enumerate(vocab.pieces)}
     tok = Tokenizer(models.BPE(vocab=ids, merges=[], unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
-    )
+    if vocab.add_space_prefix:
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        tok.decoder = decoders.Sequence(
+            [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+        )
+    else:
+        tok.normalizer = normalizers.Replace(" ", "▁")
+        tok.decoder = decoders.Sequence(
+            [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+        )
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab.bos_id)]
     )
@@ -130,7 +137,7 @@ def build_tiny(arch: TinyArch, out_dir: Path, seed: int = 0, n_layers: int = 2) 
 
     if arch not in ("llama", "gemma3"):
         raise ValueError(f"unknown tiny arch {arch!r}")
-    vocab = tiny_vocab()
+    vocab = tiny_vocab(arch)
     config = _config(arch, len(vocab), n_layers)
     torch.manual_seed(seed)  # the constructor's own init; overwritten below, but keeps it reproducible
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -20,7 +20,9 @@ PROMPTS_DIR = ASSETS_DIR / "prompts"
 
 @cache
 def _template(name: str) -> str:
-    return (PROMPTS_DIR / name).read_text(encoding="utf-8")
+    # Files end with a newline; a completion prompt must end exactly where the model continues
+    # ("1." for the plan, "```python\n" for the code), or a base model starts a new line and rambles.
+    return (PROMPTS_DIR / name).read_text(encoding="utf-8").rstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,14 @@ def thought_prompt(problem: str, style: PromptStyle) -> StagePrompt:
     if style == "chat":
         return StagePrompt(_template("p2t_chat.txt").format(problem=problem.strip()), stops=("```",))
     text = _template("p2t_completion.txt").format(problem=problem.strip())
-    return StagePrompt(text, stops=("\n### ", "###", "```", "\n\n\n"), prefix="1.")
+    return StagePrompt(text, stops=("\n### ", "###", "```", "\n\n"), prefix="1.")
 
 
 def solution_prompt(problem: str, thought: str, style: PromptStyle) -> StagePrompt:
     if style == "chat":
         text = _template("t2s_chat.txt").format(problem=problem.strip(), thought=thought.strip())
         return StagePrompt(text, stops=())
-    text = _template("t2s_completion.txt").format(problem=problem.strip(), thought=thought.strip())
+    text = _template("t2s_completion.txt").format(problem=problem.strip(), thought=thought.strip()) + "\n"
     return StagePrompt(text, stops=("\n```", "\n### "))
 
 

@@ -168,7 +168,8 @@ class HistoryStore:
     def new_conversation(self, title: str) -> int:
         now = time.time()
         cur = self._conn.execute(
-            "INSERT INTO conversations(title, created, updated) VALUES (?, ?, ?)", (_title_from(title), now, now)
+            "INSERT INTO conversations(title, created, updated) VALUES (?, ?, ?)",
+            (_title_from(title), now, now),
         )
         return int(cur.lastrowid or 0)
 
@@ -308,8 +309,13 @@ def conversation_markdown(conv: Conversation) -> str:
             out += ["## Problem", "", m.content.rstrip(), ""]
         elif m.role == "assistant":
             note = " (cancelled)" if m.cancelled else ""
-            out += [f"## Answer{note}", "", f"_{m.model} on {m.backend}, bundle {m.bundle or 'none'}, "
-                    f"{m.tokens} tokens, {m.tokens_per_s or 0:.1f} tok/s_", ""]
+            out += [
+                f"## Answer{note}",
+                "",
+                f"_{m.model} on {m.backend}, bundle {m.bundle or 'none'}, "
+                f"{m.tokens} tokens, {m.tokens_per_s or 0:.1f} tok/s_",
+                "",
+            ]
             if m.thought.strip():
                 out += ["### Plan", "", m.thought.rstrip(), ""]
             if m.code.strip():

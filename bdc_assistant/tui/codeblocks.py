@@ -34,7 +34,12 @@ def parse_code_blocks(markdown: str) -> list[CodeBlock]:
         i += 1
         while i < len(lines):
             close = _FENCE.match(lines[i])
-            if close and close.group("ticks")[0] == ticks[0] and len(close.group("ticks")) >= len(ticks) and not close.group("info").strip():
+            if (
+                close
+                and close.group("ticks")[0] == ticks[0]
+                and len(close.group("ticks")) >= len(ticks)
+                and not close.group("info").strip()
+            ):
                 break
             body.append(lines[i])
             i += 1

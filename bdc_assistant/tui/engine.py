@@ -9,6 +9,7 @@ installed"), never a crash. Tests drive the app with scripted fakes implementing
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import BackendUnavailable, BdcError
+from ..errors import BackendUnavailable
 from ..types import SolverEvent, TestCase, Verdict
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class RetrainStatus:
     gpu: bool
     active_bundle: str | None
     detail: str = ""
+    new_since_active: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,17 @@ class Provider:
     name: str
     env_key: str
     models: tuple[str, ...] = field(default_factory=tuple)
+    base_url: str = ""
+
+    def agent(self, model: str) -> str:
+        """The deep runner's agent spec for this provider's default endpoint."""
+        return f"{self.name}::{model}"
 
 
 PROVIDERS: tuple[Provider, ...] = (
-    Provider("openai", "OPENAI_API_KEY", ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o")),
-    Provider("anthropic", "ANTHROPIC_API_KEY", ("claude-3-5-haiku-latest", "claude-sonnet-4-5")),
-    Provider("openai-compatible", "OPENAI_COMPAT_API_KEY", ("local",)),
+    Provider("openai", "OPENAI_API_KEY", ("gpt-4o-mini", "gpt-4.1-mini"), "https://api.openai.com/v1"),
+    Provider("anthropic", "ANTHROPIC_API_KEY", ("claude-3-5-haiku-latest",), "https://api.anthropic.com"),
+    Provider("llamacpp", "LLAMACPP_API_KEY", ("local",), "http://127.0.0.1:8080/v1"),
 )
 
 
@@ -122,15 +129,21 @@ class Engine(Protocol):
         """None when deep mode can run here, else one sentence saying why not."""
         ...
 
-    def has_consent(self) -> bool: ...
+    def deep_providers(self) -> list[Provider]: ...
 
-    def record_consent(self) -> None: ...
-
-    def key_source(self, env_key: str) -> str | None:
-        """Where an API key would come from ('env', 'keyring') or None when there is none."""
+    def consent_text(self, agents: Sequence[str]) -> str:
+        """What is sent, and to which hosts, for these agents (``provider:URL:model`` specs)."""
         ...
 
-    def store_key(self, env_key: str, value: str) -> None: ...
+    def has_consent(self, agents: Sequence[str]) -> bool: ...
+
+    def record_consent(self, agents: Sequence[str]) -> None: ...
+
+    def key_source(self, provider: str) -> str | None:
+        """Where the provider's API key comes from (an env var name, 'keyring') or None."""
+        ...
+
+    def store_key(self, provider: str, value: str) -> None: ...
 
     def deep_run(
         self, request: DeepRequest, on_progress: Callable[[DeepProgress], None], cancel: CancelToken
@@ -140,6 +153,10 @@ class Engine(Protocol):
 
     def retrain_command(self) -> list[str]:
         """argv that starts the trainer in the background; it prints progress lines."""
+        ...
+
+    def bundles_command(self, *args: str) -> list[str]:
+        """argv of ``bdc bundles ARGS`` (switch to a bundle, roll back)."""
         ...
 
     def close(self) -> None: ...
@@ -190,7 +207,9 @@ class RealEngine:
             if self._solver is None:
                 session = _optional("bdc_assistant.solver.session")
                 if session is None:
-                    raise BackendUnavailable("The local solver (bdc_assistant.solver.session) is not installed.")
+                    raise BackendUnavailable(
+                        "The local solver (bdc_assistant.solver.session) is not installed."
+                    )
                 self._solver = session.open_solver(self.settings, backend=None, bundle=None)
             info = dict(self._solver.info())
         return EngineInfo(
@@ -225,49 +244,60 @@ class RealEngine:
 
     # -- deep mode ---------------------------------------------------------------------------------
     def deep_unavailable(self) -> str | None:
-        if _optional("bdc_assistant.deep.runner") is None and _first_attr(
-            _optional("bdc_assistant.deep") or object(), ("run_deep", "DeepRunner", "run")
-        ) is None:
-            return "The deep mode engine is not installed in this build."
-        if _optional("bdc_assistant.consent") is None:
-            return "The deep mode consent module is not installed in this build."
+        for module in ("bdc_assistant.deep.runner", "bdc_assistant.consent", "bdc_assistant.keys"):
+            if _optional(module) is None:
+                return f"The deep mode engine is not installed in this build ({module} is missing)."
         return None
 
-    def has_consent(self) -> bool:
-        mod = _optional("bdc_assistant.consent")
-        fn = _first_attr(mod, ("has_consent", "consent_given", "is_consented")) if mod else None
-        return bool(fn()) if fn else False
+    def deep_providers(self) -> list[Provider]:
+        from ..deep.providers.presets import load_presets
 
-    def record_consent(self) -> None:
-        mod = _optional("bdc_assistant.consent")
-        fn = _first_attr(mod, ("record_consent", "grant_consent", "give_consent")) if mod else None
-        if fn is None:
-            raise BdcError("The deep mode consent module is not installed in this build.")
-        fn()
+        out = []
+        for p in load_presets().values():
+            models = tuple(p.models) or ("default",)
+            out.append(Provider(p.name, p.key_env, models, p.base_url))
+        return out or list(PROVIDERS)
 
-    def key_source(self, env_key: str) -> str | None:
-        import os
+    def _base_urls(self, agents: Sequence[str]) -> list[str]:
+        from ..deep.providers.presets import parse_agent
 
-        if os.environ.get(env_key):
-            return "env"
-        mod = _optional("bdc_assistant.keys")
-        fn = _first_attr(mod, ("get_key", "resolve_key", "lookup")) if mod else None
-        if fn is None:
-            return None
+        return [parse_agent(a).base_url for a in agents]
+
+    def consent_text(self, agents: Sequence[str]) -> str:
+        from ..consent import consent_text
+
+        return str(consent_text(self._base_urls(agents)))
+
+    def has_consent(self, agents: Sequence[str]) -> bool:
+        from ..consent import has_consent
+        from ..store.runs import RunStore
+
+        store = RunStore()
         try:
-            value = fn(env_key)
-        except BdcError:
-            return None
-        if isinstance(value, tuple):  # (value, source)
-            return str(value[1]) if value[0] else None
-        return "keyring" if value else None
+            return bool(has_consent(store, self._base_urls(agents)))
+        finally:
+            store.close()
 
-    def store_key(self, env_key: str, value: str) -> None:
-        mod = _optional("bdc_assistant.keys")
-        fn = _first_attr(mod, ("set_key", "store_key", "save_key")) if mod else None
-        if fn is None:
-            raise BdcError("The key store (bdc_assistant.keys) is not installed in this build.")
-        fn(env_key, value)
+    def record_consent(self, agents: Sequence[str]) -> None:
+        from ..consent import record_consent
+        from ..store.runs import RunStore
+
+        store = RunStore()
+        try:
+            record_consent(store, self._base_urls(agents), scope="always")
+        finally:
+            store.close()
+
+    def key_source(self, provider: str) -> str | None:
+        from .. import keys
+
+        got = keys.get_key(provider)
+        return got[1] if got else None
+
+    def store_key(self, provider: str, value: str) -> None:
+        from .. import keys
+
+        keys.set_key(provider, value)
 
     def deep_run(
         self, request: DeepRequest, on_progress: Callable[[DeepProgress], None], cancel: CancelToken
@@ -278,31 +308,31 @@ class RealEngine:
 
     # -- retraining --------------------------------------------------------------------------------
     def retrain_status(self) -> RetrainStatus:
-        from .deep_adapter import count_trajectories
-
-        active = None
-        registry = _optional("bdc_assistant.disen.registry")
-        fn = _first_attr(registry, ("active_bundle", "active")) if registry else None
-        if fn is not None:
-            try:
-                got = fn()
-                active = str(getattr(got, "name", got)) if got else None
-            except BdcError:
-                active = None
-        return RetrainStatus(trajectories=count_trajectories(), gpu=gpu_present(), active_bundle=active)
+        bundles = _optional("bdc_assistant.bundles")
+        if bundles is None:
+            return RetrainStatus(None, gpu_present(), None, "bundle registry not installed")
+        entry = bundles.active_entry()
+        active = f"{entry.id} ({entry.source})" if entry is not None else None
+        return RetrainStatus(
+            trajectories=int(bundles.count_trajectories()),
+            gpu=gpu_present(),
+            active_bundle=active,
+            new_since_active=int(bundles.new_trajectories_since_active()),
+        )
 
     def retrain_command(self) -> list[str]:
         return [sys.executable, "-m", "bdc_assistant", "retrain"]
+
+    def bundles_command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bdc_assistant", "bundles", *args]
 
     def close(self) -> None:
         with self._lock:
             for obj in (self._solver, self._sandbox):
                 closer = getattr(obj, "close", None)
                 if closer:
-                    try:
+                    with contextlib.suppress(Exception):  # closing must not mask the exit
                         closer()
-                    except Exception:  # noqa: BLE001 - closing must not mask the exit
-                        pass
             self._solver = self._sandbox = None
 
 

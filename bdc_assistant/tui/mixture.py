@@ -70,4 +70,6 @@ def heatmap(gates: Gates, max_cols: int = 64) -> Text:
 
 def summary(gates: Gates) -> str:
     near = ", ".join(f"{n} ({s:.2f})" for n, s in nearest_clusters(gates))
-    return f"K={gates.n_experts} r={gates.rank} L={len(gates.values)}" + (f" · nearest: {near}" if near else "")
+    return f"K={gates.n_experts} r={gates.rank} L={len(gates.values)}" + (
+        f" · nearest: {near}" if near else ""
+    )

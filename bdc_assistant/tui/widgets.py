@@ -25,10 +25,20 @@ class ProblemEditor(TextArea):
 
     def __init__(self, *, enter_sends: bool = True, **kwargs: object) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)  # type: ignore[arg-type]
-        self.enter_sends = enter_sends
+        self.set_enter_sends(enter_sends)
+
+    def set_enter_sends(self, value: bool) -> None:
+        self.enter_sends = value
+        self.placeholder = (
+            "Type a coding problem. Enter sends · Ctrl+J new line"
+            if value
+            else "Type a coding problem. Ctrl+J sends · Enter new line"
+        )
 
     async def _on_key(self, event: events.Key) -> None:
-        send_key, newline_keys = ("enter", ("ctrl+j", "shift+enter")) if self.enter_sends else ("ctrl+j", ("enter",))
+        send_key, newline_keys = (
+            ("enter", ("ctrl+j", "shift+enter")) if self.enter_sends else ("ctrl+j", ("enter",))
+        )
         if event.key == send_key:
             event.stop()
             event.prevent_default()
@@ -76,7 +86,7 @@ class AnswerView(Vertical):
         yield self.stats
 
     def set_block_number(self, n: int) -> None:
-        self.code_label.update(f"code [{n}]   ctrl+y copy · ctrl+s save · ctrl+t run tests")
+        self.code_label.update(f"code [{n}]  · ^y copy · ^s save · ^t test · /copy {n}")
 
     def set_stats(self, text: str, kind: str = "") -> None:
         self.stats.set_classes(f"stats {kind}".strip())
@@ -146,7 +156,7 @@ class StatusBar(Static):
     """backend · model · bundle · tokens/s · state: what is answering, and how fast."""
 
     DEFAULT_CSS = """
-    StatusBar { dock: bottom; height: 1; background: $panel; color: $text; padding: 0 1; }
+    StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }
     """
 
     def render_status(

@@ -70,3 +70,11 @@ def test_no_bundle_says_so(tmp_path: Path) -> None:
     settings.bundle.enabled = False
     path, note = resolve_bundle_path(settings, None)
     assert path is None and "disabled" in note
+
+
+def test_completion_prompts_end_where_the_model_continues() -> None:
+    p2t = prompts.thought_prompt("Sum two numbers.", "completion")
+    assert p2t.text.endswith("### Plan\n1.")
+    t2s = prompts.solution_prompt("Sum two numbers.", "1. Add them.", "completion")
+    assert t2s.text.endswith("### Solution\n```python\n")
+    assert "Sum two numbers." in t2s.text and "1. Add them." in t2s.text

@@ -1,0 +1,71 @@
+"""`bdc deep-bench --dataset humaneval --limit N --agent ... --json`: AC of zero-shot, each single agent,
+MC-ToA, +prune and +prune+refine at an equal LLM-call budget (scored on private tests after the search)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="humaneval", help="humaneval, mbpp, codecontests, apps:PATH, …")
+    p.add_argument("--limit", type=int, default=10, help="first N problems")
+    p.add_argument("--agent", action="append", default=[], metavar="PROVIDER:URL:MODEL")
+    p.add_argument("--max-calls", type=int, default=12, help="LLM calls per problem per method")
+    p.add_argument("--budget-usd", type=float, default=1.0, help="spend cap per problem per method")
+    p.add_argument("--rollouts", type=int, help="rollout cap (default: the calls budget decides)")
+    p.add_argument("--width", type=int)
+    p.add_argument("--yes", action="store_true", help="consent to sending the problems to the agents")
+    p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_settings
+    from ..consent import ensure_consent
+    from ..deep.bench import run_bench
+    from ..deep.providers.presets import parse_agent, unique_names
+    from ..deep.runner import DeepRunner
+    from ..errors import ConfigError
+    from ..evaluation.datasets import load_dataset
+    from ..sandbox import default_sandbox
+    from ..store.runs import RunStore
+    from .deep import ask_on_terminal
+
+    settings = load_settings()
+    agents = unique_names([parse_agent(a) for a in (args.agent or settings.deep.agents)])
+    if not agents:
+        raise ConfigError("No agents: pass --agent PROVIDER:URL:MODEL (twice or more to compare).")
+    if args.max_calls < 1 or args.limit < 1:
+        raise ConfigError("--max-calls and --limit must be at least 1.")
+    deep = settings.deep.model_copy(update={
+        k: v for k, v in {"rollouts": args.rollouts or 10000, "width": args.width}.items() if v is not None
+    })
+    problems = load_dataset(args.dataset, limit=args.limit)
+    store = RunStore()
+    urls = [a.base_url for a in agents]
+    ask = ask_on_terminal()
+    state = {"asked": False}
+
+    def consent(run_id: str) -> None:
+        if args.yes:
+            ensure_consent(store, urls, yes=True, run_id=run_id, ask=None)
+        elif not state["asked"]:
+            ensure_consent(store, urls, yes=False, run_id=run_id, ask=ask)
+            state["asked"] = True
+
+    out = sys.stderr if args.json else sys.stdout
+    runner = DeepRunner(store=store, settings=deep)
+    report = run_bench(
+        runner, problems, agents, max_calls=args.max_calls, budget_usd=args.budget_usd,
+        sandbox=default_sandbox(), on_progress=lambda s: print(s, file=out, flush=True), consent=consent,
+    )
+    report["dataset"] = args.dataset
+    width = max(len(n) for n in report["methods"])
+    print(f"\n{'method':<{width}}  AC%     PR%     calls/problem  ({report['problems']} problems, "
+          f"budget {args.max_calls} calls, {report['wall_s']} s)", file=out)
+    for name, m in report["methods"].items():
+        print(f"{name:<{width}}  {m['ac']:<7} {m['pr']:<7} {m['calls_per_problem']}", file=out)
+    if args.json:
+        print(json.dumps(report))
+    return 0

@@ -1,0 +1,76 @@
+"""`bdc runs list|show|export|resume`: the deep-mode runs in the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="runs_cmd", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="list runs, newest first")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one run's result and tree summary")
+    show.add_argument("run_id")
+    ex = sub.add_parser("export", help="export a run")
+    ex.add_argument("run_id")
+    ex.add_argument("--format", choices=["jsonl", "rethinkmcts", "bdc"], default="jsonl")
+    ex.add_argument("--out", type=Path, help="file or directory (default: stdout)")
+    rs = sub.add_parser("resume", help="continue a killed or cancelled run from its last rollout")
+    rs.add_argument("run_id")
+    rs.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..store.runs import RunStore
+
+    store = RunStore()
+    if args.runs_cmd == "list":
+        rows = store.list_runs(args.limit)
+        if args.json:
+            for r in rows:
+                print(json.dumps({
+                    "run_id": r.run_id, "problem_id": r.problem_id, "status": r.status,
+                    "stopped_by": r.stopped_by, "created_at": r.created_at,
+                    "public_pass_rate": (r.result or {}).get("public_pass_rate"),
+                    "calls": (r.meter or {}).get("calls", 0),
+                }))
+            return 0
+        if not rows:
+            print("no deep-mode runs yet")
+        for r in rows:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+            pr = (r.result or {}).get("public_pass_rate")
+            pr_text = f"{pr:.3f}" if isinstance(pr, float | int) else "-"
+            print(f"{r.run_id}  {when}  {r.status:<8} {r.stopped_by or '-':<14} PR {pr_text}  "
+                  f"calls {(r.meter or {}).get('calls', 0):<4} {r.problem_id}")
+        return 0
+    if args.runs_cmd == "show":
+        r = store.get_run(args.run_id)
+        print(json.dumps({"run_id": r.run_id, "status": r.status, "stopped_by": r.stopped_by,
+                          "result": r.result, "meter": r.meter, "agents": [a["spec"] for a in r.agents],
+                          "nodes": len(store.nodes(r.run_id))}, indent=1))
+        return 0
+    if args.runs_cmd == "export":
+        from ..deep.exports import export_run
+
+        written = export_run(store, args.run_id, args.format, args.out)
+        if isinstance(written, str):
+            sys.stdout.write(written if written.endswith("\n") or not written else written + "\n")
+        else:
+            for path in written:
+                print(path, file=sys.stderr)
+        return 0
+    # resume
+    from ..config import load_settings
+    from ..deep.runner import DeepRunner
+    from .deep import Progress, finish, install_cancel
+
+    out = sys.stderr if args.json else sys.stdout
+    runner = DeepRunner(store=store, settings=load_settings().deep)
+    result = runner.resume(args.run_id, on_event=Progress(out), cancel=install_cancel())
+    return finish(result, args, out)

@@ -1,0 +1,276 @@
+"""LLM policies: prompts (``assets/prompts/deep_*.txt``, versioned by their sha256) and tolerant parsing of
+what models answer. :class:`LLMTeam` implements the search's ``Team`` port over a :class:`~.llm.Gateway`.
+
+Parsing never raises on model output: a JSON list that is fenced, has trailing commas, single quotes or
+prose around it is still read; failing that, numbered or bulleted lines become thoughts (with no score, so
+priors fall back to uniform) and the failure is counted in the meter.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from string import Template
+
+from ..types import TestCase
+from .llm import Call, Gateway
+from .providers.base import ChatRequest
+from .providers.presets import assets_dir
+from .search import Failure, PublicProblem, State
+from .tree import Proposal
+
+PROMPTS = ("system", "propose", "solve", "summarise", "regenerate", "testgen")
+
+
+@lru_cache(maxsize=16)
+def prompt(name: str) -> str:
+    return (assets_dir() / "prompts" / f"deep_{name}.txt").read_text(encoding="utf-8")
+
+
+def prompts_version() -> str:
+    digest = hashlib.sha256()
+    for name in PROMPTS:
+        digest.update(prompt(name).encode())
+    return digest.hexdigest()[:12]
+
+
+def format_hint(problem: PublicProblem) -> str:
+    if problem.kind == "call" or problem.entry_point:
+        head = f"Implement the function `{problem.entry_point}`." if problem.entry_point else ""
+        starter = f"\nStart from:\n```python\n{problem.starter_code.rstrip()}\n```\n" if problem.starter_code else ""
+        return (head + starter).strip() + "\n"
+    return "The program reads standard input and writes standard output.\n"
+
+
+def render_thoughts(thoughts: Sequence[str]) -> str:
+    return "\n".join(f"Step {i + 1}: {t}" for i, t in enumerate(thoughts)) or "(none yet)"
+
+
+# ---- tolerant parsing -------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def extract_code(text: str) -> str:
+    """The first ```python block, else the first fenced block, else the text itself (minus prose lines
+    before the first line that looks like code)."""
+    blocks = _FENCE.findall(text)
+    for lang, body in blocks:
+        if lang.lower() in ("python", "py", "python3"):
+            return body.strip("\n") + "\n"
+    if blocks:
+        return blocks[0][1].strip("\n") + "\n"
+    lines = text.strip("\n").splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^(def |class |import |from |[A-Za-z_][A-Za-z0-9_]* *=|for |while |if |print\()", line):
+            return "\n".join(lines[i:]).strip("\n") + "\n"
+    return text.strip() + "\n" if text.strip() else ""
+
+
+def _loads_lenient(blob: str) -> object | None:
+    for candidate in (blob, re.sub(r",\s*([\]}])", r"\1", blob)):
+        try:
+            return json.loads(candidate)
+        except (json.JSONDecodeError, ValueError):
+            pass
+        try:
+            return ast.literal_eval(candidate)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            pass
+    return None
+
+
+def _json_candidates(text: str) -> list[str]:
+    out = [body for _, body in _FENCE.findall(text)]
+    start = text.find("[")
+    end = text.rfind("]")
+    if start != -1 and end > start:
+        out.append(text[start : end + 1])
+    start = text.find("{")
+    end = text.rfind("}")
+    if start != -1 and end > start:
+        out.append(text[start : end + 1])
+    return out
+
+
+_SCORE_KEYS = ("reasonableness", "score", "probability", "prob", "confidence")
+_TEXT_KEYS = ("thought", "step", "clue", "text", "idea")
+
+
+def _proposal_from(item: object) -> Proposal | None:
+    if isinstance(item, str):
+        return Proposal(item.strip()) if item.strip() else None
+    if not isinstance(item, dict):
+        return None
+    text = None
+    score = None
+    for k, v in item.items():
+        kl = str(k).lower()
+        if any(s in kl for s in _SCORE_KEYS):
+            try:
+                score = float(v)
+            except (TypeError, ValueError):
+                score = None
+        elif text is None and (any(t in kl for t in _TEXT_KEYS) or isinstance(v, str)):
+            text = str(v).strip()
+    return Proposal(text, score) if text else None
+
+
+def parse_thoughts(text: str, width: int) -> tuple[list[Proposal], bool]:
+    """Up to ``width`` proposals and whether the answer parsed as JSON."""
+    for blob in _json_candidates(text):
+        data = _loads_lenient(blob)
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), [data])
+        if isinstance(data, list):
+            props = [p for p in (_proposal_from(x) for x in data) if p is not None]
+            if props:
+                return props[:width], True
+    lines = []
+    for line in text.splitlines():
+        m = re.match(r"^\s*(?:[-*•]|\d+[.)]|step\s*\d+\s*[:.)-])\s*(.+)$", line, re.I)
+        if m and len(m.group(1).strip()) > 3:
+            lines.append(Proposal(m.group(1).strip()[:1000]))
+    if not lines and text.strip():
+        first = text.strip().split("\n\n")[0].strip()
+        lines = [Proposal(first[:1000])]
+    return lines[:width], False
+
+
+def clean_thought(text: str) -> str:
+    text = re.sub(r"^(new step|step\s*\d*)\s*[:.-]\s*", "", text.strip(), flags=re.I)
+    return text.split("\n\n")[0].strip().strip('"').strip()[:1000]
+
+
+def parse_tests(text: str, problem: PublicProblem, limit: int) -> list[TestCase]:
+    """Generated tests, marked ``origin="generated"``: {"input","output"} for stdio problems, or assert
+    lines for call-based ones."""
+    out: list[TestCase] = []
+    for blob in _json_candidates(text):
+        data = _loads_lenient(blob)
+        if not isinstance(data, list):
+            continue
+        for item in data:
+            if problem.kind == "call":
+                code = item if isinstance(item, str) else (item.get("assert") if isinstance(item, dict) else None)
+                if isinstance(code, str) and code.strip().startswith("assert"):
+                    out.append(TestCase(input=code.strip(), kind="call", origin="generated"))
+            elif isinstance(item, dict) and "input" in item and "output" in item:
+                out.append(TestCase(input=str(item["input"]), output=str(item["output"]), origin="generated"))
+        if out:
+            break
+    return out[:limit]
+
+
+# ---- the team -----------------------------------------------------------------------------------------
+
+
+class LLMTeam:
+    """The search's policies, one per agent, all going through one gateway."""
+
+    def __init__(self, gateway: Gateway, names: Sequence[str], *, max_tokens: int, temperature: float) -> None:
+        self.gateway = gateway
+        self.names = tuple(names)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    def _request(self, agent: str, user: str, max_tokens: int | None = None) -> ChatRequest:
+        return ChatRequest(
+            messages=(("system", prompt("system").strip()), ("user", user)),
+            model=self.gateway.agents[agent].model,
+            max_tokens=max_tokens or self.max_tokens,
+            temperature=self.temperature,
+        )
+
+    def propose(self, state: State, width: int) -> list[list[Proposal]]:
+        user = Template(prompt("propose")).safe_substitute(
+            problem=state.problem.statement,
+            format_hint=format_hint(state.problem),
+            thoughts=render_thoughts(state.thoughts),
+            width=width,
+            step=len(state.thoughts) + 1,
+        )
+        calls = [Call(a, "propose", self._request(a, user)) for a in self.names]
+        out = []
+        for resp in self.gateway.batch(calls):
+            props, ok = parse_thoughts(resp.text, width)
+            if not ok:
+                self.gateway.meter.parse_failures += 1
+            out.append(props)
+        return out
+
+    def solve(self, state: State, samples: int) -> list[list[str]]:
+        user = Template(prompt("solve")).safe_substitute(
+            problem=state.problem.statement,
+            format_hint=format_hint(state.problem),
+            thoughts=render_thoughts(state.thoughts) if state.thoughts else "(solve it directly)",
+        )
+        calls = [Call(a, "solve", self._request(a, user), sample=s) for a in self.names for s in range(samples)]
+        resps = self.gateway.batch(calls)
+        out: list[list[str]] = []
+        for i, _ in enumerate(self.names):
+            codes = [extract_code(r.text) for r in resps[i * samples : (i + 1) * samples]]
+            out.append([_with_starter(c, state.problem) for c in codes])
+        return out
+
+    def summarise(self, critic: str, state: State, code: str, failures: Sequence[Failure], trace: str) -> str:
+        fails = "\n".join(
+            f"- input: {f.input[:300]!r}\n  expected: {f.expected[:300]!r}\n  got: {f.got[:300]!r} ({f.status})"
+            + (f"\n  error: {f.detail[-300:]}" if f.detail else "")
+            for f in failures
+        )
+        user = Template(prompt("summarise")).safe_substitute(
+            problem=state.problem.statement,
+            thoughts=render_thoughts(state.thoughts),
+            code=code.rstrip(),
+            failures=fails or "(none)",
+            trace=trace or "(not available)",
+        )
+        (resp,) = self.gateway.batch([Call(critic, "summarise", self._request(critic, user, 384))])
+        return resp.text.strip()[:2000]
+
+    def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
+        user = Template(prompt("regenerate")).safe_substitute(
+            problem=parent.problem.statement,
+            thoughts=render_thoughts(parent.thoughts),
+            ill_thought=ill_thought,
+            summary=summary,
+        )
+        (resp,) = self.gateway.batch([Call(author, "regenerate", self._request(author, user, 256))])
+        return clean_thought(resp.text) or ill_thought
+
+    def generate_tests(self, agent: str, problem: PublicProblem, count: int) -> list[TestCase]:
+        fmt = (
+            'Each test is one Python assert line calling the function, e.g. ["assert f(1) == 2"].'
+            if problem.kind == "call"
+            else 'Each test is {"input": "<stdin>", "output": "<expected stdout>"}.'
+        )
+        user = Template(prompt("testgen")).safe_substitute(
+            problem=problem.statement, format_hint=format_hint(problem), count=count, test_format=fmt
+        )
+        (resp,) = self.gateway.batch([Call(agent, "testgen", self._request(agent, user))])
+        return parse_tests(resp.text, problem, count)
+
+
+def _defines(code: str, name: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return f"def {name}(" in code
+    return any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.name == name for n in tree.body)
+
+
+def _with_starter(code: str, problem: PublicProblem) -> str:
+    """Call-based problems: an answer that is only the function body gets the starter code in front; one
+    that forgot the starter's imports gets them."""
+    if problem.kind != "call" or not problem.starter_code:
+        return code
+    if problem.entry_point and not _defines(code, problem.entry_point):
+        return problem.starter_code + code
+    imports = [ln for ln in problem.starter_code.splitlines() if ln.startswith(("import ", "from "))]
+    missing = [ln for ln in imports if ln not in code]
+    return ("\n".join(missing) + "\n" + code) if missing else code

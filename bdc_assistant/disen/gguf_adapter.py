@@ -1,0 +1,167 @@
+"""The llama.cpp side of the math: an adapter-GGUF template per bundle and the per-query A* patch.
+
+llama.cpp applies a LoRA unmerged, y = W x + scale·B (A x), with one float scale per adapter — it cannot
+express per-layer, per-rank gates. So the exact route (research/lora.md §3.7) is: write once a rank-K·r
+adapter whose ``lora_b`` is B_cat and whose ``lora_a`` is a placeholder, and per query overwrite only the
+``lora_a`` bytes with A* = g[ℓ] ⊙_rows A_cat (scales already folded into A_cat).
+
+The header omits ``adapter.lora.alpha`` (llama.cpp reads 0 → scale = the context scale, 1.0), so the
+per-tensor rank never rescales anything. For Llama GGUFs, ``lora_b`` of attn_q / attn_k get the same
+row permutation the HF→GGUF converter applies to the q/k weights (Gemma-3 needs none).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..errors import BundleError
+from . import modules as mods
+from .compose import CatLora
+
+Dtype = Literal["f16", "f32"]
+BUNDLE_ID_KEY = "bdc.bundle_id"
+PERMUTED_KEY = "bdc.qk_permuted"
+
+
+def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """convert_hf_to_gguf's ``LlamaModel.permute`` on output rows: HF half-rotation → interleaved pairs."""
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def llama_unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    offset: int  # absolute byte offset of the tensor data in the file
+    n_bytes: int
+    shape: tuple[int, int]  # numpy shape [K·r, in]
+
+
+@dataclass(frozen=True)
+class AdapterTemplate:
+    """A written template file plus where each ``lora_a`` lives in it."""
+
+    path: Path
+    arch: str
+    dtype: Dtype
+    a_slots: dict[tuple[int, str], TensorSlot]
+    bundle_id: str
+
+    @property
+    def np_dtype(self) -> type[np.floating]:
+        return np.float16 if self.dtype == "f16" else np.float32
+
+    def patch(self, target: Path, cat: CatLora, g: np.ndarray) -> None:
+        """Write A* = g ⊙ A_cat for every (layer, module) into ``target`` (a private copy of the template)."""
+        g = np.asarray(g, np.float32)
+        mm = np.memmap(target, dtype=np.uint8, mode="r+")
+        try:
+            for key, slot in self.a_slots.items():
+                a_star = (g[key[0]][:, None] * cat.A[key]).astype(self.np_dtype)
+                raw = a_star.reshape(-1).view(np.uint8)
+                if raw.size != slot.n_bytes:
+                    raise BundleError(f"The adapter template {self.path} does not match its bundle (tensor size).")
+                mm[slot.offset : slot.offset + slot.n_bytes] = raw
+            mm.flush()
+        finally:
+            del mm
+
+    def private_copy(self, target: Path) -> Path:
+        shutil.copyfile(self.path, target)
+        return target
+
+
+def write_template(cat: CatLora, path: Path, *, arch: str, n_heads: int, n_kv_heads: int,
+                   bundle_id: str, dtype: Dtype = "f16", permute_qk: bool = True,
+                   g: np.ndarray | None = None) -> AdapterTemplate:
+    """Write the adapter GGUF (``lora_a`` = g ⊙ A_cat, default g = 1; ``lora_b`` = B_cat) and index it.
+
+    ``permute_qk=False`` exists only as a negative control for the Llama parity test.
+    """
+    import gguf
+
+    if arch not in mods.SUPPORTED_ARCHS:
+        raise BundleError(f"Architecture '{arch}' is not supported by the DisenLoRA adapter writer.")
+    np_dtype = np.float16 if dtype == "f16" else np.float32
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.partial")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_string(BUNDLE_ID_KEY, bundle_id)
+    writer.add_bool(PERMUTED_KEY, bool(arch == "llama" and permute_qk))
+    ones = np.ones((cat.n_layers, cat.n_experts * cat.rank), np.float32)
+    gates = ones if g is None else np.asarray(g, np.float32)
+    for layer, module in cat.keys():
+        b = cat.B[(layer, module)]
+        if arch == "llama" and permute_qk and module in ("q_proj", "k_proj"):
+            b = llama_permute(b, n_heads if module == "q_proj" else n_kv_heads)
+        name = mods.gguf_weight_name(layer, module)
+        a_star = gates[layer][:, None] * cat.A[(layer, module)]
+        writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a_star.astype(np_dtype)))
+        writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b.astype(np_dtype)))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tmp.replace(path)
+    return read_template(path, expect_bundle_id=bundle_id)
+
+
+def read_template(path: Path, *, expect_bundle_id: str | None = None) -> AdapterTemplate:
+    """Index an existing template (offsets of every ``lora_a``); refuse one made for another bundle."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path), "r")
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"The adapter template {path} is unreadable: {exc}.") from exc
+    field = reader.fields.get(BUNDLE_ID_KEY)
+    bundle_id = bytes(field.parts[field.data[0]]).decode() if field is not None else ""
+    if expect_bundle_id is not None and bundle_id != expect_bundle_id:
+        raise BundleError(f"The adapter template {path} belongs to another bundle.")
+    arch_field = reader.fields["general.architecture"]
+    arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
+    slots: dict[tuple[int, str], TensorSlot] = {}
+    dtype: Dtype = "f16"
+    stem_to_module = {mods.gguf_stem(m): m for m in mods.TARGET_MODULES}
+    for t in reader.tensors:
+        if not t.name.endswith(".lora_a"):
+            continue
+        parts = t.name.split(".")  # blk.{l}.{stem}.weight.lora_a
+        layer, module = int(parts[1]), stem_to_module[parts[2]]
+        dtype = "f16" if t.tensor_type == gguf.GGMLQuantizationType.F16 else "f32"
+        slots[(layer, module)] = TensorSlot(int(t.data_offset), int(t.n_bytes), (int(t.shape[1]), int(t.shape[0])))
+    del reader
+    return AdapterTemplate(path=Path(path), arch=arch, dtype=dtype, a_slots=slots, bundle_id=bundle_id)
+
+
+def read_adapter_delta(path: Path, layer: int, module: str, *, n_heads: int = 0, n_kv_heads: int = 0,
+                       ) -> np.ndarray:
+    """ΔW = B·A as llama.cpp will apply it, read back from an adapter file (q/k rows un-permuted for Llama)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path), "r")
+    name = mods.gguf_weight_name(layer, module)
+    tensors = {t.name: t for t in reader.tensors}
+    a = np.asarray(tensors[name + ".lora_a"].data, np.float64)
+    b = np.asarray(tensors[name + ".lora_b"].data, np.float64)
+    permuted = reader.fields.get(PERMUTED_KEY)
+    if permuted is not None and bool(permuted.parts[permuted.data[0]][0]) and module in ("q_proj", "k_proj"):
+        b = llama_unpermute(b, n_heads if module == "q_proj" else n_kv_heads)
+    alpha = reader.fields.get("adapter.lora.alpha")
+    scale = 1.0
+    if alpha is not None and float(alpha.parts[alpha.data[0]][0]) != 0.0:
+        scale = float(alpha.parts[alpha.data[0]][0]) / b.shape[1]
+    return scale * (b @ a)

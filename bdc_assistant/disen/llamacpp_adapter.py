@@ -1,0 +1,244 @@
+"""Per-query DisenLoRA on llama.cpp: patch A* into the bundle's adapter template and hot-swap it.
+
+The base model stays loaded (and mmapped); per query we (1) overwrite the ``lora_a`` bytes of a private
+copy of the template with g ⊙ A_cat, (2) load it with ``llama_adapter_lora_init``, (3) make it the
+context's only adapter, (4) free the previous handle, (5) ``Llama.reset()`` — llama-cpp-python would
+otherwise reuse the KV cache of a matching prompt prefix computed under the old adapter.
+
+The adapter API changed names across llama.cpp versions; :func:`detect_api` picks whatever the installed
+llama-cpp-python offers (0.3.36: ``llama_set_adapters_lora``, which *replaces* the set; older:
+``llama_set_adapter_lora`` + ``llama_clear_adapter_lora``; oldest: ``llama_lora_adapter_*``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable, BundleError, ModelError
+from .bundle import Bundle, template_path
+from .compose import CatLora, Customization
+from .identity import shape_from_llama_metadata
+from .gguf_adapter import AdapterTemplate, Dtype, read_template, write_template
+
+
+@dataclass(frozen=True)
+class AdapterApi:
+    """The adapter functions of the installed binding, behind one shape."""
+
+    flavour: str
+    init: Callable[[Any, bytes], Any]
+    free: Callable[[Any], None]
+    activate: Callable[[Any, Any], None]  # (ctx, handle): make it the only active adapter
+    deactivate: Callable[[Any], None]  # (ctx): no adapter
+
+
+def detect_api(module: Any | None = None) -> AdapterApi:
+    """Feature-detect the adapter API names of the installed llama-cpp-python."""
+    if module is None:
+        try:
+            import llama_cpp as module
+        except ImportError as exc:
+            raise BackendUnavailable("llama-cpp-python is not installed; run `make install`.") from exc
+    lc = module
+    if hasattr(lc, "llama_set_adapters_lora") and hasattr(lc, "llama_adapter_lora_init"):
+        def activate(ctx: Any, handle: Any) -> None:
+            arr = (lc.llama_adapter_lora_p_ctypes * 1)(handle)
+            scales = (ctypes.c_float * 1)(1.0)
+            if lc.llama_set_adapters_lora(ctx, arr, 1, scales) != 0:
+                raise ModelError("llama.cpp refused to activate the customized adapter.")
+
+        def deactivate(ctx: Any) -> None:
+            lc.llama_set_adapters_lora(ctx, None, 0, None)
+
+        return AdapterApi("set_adapters_lora", lc.llama_adapter_lora_init, lc.llama_adapter_lora_free,
+                          activate, deactivate)
+    if hasattr(lc, "llama_set_adapter_lora") and hasattr(lc, "llama_clear_adapter_lora"):
+        def activate_old(ctx: Any, handle: Any) -> None:
+            lc.llama_clear_adapter_lora(ctx)
+            if lc.llama_set_adapter_lora(ctx, handle, 1.0) != 0:
+                raise ModelError("llama.cpp refused to activate the customized adapter.")
+
+        return AdapterApi("set_adapter_lora", lc.llama_adapter_lora_init, lc.llama_adapter_lora_free,
+                          activate_old, lc.llama_clear_adapter_lora)
+    if hasattr(lc, "llama_lora_adapter_init") and hasattr(lc, "llama_lora_adapter_set"):
+        def activate_oldest(ctx: Any, handle: Any) -> None:
+            lc.llama_lora_adapter_clear(ctx)
+            if lc.llama_lora_adapter_set(ctx, handle, 1.0) != 0:
+                raise ModelError("llama.cpp refused to activate the customized adapter.")
+
+        return AdapterApi("lora_adapter_set", lc.llama_lora_adapter_init, lc.llama_lora_adapter_free,
+                          activate_oldest, lc.llama_lora_adapter_clear)
+    raise BackendUnavailable("The installed llama-cpp-python has no LoRA adapter API; upgrade it to ≥ 0.3.")
+
+
+def _scratch_dir() -> Path:
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+class LlamaCppAdapterSlot:
+    """Holds at most one live customized adapter on one ``llama_cpp.Llama``; swap per query.
+
+    ``apply(customization)`` returns the milliseconds spent (patch + load + activate + free). Call
+    ``close()`` before the Llama is closed: handles belong to the model.
+    """
+
+    def __init__(self, llama: Any, *, dtype: Dtype = "f16", api: AdapterApi | None = None) -> None:
+        self._llama = llama
+        self._api = api or detect_api()
+        self._dtype: Dtype = dtype
+        meta = self._meta = dict(getattr(llama, "metadata", {}) or {})
+        self.arch = str(meta.get("general.architecture", ""))
+        self.n_layers = int(meta.get(f"{self.arch}.block_count", 0) or 0)
+        self.n_heads = int(meta.get(f"{self.arch}.attention.head_count", 0) or 0)
+        self.n_kv_heads = int(meta.get(f"{self.arch}.attention.head_count_kv", 0) or self.n_heads)
+        self._handle: Any = None
+        self._templates: dict[str, AdapterTemplate] = {}
+        self._scratch: dict[str, Path] = {}
+        self._lock = threading.Lock()
+        self.loads = 0
+        self.frees = 0
+        self.last_ms: dict[str, float] = {}
+        self._finalizer = weakref.finalize(self, _unlink_all, self._scratch)
+
+    # -- template management ------------------------------------------------------------------
+
+    def template_for(self, bundle: Bundle) -> AdapterTemplate:
+        """The bundle's template for this model (cached in the bundle dir or the cache dir; built once)."""
+        key = bundle.bundle_id
+        if key in self._templates:
+            return self._templates[key]
+        if self.arch != bundle.base.arch or (self.n_layers and self.n_layers != bundle.n_layers):
+            raise BundleError(
+                f"The solver bundle {bundle.path} is for a {bundle.n_layers}-layer {bundle.base.arch} model, "
+                f"not the loaded {self.n_layers}-layer {self.arch} model."
+            )
+        shape = shape_from_llama_metadata(self._meta, self._n_vocab())
+        if shape is not None and shape.config_hash() != bundle.base.hf_config_hash:
+            raise BundleError(
+                f"The solver bundle {bundle.path} was made for base '{bundle.base.name}', "
+                "not for the loaded llama.cpp model (architecture config differs)."
+            )
+        path = template_path(bundle, self.arch)
+        if self._dtype != "f16":
+            path = path.with_name(path.stem + f".{self._dtype}.gguf")
+        template: AdapterTemplate | None = None
+        if path.exists():
+            try:
+                template = read_template(path, expect_bundle_id=bundle.bundle_id)
+                if template.dtype != self._dtype or len(template.a_slots) != bundle.n_layers * len(bundle.targets):
+                    template = None
+            except (BundleError, KeyError, ValueError, IndexError):
+                template = None
+        if template is None:
+            template = write_template(bundle.cat, path, arch=self.arch, n_heads=self.n_heads,
+                                      n_kv_heads=self.n_kv_heads, bundle_id=bundle.bundle_id, dtype=self._dtype)
+        self._templates[key] = template
+        return template
+
+    # -- swapping -----------------------------------------------------------------------------------
+
+    def apply(self, customization: Customization | None) -> float:
+        """Make ``customization`` the active adapter (None = plain base); return the milliseconds spent."""
+        if customization is None:
+            self.clear()
+            return 0.0
+        t0 = time.perf_counter()
+        template = self.template_for(customization.bundle)
+        t1 = time.perf_counter()
+        ms = self.apply_template(template, customization.bundle.cat, customization.g)
+        self.last_ms["template"] = (t1 - t0) * 1e3
+        return ms + self.last_ms["template"]
+
+    def apply_template(self, template: AdapterTemplate, cat: CatLora, g: np.ndarray) -> float:
+        """Lower level: patch g ⊙ cat.A into a private copy of ``template`` and swap it in."""
+        with self._lock:
+            t0 = time.perf_counter()
+            scratch = self._scratch.get(template.bundle_id + str(template.path))
+            if scratch is None or not scratch.exists():
+                fd, name = tempfile.mkstemp(prefix=f"bdc-adapter-{os.getpid()}-", suffix=".gguf", dir=_scratch_dir())
+                os.close(fd)
+                scratch = template.private_copy(Path(name))
+                self._scratch[template.bundle_id + str(template.path)] = scratch
+            template.patch(scratch, cat, g)
+            t1 = time.perf_counter()
+            handle = self._api.init(self._model_ptr(), str(scratch).encode())
+            if not handle:
+                raise ModelError(
+                    f"llama.cpp could not load the customized adapter built from {template.path} "
+                    "(does the bundle match the loaded base model?)."
+                )
+            self.loads += 1
+            t2 = time.perf_counter()
+            try:
+                self._api.activate(self._ctx_ptr(), handle)
+            except BaseException:
+                self._api.free(handle)
+                self.frees += 1
+                raise
+            old, self._handle = self._handle, handle
+            if old:
+                self._api.free(old)
+                self.frees += 1
+            self._llama.reset()
+            t3 = time.perf_counter()
+            self.last_ms.update(patch=(t1 - t0) * 1e3, init=(t2 - t1) * 1e3, swap=(t3 - t2) * 1e3)
+            return (t3 - t0) * 1e3
+
+    def clear(self) -> None:
+        """Back to the plain base: deactivate, free the handle, drop cached prompt state."""
+        with self._lock:
+            if self._handle:
+                self._api.deactivate(self._ctx_ptr())
+                self._api.free(self._handle)
+                self.frees += 1
+                self._handle = None
+            self._llama.reset()
+
+    @property
+    def live_handles(self) -> int:
+        """Adapters this slot has loaded and not freed (0 or 1 when nothing leaks)."""
+        return self.loads - self.frees
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handle)
+
+    def close(self) -> None:
+        """Free the adapter (if the model is still alive) and delete scratch files."""
+        try:
+            if self._handle and getattr(self._llama, "_model", None) is not None:
+                self.clear()
+        finally:
+            self._handle = None
+            _unlink_all(self._scratch)
+
+    def _n_vocab(self) -> int:
+        n_vocab = getattr(self._llama, "n_vocab", None)
+        return int(n_vocab()) if callable(n_vocab) else 0
+
+    def _model_ptr(self) -> Any:
+        return self._llama._model.model
+
+    def _ctx_ptr(self) -> Any:
+        return self._llama._ctx.ctx
+
+
+def _unlink_all(paths: dict[str, Path]) -> None:
+    for p in list(paths.values()):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+    paths.clear()

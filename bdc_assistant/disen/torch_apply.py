@@ -1,0 +1,220 @@
+"""Per-query DisenLoRA on torch/transformers: merge mode (inference) and hook mode (training, batches).
+
+Merge mode (:class:`TorchMergeSlot`): keep a pristine copy of every targeted W0; per query
+``W.copy_(W0); W.addmm_(B_cat, g[ℓ][:, None] * A_cat)`` — one GEMM per matrix, then generation runs at
+exactly the base model's speed (zero per-token overhead). The restore always starts from the pristine
+copy, so many swaps never accumulate rounding error (peft's merge/unmerge does, in bf16).
+
+Hook mode (:class:`GateHooks`): every targeted Linear computes ``W0 x + B_cat (g_b ⊙ (A_cat x))`` with a
+per-sample gate g_b = g[b, ℓ]; gradients flow into g (the trainer trains the hypernetwork through it).
+A_cat / B_cat are plain tensors without ``requires_grad``: nothing but g (and what produced it) trains.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import BundleError
+from . import modules as mods
+from .bundle import Bundle
+from .compose import Customization
+
+
+def find_targets(model: Any, targets: tuple[str, ...] = mods.TARGET_MODULES) -> dict[tuple[int, str], Any]:
+    """(layer, module) → the nn.Linear holding W0 (a peft LoraLayer's ``base_layer`` is unwrapped)."""
+    found: dict[tuple[int, str], Any] = {}
+    for name, module in model.named_modules():
+        m = mods.HF_MODULE.search(name)
+        if m is None or m.group(3) not in targets:
+            continue
+        if "vision" in name:  # multimodal Gemma-3: only the language model carries experts
+            continue
+        linear = getattr(module, "base_layer", module)
+        if not hasattr(linear, "weight"):
+            continue
+        found[(int(m.group(1)), m.group(3))] = linear
+    return found
+
+
+class _CatCache:
+    """A_cat / B_cat of one bundle as torch tensors on the weights' device (fp32), built once."""
+
+    def __init__(self) -> None:
+        self._bundle_id: str | None = None
+        self.A: dict[tuple[int, str], Any] = {}
+        self.B: dict[tuple[int, str], Any] = {}
+
+    def get(self, bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash: str | None = None) -> _CatCache:
+        import torch
+
+        if self._bundle_id == bundle.bundle_id:
+            return self
+        _check_fit(bundle, linears, config_hash)
+        cat = bundle.cat
+        self.A, self.B = {}, {}
+        for key in cat.keys():
+            dev = linears[key].weight.device
+            self.A[key] = torch.from_numpy(cat.A[key]).to(dev)
+            self.B[key] = torch.from_numpy(cat.B[key]).to(dev)
+        self._bundle_id = bundle.bundle_id
+        return self
+
+
+def model_config_hash(model: Any) -> str | None:
+    """hf_config_hash of a loaded transformers model (None for an unsupported or odd config)."""
+    from ..errors import ModelError
+    from .identity import shape_from_hf_config
+
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return None
+    try:
+        return shape_from_hf_config(config.to_dict()).config_hash()
+    except (ModelError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _check_fit(bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash: str | None = None) -> None:
+    if config_hash is not None and config_hash != bundle.base.hf_config_hash:
+        raise BundleError(
+            f"The solver bundle {bundle.path} was made for base '{bundle.base.name}', "
+            "not for the loaded torch model (architecture config differs)."
+        )
+    layers = {layer for layer, _ in linears}
+    n_model = max(layers) + 1 if layers else 0
+    if n_model != bundle.n_layers:
+        raise BundleError(
+            f"The solver bundle {bundle.path} is for {bundle.n_layers} layers but the loaded model has {n_model}."
+        )
+    for key in bundle.cat.keys():
+        lin = linears.get(key)
+        want = (bundle.cat.B[key].shape[0], bundle.cat.A[key].shape[1])
+        if lin is None or tuple(lin.weight.shape) != want:
+            got = None if lin is None else tuple(lin.weight.shape)
+            raise BundleError(
+                f"The solver bundle {bundle.path} expects layer {key[0]} {key[1]} shaped {want}, the model has {got}."
+            )
+
+
+class TorchMergeSlot:
+    """Merge-per-query customization of a transformers model (``apply`` / ``clear``)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._linears = find_targets(model)
+        if not self._linears:
+            raise BundleError("The loaded torch model has no q/k/v/o/gate/up/down projections to customize.")
+        self._pristine: dict[tuple[int, str], Any] = {}
+        self._dirty: set[tuple[int, str]] = set()
+        self._cat = _CatCache()
+        self._config_hash = model_config_hash(model)
+        self.active: Customization | None = None
+        self.last_ms = 0.0
+
+    def apply(self, customization: Customization | None) -> float:
+        """W = W0 + B_cat·diag(g)·A_cat for every targeted matrix; return the milliseconds spent."""
+        import torch
+
+        if customization is None:
+            self.clear()
+            return 0.0
+        t0 = time.perf_counter()
+        bundle = customization.bundle
+        cat = self._cat.get(bundle, self._linears, self._config_hash)
+        g = torch.tensor(np.asarray(customization.g, np.float32))
+        with torch.no_grad():
+            for key in self._dirty - set(cat.A):
+                self._linears[key].weight.copy_(self._pristine[key])
+            for key, a_cat in cat.A.items():
+                w = self._linears[key].weight
+                w0 = self._pristine.get(key)
+                if w0 is None:
+                    w0 = self._pristine[key] = w.detach().clone()
+                ga = g[key[0]].to(a_cat.device)[:, None] * a_cat
+                if w.dtype == torch.float32:
+                    torch.addmm(w0, cat.B[key], ga, out=w)  # one pass: read W0, write W
+                else:  # bf16/fp16 weights: add in fp32, round once
+                    w.copy_(torch.addmm(w0.float(), cat.B[key], ga).to(w.dtype))
+            self._dirty = set(cat.A)
+        if g.device.type == "cuda":  # pragma: no cover - GPU only
+            torch.cuda.synchronize()
+        self.active = customization
+        self.last_ms = (time.perf_counter() - t0) * 1e3
+        return self.last_ms
+
+    def clear(self) -> None:
+        """Restore every customized matrix from its pristine copy."""
+        import torch
+
+        with torch.no_grad():
+            for key in self._dirty:
+                self._linears[key].weight.copy_(self._pristine[key])
+        self._dirty = set()
+        self.active = None
+
+    def current_delta(self, layer: int, module: str) -> np.ndarray:
+        """W − W0 as float64 (tensor-level readback for the parity tests)."""
+        key = (layer, module)
+        w = self._linears[key].weight.detach().to("cpu").double()
+        w0 = self._pristine.get(key)
+        base = w if w0 is None else w0.detach().to("cpu").double()
+        return (w - base).numpy()
+
+
+class GateHooks:
+    """Hook mode: per-sample gates g [B, L, K·r] applied unmerged, differentiable in g.
+
+    Use as a context manager (hooks are removed on exit) or call ``remove()``. ``set_gates(None)``
+    makes the hooks pass-through (plain base).
+    """
+
+    def __init__(self, model: Any, bundle: Bundle) -> None:
+        self._linears = find_targets(model, bundle.targets)
+        self._cat = _CatCache().get(bundle, self._linears, model_config_hash(model))
+        self._g: Any = None
+        self._handles: list[Any] = []
+        self.n_layers = bundle.n_layers
+        self.width = bundle.K * bundle.r
+        for key in self._cat.A:
+            self._handles.append(self._linears[key].register_forward_hook(self._make_hook(key)))
+
+    def _make_hook(self, key: tuple[int, str]) -> Any:
+        a_cat, b_cat = self._cat.A[key], self._cat.B[key]
+        layer = key[0]
+
+        def hook(_mod: Any, inputs: tuple[Any, ...], out: Any) -> Any:
+            g = self._g
+            if g is None:
+                return out
+            x = inputs[0]
+            gl = g[:, layer].to(device=x.device, dtype=a_cat.dtype)  # [B, K·r]
+            if x.shape[0] != gl.shape[0]:
+                raise BundleError(f"The gates are for {gl.shape[0]} samples but the batch has {x.shape[0]}.")
+            gl = gl.reshape(gl.shape[0], *([1] * (x.dim() - 2)), gl.shape[-1])
+            h = (x.to(a_cat.dtype) @ a_cat.T) * gl
+            return out + (h @ b_cat.T).to(out.dtype)
+
+        return hook
+
+    def set_gates(self, g: Any) -> None:
+        """g: torch tensor [B, L, K·r] (may require grad), or None for the plain base."""
+        if g is not None and (g.dim() != 3 or g.shape[1] != self.n_layers or g.shape[2] != self.width):
+            raise BundleError(
+                f"The gates have shape {tuple(g.shape)}, expected [B, {self.n_layers}, {self.width}]."
+            )
+        self._g = g
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._g = None
+
+    def __enter__(self) -> GateHooks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

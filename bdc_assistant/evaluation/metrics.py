@@ -1,0 +1,173 @@
+"""PR and AC, in the paper's protocol (``paper_compat``) and in ours (``strict``).
+
+Input: per-problem result records (the JSONL ``bdc eval`` writes, or hand-made files). A record is::
+
+    {"id": "...", "kind": "stdio"|"call", "error": null | "why",
+     "candidates": [{"public": [r, ...], "private": [r, ...]}, ...]}   # or top-level "public"/"private"
+
+where each test result ``r`` is a verdict status string ("pass", "wrong", "runtime_error", "timeout",
+"memory", "compile_error"), a bool, or an APPS-style int (1/True pass, 0/False wrong, -1 runtime error or
+timeout, -2 compile error). A test passes iff ``r`` is "pass", True, or a positive number.
+
+``paper_compat`` (PG-TD → RethinkMCTS → BDC ``evaluate.py``):
+* the tests were split first ``n // 2`` public, rest private (the loaders do this);
+* the final program is the candidate with the best public pass rate; ties go to the first candidate
+  (``tie_break="first"``, the in-run ``np.argmax``) or the last (``"last"``, what the offline
+  ``np.argsort(...)[::-1]`` effectively gives on small arrays);
+* PR = 100 × mean over problems of the final program's private pass fraction; AC = 100 × share of problems
+  whose final program passes every private test;
+* quirks as explicit flags: ``drop_lt2_tests`` (BDC drops problems with fewer than 2 tests: they leave the
+  denominator and are counted as dropped), ``call_based_zero`` (BDC/RethinkMCTS score every call-based
+  problem 0 because their executor hits ``assert 0``), ``program_timeout_s`` (their global 10 s
+  ``p.join``: a program whose tests took longer in total scores 0 on every test).
+Errored problems (the solver failed) stay in the denominator with 0 and are counted separately.
+
+``strict``: the final program (the last candidate, i.e. the answer) is scored on all scoring tests
+(public + private), call-based problems fully supported. pass@1 is the share of problems whose single
+answer passes all its scoring tests (= AC with one sample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["paper_compat", "strict"]
+
+
+@dataclass(frozen=True)
+class CompatFlags:
+    tie_break: Literal["first", "last"] = "first"
+    drop_lt2_tests: bool = True
+    call_based_zero: bool = False
+    program_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    mode: str
+    pr: float
+    ac: float
+    pass_at_1: float
+    denominator: int
+    n_records: int
+    dropped: int
+    errored: int
+    dropped_ids: tuple[str, ...] = ()
+    errored_ids: tuple[str, ...] = ()
+    tokens: int = 0
+    seconds: float = 0.0
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pr"], d["ac"], d["pass_at_1"] = round(self.pr, 3), round(self.ac, 3), round(self.pass_at_1, 3)
+        d["dropped_ids"], d["errored_ids"] = list(self.dropped_ids), list(self.errored_ids)
+        return d
+
+    def line(self) -> str:
+        return (
+            f"{self.mode}: PR {self.pr:.2f}  AC {self.ac:.2f}  pass@1 {self.pass_at_1:.2f}  over "
+            f"{self.denominator} problems ({self.dropped} dropped, {self.errored} errored)"
+        )
+
+
+def passed(result: Any) -> bool:
+    if isinstance(result, bool):
+        return result
+    if isinstance(result, int | float):
+        return result > 0
+    return str(result) == "pass"
+
+
+def _fraction(results: Sequence[Any]) -> float:
+    return sum(passed(r) for r in results) / len(results) if results else 0.0
+
+
+def _candidates(record: dict[str, Any]) -> list[dict[str, Any]]:
+    cands = record.get("candidates")
+    if cands:
+        return list(cands)
+    if "public" in record or "private" in record:
+        return [
+            {
+                "public": record.get("public", []),
+                "private": record.get("private", []),
+                "seconds": record.get("test_seconds"),
+            }
+        ]
+    return []
+
+
+def select_final(cands: list[dict[str, Any]], tie_break: str) -> dict[str, Any]:
+    """The candidate with the best public pass rate (ties: first or last)."""
+    best_i, best = 0, -1.0
+    for i, c in enumerate(cands):
+        score = _fraction(c.get("public", []))
+        if score > best or (tie_break == "last" and score == best):
+            best_i, best = i, score
+    return cands[best_i]
+
+
+def compute(
+    records: Iterable[dict[str, Any]], mode: Mode = "strict", flags: CompatFlags | None = None
+) -> Summary:
+    flags = flags or CompatFlags()
+    prs: list[float] = []
+    dropped: list[str] = []
+    errored: list[str] = []
+    tokens, seconds, n = 0, 0.0, 0
+    for rec in records:
+        n += 1
+        pid = str(rec.get("id", n))
+        tokens += int(rec.get("tokens") or 0)
+        seconds += float(rec.get("seconds") or 0.0)
+        cands = _candidates(rec)
+        if rec.get("error") or not cands:
+            errored.append(pid)
+            prs.append(0.0)
+            continue
+        if mode == "paper_compat":
+            n_tests = len(cands[0].get("public", [])) + len(cands[0].get("private", []))
+            if flags.drop_lt2_tests and n_tests < 2:
+                dropped.append(pid)
+                continue
+            final = select_final(cands, flags.tie_break)
+            private = list(final.get("private", []))
+            if flags.call_based_zero and rec.get("kind") == "call":
+                private = [False] * len(private)
+            took = final.get("seconds")
+            if flags.program_timeout_s is not None and took is not None and took > flags.program_timeout_s:
+                private = [False] * len(private)
+            if not private:
+                dropped.append(pid)
+                continue
+            prs.append(_fraction(private))
+        else:
+            final = cands[-1]
+            scoring = list(final.get("public", [])) + list(final.get("private", []))
+            if "scoring" in final:
+                scoring = list(final["scoring"])
+            if not scoring:
+                dropped.append(pid)
+                continue
+            prs.append(_fraction(scoring))
+    denom = len(prs)
+    pr = 100.0 * sum(prs) / denom if denom else 0.0
+    ac = 100.0 * sum(1 for p in prs if p == 1.0) / denom if denom else 0.0
+    return Summary(
+        mode=mode,
+        pr=pr,
+        ac=ac,
+        pass_at_1=ac,
+        denominator=denom,
+        n_records=n,
+        dropped=len(dropped),
+        errored=len(errored),
+        dropped_ids=tuple(dropped),
+        errored_ids=tuple(errored),
+        tokens=tokens,
+        seconds=round(seconds, 3),
+        flags=asdict(flags) if mode == "paper_compat" else {},
+    )

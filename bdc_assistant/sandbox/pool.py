@@ -1,0 +1,348 @@
+"""The app-side pool of zygote workers: start them, hand each run to an idle one, judge the result.
+
+Each worker is ``python -I -S _zygote.py`` started with a scrubbed environment and its own random uid
+(so RLIMIT_NPROC and the kill-everything-of-this-uid sweep never touch another worker or another pool).
+A worker that dies is restarted and the run retried once (infrastructure failures are not verdicts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import SandboxError
+from ..types import TestCase, Verdict
+from .checkers import get_checker
+from .judges import verdict_from
+
+_ZYGOTE = Path(__file__).with_name("_zygote.py")
+_CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+_UID_BASE, _UID_SPAN = 200_000, 1_000_000_000
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run limits (defaults come from the ``[sandbox]`` settings)."""
+
+    timeout_s: float = 4.0
+    memory_mb: int = 1024
+    output_limit_kb: int = 1024
+    scratch_mb: int = 64
+    fsize_mb: int = 16
+    nproc: int = 32
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    """One zygote process and its request/response pipes. Used by one thread at a time."""
+
+    def __init__(self, isolation: str, limits: SandboxLimits, uid: int | None, seccomp: bool = True) -> None:
+        self.scratch: str | None = None
+        if isolation == "weak":
+            self.scratch = tempfile.mkdtemp(prefix="bdc-sandbox-")
+        cfg = {
+            "isolation": isolation,
+            "uid": uid,
+            "scratch_mb": limits.scratch_mb,
+            "scratch": self.scratch or "/tmp",
+            "fsize_mb": limits.fsize_mb,
+            "nproc": limits.nproc,
+            "seccomp": seccomp,
+            "env": {"PATH": _CLEAN_ENV["PATH"], "LANG": _CLEAN_ENV["LANG"], "HOME": "/tmp"},
+        }
+        stack = 1 << 30
+
+        def _preexec() -> None:  # runs in the new process before exec: room for deep recursion
+            _soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+            want = stack if hard == resource.RLIM_INFINITY else min(stack, hard)
+            resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(_ZYGOTE), json.dumps(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(_CLEAN_ENV),
+            cwd="/",
+            close_fds=True,
+            preexec_fn=_preexec,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._w = self.proc.stdin.fileno()
+        self._r = self.proc.stdout.fileno()
+        self.hello: dict[str, Any] = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        head = self._read_exact(4)
+        return json.loads(self._read_exact(struct.unpack(">I", head)[0]))
+
+    def _read_exact(self, n: int) -> bytes:
+        parts = []
+        while n:
+            chunk = os.read(self._r, n)
+            if not chunk:
+                raise _WorkerDied
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def call(self, req: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(req).encode()
+        data = memoryview(struct.pack(">I", len(body)) + body)
+        try:
+            while data:
+                data = data[os.write(self._w, data) :]
+        except (BrokenPipeError, OSError) as exc:
+            raise _WorkerDied from exc
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=2)
+        except (subprocess.TimeoutExpired, OSError):
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class Sandbox:
+    """Runs untrusted code under isolation. Thread-safe; ``run_tests`` fans tests out over the workers."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 0,
+        limits: SandboxLimits | None = None,
+        isolation: Literal["strict", "weak"] = "strict",
+        seccomp: bool = True,
+    ) -> None:
+        """``seccomp=False`` exists only so tests can exercise the uid sweep that backs it up."""
+        self.seccomp = seccomp
+        self.limits = limits or SandboxLimits()
+        self.isolation = isolation
+        self.n_workers = workers or max(os.cpu_count() or 1, 1)
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._cond = threading.Condition()
+        self._started = False
+        self._closed = False
+        self._executor: ThreadPoolExecutor | None = None
+        self.restarts = 0
+        self.info: dict[str, Any] = {}
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+
+    def _spawn(self) -> _Worker:
+        uid = None if self.isolation == "weak" else random.randrange(_UID_BASE, _UID_BASE + _UID_SPAN)
+        try:
+            worker = _Worker(self.isolation, self.limits, uid, self.seccomp)
+        except _WorkerDied as exc:
+            raise SandboxError("The sandbox worker exited during start-up.") from exc
+        if not worker.hello.get("ok"):
+            worker.close()
+            raise SandboxError(
+                f"Isolation cannot be set up on this machine ({worker.hello.get('error')}); it needs root or "
+                'CAP_SYS_ADMIN for namespaces. Set sandbox.isolation = "weak" to run with rlimits and '
+                "seccomp only (the program could then read and write your files)."
+            )
+        return worker
+
+    def start(self) -> Sandbox:
+        with self._cond:
+            if self._started:
+                return self
+            if self._closed:
+                raise SandboxError("This sandbox was closed.")
+            if self.isolation == "strict" and os.geteuid() != 0:
+                raise SandboxError(
+                    "Strict isolation needs root (namespaces, chroot, a uid per worker) and this process is "
+                    'not root. Set sandbox.isolation = "weak" to run with rlimits and seccomp only.'
+                )
+            with ThreadPoolExecutor(self.n_workers) as ex:
+                futures = [ex.submit(self._spawn) for _ in range(self.n_workers)]
+                errors = []
+                for f in futures:
+                    try:
+                        self._workers.append(f.result())
+                    except SandboxError as exc:
+                        errors.append(exc)
+            if errors:
+                for w in self._workers:
+                    w.close()
+                self._workers.clear()
+                raise errors[0]
+            self._idle = list(self._workers)
+            self.info = dict(self._workers[0].hello)
+            self.info["isolation"] = self.isolation
+            self._executor = ThreadPoolExecutor(self.n_workers, thread_name_prefix="bdc-sandbox")
+            self._started = True
+            return self
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            workers, self._workers, self._idle = self._workers, [], []
+            self._started = False
+            executor, self._executor = self._executor, None
+        if executor:
+            executor.shutdown(wait=True)
+        for w in workers:
+            w.close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        """One line for ``bdc doctor`` / logs: what confinement is actually in force."""
+        self.start()
+        parts = [
+            f"isolation={self.isolation}",
+            f"workers={self.n_workers}",
+            f"namespaces={'yes' if self.info.get('namespaces') else 'no'}",
+            f"seccomp={'yes' if self.info.get('seccomp') else 'NO (fork/exec/sockets not filtered)'}",
+        ]
+        return ", ".join(parts)
+
+    # ---- running ----------------------------------------------------------------------------------------
+
+    def _acquire(self) -> _Worker:
+        with self._cond:
+            while not self._idle:
+                if self._closed:
+                    raise SandboxError("The sandbox was closed while a run was waiting.")
+                self._cond.wait()
+            return self._idle.pop()
+
+    def _release(self, worker: _Worker) -> None:
+        with self._cond:
+            if worker in self._workers:
+                self._idle.append(worker)
+                self._cond.notify()
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.close()
+        fresh = self._spawn()
+        with self._cond:
+            self.restarts += 1
+            self._workers = [fresh if w is worker else w for w in self._workers]
+        return fresh
+
+    def _execute(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.start()
+        worker = self._acquire()
+        try:
+            for attempt in range(2):
+                try:
+                    return worker.call(req)
+                except _WorkerDied:
+                    worker = self._replace(worker)
+                    if attempt:
+                        raise SandboxError("The sandbox worker died twice on the same run.") from None
+            raise AssertionError("unreachable")
+        finally:
+            self._release(worker)
+
+    def _request(self, code: str, timeout_s: float, **extra: Any) -> dict[str, Any]:
+        return {
+            "code": code,
+            "timeout_s": timeout_s,
+            "memory_mb": self.limits.memory_mb,
+            "output_limit": self.limits.output_limit_kb * 1024,
+            "mode": "stdio",
+            "stdin": "",
+            **extra,
+        }
+
+    def run(self, code: str, stdin: str = "", timeout_s: float | None = None) -> Verdict:
+        """Run ``code`` once with ``stdin``; status is pass iff it exits with status 0."""
+        t = timeout_s or self.limits.timeout_s
+        raw = self._execute(self._request(code, t, stdin=stdin))
+        return verdict_from(raw, None, timeout_s=t)
+
+    def run_test(
+        self, code: str, test: TestCase, *, timeout_s: float | None = None, checker: str | None = None
+    ) -> Verdict:
+        t = timeout_s or self.limits.timeout_s
+        if test.kind == "stdio":
+            req = self._request(code, t, stdin=test.input)
+        elif test.fn_name:
+            req = self._request(code, t, mode="fn", fn_name=test.fn_name, args=test.input)
+        else:
+            req = self._request(code, t, mode="call", test=test.input)
+        raw = self._execute(req)
+        return verdict_from(raw, test, checker=get_checker(checker), timeout_s=t)
+
+    def run_tests(
+        self,
+        code: str,
+        tests: Sequence[TestCase],
+        *,
+        timeout_s: float | None = None,
+        checker: str | None = None,
+    ) -> list[Verdict]:
+        """Run ``code`` on every test (in parallel over the workers); verdicts in test order."""
+        get_checker(checker)  # unknown checker names fail before anything runs
+        self.start()
+        if len(tests) <= 1 or self.n_workers == 1 or self._executor is None:
+            return [self.run_test(code, t, timeout_s=timeout_s, checker=checker) for t in tests]
+        futures = [
+            self._executor.submit(self.run_test, code, t, timeout_s=timeout_s, checker=checker) for t in tests
+        ]
+        return [f.result() for f in futures]
+
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def sandbox_from_settings(settings: Any | None = None) -> Sandbox:
+    """A new (not yet started) sandbox configured from the ``[sandbox]`` settings."""
+    if settings is None:
+        from ..config import load_settings
+
+        settings = load_settings()
+    s = settings.sandbox
+    limits = SandboxLimits(
+        timeout_s=s.timeout_s,
+        memory_mb=s.memory_mb,
+        output_limit_kb=s.output_limit_kb,
+        scratch_mb=s.scratch_mb,
+        nproc=s.nproc,
+    )
+    return Sandbox(workers=s.workers, limits=limits, isolation=s.isolation)
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide pool, started on first use and closed at exit."""
+    global _default
+    with _default_lock:
+        if _default is None or _default._closed:
+            import atexit
+
+            _default = sandbox_from_settings()
+            atexit.register(_default.close)
+        return _default

@@ -1,0 +1,352 @@
+"""Deep mode: consent on first use, provider / model / key, budgets, a live search tree, cancel, and the
+best solution shown beside the local answer.
+
+Nothing touches the network before the user has consented *and* pressed Start: the consent dialog is
+pushed on mount, and a refusal leaves the screen inert (a test guards this with a socket that fails on
+connect).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static, Tree
+
+from ...errors import BdcError
+from ..codeblocks import fence
+from ..engine import PROVIDERS, DeepProgress, DeepRequest, Provider
+from .dialogs import ConsentDialog
+
+if TYPE_CHECKING:
+    from ...backends.base import CancelToken
+    from ..app import BdcApp
+
+
+class DeepProgressMsg(Message):
+    def __init__(self, progress: DeepProgress, error: str | None = None, final: bool = False) -> None:
+        super().__init__()
+        self.progress, self.error, self.final = progress, error, final
+
+
+class DeepScreen(Screen[None]):
+    DEFAULT_CSS = """
+    DeepScreen #controls { height: auto; padding: 0 1; }
+    DeepScreen #controls > Horizontal { height: auto; }
+    DeepScreen #controls Select { width: 26; }
+    DeepScreen #controls Input { width: 20; }
+    DeepScreen #controls Label { padding: 1 1 0 1; }
+    DeepScreen #deep-state { padding: 0 1; color: $text-muted; height: auto; }
+    DeepScreen #deep-body { height: 1fr; }
+    DeepScreen Tree { width: 1fr; border: round $primary 40%; }
+    DeepScreen #compare { width: 1fr; }
+    DeepScreen #compare VerticalScroll { height: 1fr; border: round $primary 40%; }
+    DeepScreen .pane-title { text-style: bold; color: $accent; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel / back"),
+        Binding("ctrl+g", "start", "Start"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel_token: CancelToken | None = None
+        self.running = False
+        self.allowed = False
+        self.last: DeepProgress | None = None
+        self.providers: list[Provider] = list(PROVIDERS)
+        self.consented: set[tuple[str, ...]] = set()
+
+    @property
+    def bdc(self) -> BdcApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        deep = self.bdc.settings.deep
+        if self.bdc.engine.deep_unavailable() is None:
+            try:
+                self.providers = self.bdc.engine.deep_providers() or list(PROVIDERS)
+            except BdcError:
+                self.providers = list(PROVIDERS)
+        first = self.providers[0]
+        with Vertical(id="controls"):
+            configured = ", ".join(deep.agents)
+            yield Static(
+                "deep mode · MC-Tree-of-Agents"
+                + (f" · agents from config: {configured}" if configured else ""),
+                classes="pane-title",
+            )
+            with Horizontal():
+                yield Select(
+                    [(p.name, p.name) for p in self.providers],
+                    value=first.name,
+                    allow_blank=False,
+                    id="provider",
+                )
+                yield Select(
+                    [(m, m) for m in first.models], value=first.models[0], allow_blank=False, id="model"
+                )
+                yield Input(placeholder="API key (stored in keyring)", password=True, id="key")
+                yield Button("Save key", id="save-key")
+            with Horizontal():
+                yield Label("max calls")
+                yield Input(str(deep.max_calls), id="max-calls", type="integer")
+                yield Label("budget $")
+                yield Input(f"{deep.budget_usd:g}", id="budget", type="number")
+                yield Button("Start", id="start", variant="success", disabled=True)
+                yield Button("Cancel", id="stop", variant="error", disabled=True)
+        yield Static("", id="deep-state")
+        with Horizontal(id="deep-body"):
+            tree: Tree[str] = Tree("search tree", id="tree")
+            tree.show_root = True
+            yield tree
+            with Vertical(id="compare"):
+                yield Static("best deep solution", classes="pane-title")
+                with VerticalScroll():
+                    yield Markdown("_no run yet_", id="deep-best")
+                yield Static("local answer", classes="pane-title")
+                with VerticalScroll():
+                    yield Markdown(self._local_answer(), id="deep-local")
+        yield Footer()
+
+    def _local_answer(self) -> str:
+        answers = self.bdc.answers
+        if not answers or not answers[-1].code.strip():
+            return "_ask the local solver first_"
+        return fence(answers[-1].code)
+
+    def on_mount(self) -> None:
+        reason = self.bdc.engine.deep_unavailable()
+        if reason:
+            self._state(reason)
+            return
+        self._show_key_source()
+        self._ask_consent(then_start=False)
+
+    def agents(self) -> tuple[str, ...]:
+        configured = tuple(self.bdc.settings.deep.agents)
+        if configured:
+            return configured
+        return (self._provider().agent(str(self.query_one("#model", Select).value)),)
+
+    def _ask_consent(self, then_start: bool) -> bool:
+        """True when the current agents' hosts already have consent; otherwise ask (first use)."""
+        agents = self.agents()
+        try:
+            ok = agents in self.consented or self.bdc.engine.has_consent(agents)
+            text = "" if ok else self.bdc.engine.consent_text(agents)
+        except BdcError as exc:
+            self._state(str(exc))
+            return False
+        if ok:
+            self.consented.add(agents)
+            self._allow()
+            return True
+        self.app.push_screen(
+            ConsentDialog(text), lambda allowed: self._consent_done(agents, allowed, then_start)
+        )
+        return False
+
+    def _consent_done(self, agents: tuple[str, ...], allowed: bool | None, then_start: bool) -> None:
+        if not allowed:
+            self.allowed = False
+            self.query_one("#start", Button).disabled = True
+            self.bdc.deep_state = "refused"
+            self.bdc.refresh_status()
+            self._state("Deep mode stays off: consent refused. Nothing was sent.")
+            return
+        try:
+            self.bdc.engine.record_consent(agents)
+        except BdcError as exc:
+            self._state(str(exc))
+            return
+        self.consented.add(agents)
+        self._allow()
+        if then_start:
+            self.action_start()
+
+    def _allow(self) -> None:
+        self.allowed = True
+        self.query_one("#start", Button).disabled = False
+        problem = self.bdc.problem.strip()
+        self._state(
+            "Ready: Start (Ctrl+G) searches on the current problem."
+            if problem
+            else "Ask a problem on the main screen first; deep mode searches on it."
+        )
+
+    def _state(self, text: str) -> None:
+        self.query_one("#deep-state", Static).update(text)
+
+    def _provider(self) -> Provider:
+        name = self.query_one("#provider", Select).value
+        return next(p for p in self.providers if p.name == name)
+
+    @on(Select.Changed, "#provider")
+    def provider_changed(self) -> None:
+        p = self._provider()
+        model = self.query_one("#model", Select)
+        model.set_options([(m, m) for m in p.models])
+        model.value = p.models[0]
+        self._show_key_source()
+
+    def _show_key_source(self) -> None:
+        p = self._provider()
+        try:
+            source = self.bdc.engine.key_source(p.name)
+        except BdcError:
+            source = None
+        self.query_one("#key", Input).placeholder = (
+            f"key: from {source}" if source else f"no {p.name} key: paste it (saved to the OS keyring)"
+        )
+
+    @on(Button.Pressed, "#save-key")
+    def save_key(self) -> None:
+        field = self.query_one("#key", Input)
+        value = field.value.strip()
+        if not value:
+            self.notify("Paste a key first.", severity="warning")
+            return
+        try:
+            self.bdc.engine.store_key(self._provider().name, value)
+        except BdcError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        field.value = ""
+        self._show_key_source()
+        self.notify("Key stored in the OS keyring.", timeout=3)
+
+    def _request(self) -> DeepRequest | None:
+        try:
+            max_calls = int(self.query_one("#max-calls", Input).value)
+            budget = float(self.query_one("#budget", Input).value)
+        except ValueError:
+            self.notify("Max calls must be a whole number and the budget a dollar amount.", severity="error")
+            return None
+        if max_calls < 1 or budget < 0:
+            self.notify("Max calls must be at least 1 and the budget not negative.", severity="error")
+            return None
+        problem = self.bdc.problem.strip()
+        if not problem:
+            self.notify("Ask a problem on the main screen first.", severity="warning")
+            return None
+        return DeepRequest(problem, tuple(self.bdc.all_tests()), self.agents(), max_calls, budget)
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        if not self.allowed or self.running:
+            return
+        if self.agents() not in self.consented and not self._ask_consent(then_start=True):
+            return  # the dialog is up; Allow starts the run
+        request = self._request()
+        if request is None:
+            return
+        from ...backends.base import CancelToken
+
+        self.cancel_token = token = CancelToken()
+        self.running = True
+        self.query_one("#start", Button).disabled = True
+        self.query_one("#stop", Button).disabled = False
+        self.bdc.deep_state = "running"
+        self.bdc.refresh_status()
+        self._state("Searching…")
+        engine = self.bdc.engine
+
+        def work() -> None:
+            try:
+                final = engine.deep_run(request, lambda p: self.post_message(DeepProgressMsg(p)), token)
+            except BdcError as exc:
+                self.post_message(DeepProgressMsg(self.last or DeepProgress(), str(exc), final=True))
+                return
+            except Exception as exc:
+                self.post_message(
+                    DeepProgressMsg(self.last or DeepProgress(), f"Deep mode failed: {exc}.", True)
+                )
+                return
+            self.post_message(DeepProgressMsg(final, final=True))
+
+        self.run_worker(work, thread=True, group="deep", exit_on_error=False)
+
+    @on(Button.Pressed, "#stop")
+    def stop(self) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self._state("Cancelling… (the calls in flight finish, nothing new starts)")
+
+    async def action_cancel(self) -> None:
+        if self.running:
+            self.stop()
+            return
+        self.app.pop_screen()
+
+    async def on_deep_progress_msg(self, msg: DeepProgressMsg) -> None:
+        p = msg.progress
+        self.last = p
+        self._draw_tree(p)
+        best = "–" if p.best_pr is None else f"{p.best_pr:.0%}"
+        line = (
+            f"nodes {len(p.nodes)} · calls {p.calls}/{p.max_calls or '∞'} · "
+            f"spend ${p.spend_usd:.4f}/${p.budget_usd:.2f} · {p.elapsed_s:.1f}s · best public PR {best}"
+        )
+        if msg.final:
+            self.running = False
+            self.query_one("#start", Button).disabled = not self.allowed
+            self.query_one("#stop", Button).disabled = True
+            self.bdc.deep_state = "on" if self.allowed else "off"
+            self.bdc.refresh_status()
+            if msg.error:
+                line = f"{msg.error}  ({line})"
+            else:
+                line += f" · stopped by {p.stop_reason or 'done'}"
+                if p.best_code.strip():
+                    await self.query_one("#deep-best", Markdown).update(fence(p.best_code))
+                self._record(p)
+        self._state(line)
+
+    def _record(self, p: DeepProgress) -> None:
+        app = self.bdc
+        if app.history is None or not app.problem:
+            return
+        if app.conversation_id is None:
+            app.conversation_id = app.history.new_conversation(app.problem)
+            app.history.add_user(app.conversation_id, app.problem)
+        best = "–" if p.best_pr is None else f"{p.best_pr:.0%}"
+        app.history.add_deep(
+            app.conversation_id,
+            p.run_id,
+            f"best public PR {best}, {p.calls} calls, {len(p.nodes)} nodes, "
+            f"stopped by {p.stop_reason or 'done'}",
+            p.best_code,
+            p.spend_usd,
+        )
+
+    def _draw_tree(self, p: DeepProgress) -> None:
+        tree = self.query_one("#tree", Tree)
+        tree.clear()
+        children: dict[str | None, list[Any]] = {}
+        for node in p.nodes:
+            children.setdefault(node.parent, []).append(node)
+        known = {n.id for n in p.nodes}
+
+        def label(n: Any) -> str:
+            marks = (" ✂pruned" if n.pruned else "") + (" ↻refined" if n.refined else "")
+            pr = "  ?" if n.pr is None else f"{n.pr:>4.0%}"
+            return f"[{pr}] {n.label}{marks}"
+
+        def add(parent_node: Any, key: str | None) -> None:
+            for n in children.get(key, []):
+                child = parent_node.add(label(n), expand=True)
+                add(child, n.id)
+
+        add(tree.root, None)
+        for key, kids in children.items():  # orphans (parent not reported): hang them off the root
+            if key is not None and key not in known:
+                for n in kids:
+                    child = tree.root.add(label(n), expand=True)
+                    add(child, n.id)
+        tree.root.expand()

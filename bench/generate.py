@@ -1,0 +1,164 @@
+"""Decode speed of the two backends on the embedded gemma-3-270m, side by side.
+
+llama.cpp runs the shipped Q4_K_M GGUF; torch runs the same model dequantized to f32 (the cached HF dir
+``bdc`` builds for the torch backend; built here on first use, ~2 min). Both decode greedily from the
+same prompt. Decode tok/s excludes the prompt: for each backend we time ``greedy_tokens(ids, 1)``
+(prefill + first token) and ``greedy_tokens(ids, 1 + N)``, and report N / (difference), best of
+``--repeats``. ``ratio`` = llamacpp_tok_s / torch_tok_s.
+
+    python bench/generate.py --json                 # one JSON line
+    python bench/generate.py --tokens 64 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PROMPT = 'def fibonacci(n):\n    """Return the n-th Fibonacci number, with fibonacci(0) == 0."""\n'
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _time_decode(gen: Any, ids: list[int], tokens: int, repeats: int) -> dict[str, float]:
+    best_first, best_total = float("inf"), float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gen.greedy_tokens(ids, 1)
+        best_first = min(best_first, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        gen.greedy_tokens(ids, tokens + 1)
+        best_total = min(best_total, time.perf_counter() - t0)
+    decode_s = max(best_total - best_first, 1e-9)
+    return {"tok_s": tokens / decode_s, "decode_s": decode_s, "prefill_s": best_first}
+
+
+def run(tokens: int, threads: int, repeats: int, backends: list[str], gguf: Path | None) -> dict[str, Any]:
+    from bdc_assistant.models import embedded
+
+    path = gguf or embedded.install_base()
+    result: dict[str, Any] = {
+        "bench": "generate",
+        "model": path.name,
+        "tokens": tokens,
+        "threads": threads,
+        "repeats": repeats,
+    }
+    ids: list[int] | None = None
+    if "llamacpp" in backends:
+        from bdc_assistant.backends.llamacpp_backend import LlamaCppGenerator
+
+        t0 = time.perf_counter()
+        gen = LlamaCppGenerator(path, n_ctx=1024, threads=threads)
+        result["llamacpp_load_s"] = round(time.perf_counter() - t0, 3)
+        ids = gen.tokenize(PROMPT)
+        stats = _time_decode(gen, ids, tokens, repeats)
+        result["llamacpp_tok_s"] = round(stats["tok_s"], 2)
+        result["llamacpp_prefill_s"] = round(stats["prefill_s"], 4)
+        result["llamacpp_sample"] = gen.detokenize(gen.greedy_tokens(ids, 16))
+        gen.close()
+    if "torch" in backends:
+        import torch
+
+        from bdc_assistant.backends.torch_backend import TorchGenerator
+        from bdc_assistant.models import hf_cache
+
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        hf_dir = hf_cache.hf_dir_for_gguf(path)
+        result["torch_cache_s"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        tgen = TorchGenerator(hf_dir, device="cpu")
+        result["torch_load_s"] = round(time.perf_counter() - t0, 3)
+        tids = tgen.tokenize(PROMPT)
+        result["same_prompt_ids"] = ids is None or tids == ids
+        stats = _time_decode(tgen, tids, tokens, repeats)
+        result["torch_tok_s"] = round(stats["tok_s"], 2)
+        result["torch_prefill_s"] = round(stats["prefill_s"], 4)
+        result["torch_threads"] = torch.get_num_threads()
+        result["torch_sample"] = tgen.detokenize(tgen.greedy_tokens(tids, 16))
+        tgen.close()
+    if "llamacpp_tok_s" in result and "torch_tok_s" in result:
+        result["ratio"] = round(result["llamacpp_tok_s"] / max(result["torch_tok_s"], 1e-9), 2)
+    result["machine"] = _machine()
+    return result
+
+
+def _machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu": _cpu_name(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        import llama_cpp
+
+        info["llama_cpp_python"] = llama_cpp.__version__
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = bool(torch.cuda.is_available())
+    except ImportError:
+        pass
+    try:
+        load1, _, _ = os.getloadavg()
+        info["load_avg_1m"] = round(load1, 2)
+    except OSError:
+        pass
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--tokens", type=int, default=48, help="decoded tokens per timing (default 48)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for both backends (default 2)")
+    parser.add_argument("--repeats", type=int, default=1, help="best of this many timings (default 1)")
+    parser.add_argument("--backends", default="llamacpp,torch", help="comma list: llamacpp,torch")
+    parser.add_argument("--gguf", type=Path, default=None, help="another GGUF (default: the embedded gemma)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(backends) - {"llamacpp", "torch"}
+    if unknown or args.tokens < 1 or args.threads < 1 or args.repeats < 1:
+        parser.error("backends must be llamacpp/torch; tokens, threads and repeats must be >= 1")
+    from bdc_assistant.errors import BdcError
+
+    try:
+        result = run(args.tokens, args.threads, args.repeats, backends, args.gguf)
+    except BdcError as exc:
+        print(f"bdc: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

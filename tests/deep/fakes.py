@@ -1,0 +1,110 @@
+"""Scripted fake policies and evaluator for golden-tree tests (no LLM, no sandbox).
+
+A program written by the fake team is ``PR=<x>`` plus a comment naming the author and state; the fake
+evaluator reads the number back. Pass rates come from a table keyed by the last thought ("" = root).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bdc_assistant.deep.search import Evaluation, Failure, State, StopSearch
+from bdc_assistant.deep.tree import Proposal
+
+
+@dataclass
+class ScriptedTeam:
+    names: tuple[str, ...]
+    # last thought -> policy -> pass rate of the code that policy writes from that state
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    # policy -> raw scores of its proposals (len = width); thoughts are "<policy><depth>.<i>"
+    scores: dict[str, list[float | None]] = field(default_factory=dict)
+    default_rate: float = 0.0
+    # refined thoughts: ill thought -> replacement thought
+    regen: Callable[[str, str], str] = lambda ill, summary: ill + "'"
+    max_calls: int | None = None
+    calls: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+
+    def _call(self, kind: str, policy: str, thoughts: tuple[str, ...]) -> None:
+        if self.max_calls is not None and len(self.calls) >= self.max_calls:
+            raise StopSearch("max_calls")
+        self.calls.append((kind, policy, thoughts))
+
+    def propose(self, state: State, width: int) -> list[list[Proposal]]:
+        # reserve the whole batch first, like the real team: all-or-nothing
+        if self.max_calls is not None and len(self.calls) + len(self.names) > self.max_calls:
+            raise StopSearch("max_calls")
+        out = []
+        for name in self.names:
+            self._call("propose", name, state.thoughts)
+            sc = self.scores.get(name, [1.0] * width)
+            out.append([Proposal(f"{name}{len(state.thoughts) + 1}.{i}", sc[i]) for i in range(width)])
+        return out
+
+    def solve(self, state: State, samples: int) -> list[list[str]]:
+        if self.max_calls is not None and len(self.calls) + len(self.names) * samples > self.max_calls:
+            raise StopSearch("max_calls")
+        last = state.thoughts[-1] if state.thoughts else ""
+        out = []
+        for name in self.names:
+            codes = []
+            for s in range(samples):
+                self._call("solve", name, state.thoughts)
+                rate = self.rates.get(last, {}).get(name, self.default_rate)
+                codes.append(f"# {name} s{s} at {'|'.join(state.thoughts)}\nPR={rate}")
+            out.append(codes)
+        return out
+
+    def summarise(self, critic: str, state: State, code: str, failures: Sequence[Failure], trace: str) -> str:
+        self._call("summarise", critic, state.thoughts)
+        return f"{critic} says: {len(failures)} failing; trace={trace}"
+
+    def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
+        self._call("regenerate", author, parent.thoughts)
+        return self.regen(ill_thought, summary)
+
+
+class MarkerEvaluator:
+    """Reads ``PR=<x>`` from the code; reports 4 public tests with round(4·x) passing."""
+
+    def __init__(self) -> None:
+        self.evaluated: list[str] = []
+        self.traced: list[str] = []
+
+    def evaluate(self, code: str) -> Evaluation:
+        self.evaluated.append(code)
+        m = re.search(r"PR=([0-9.]+)", code)
+        rate = float(m.group(1)) if m else 0.0
+        n_pass = round(rate * 4)
+        statuses = tuple(["pass"] * n_pass + ["wrong"] * (4 - n_pass))
+        failures = tuple(
+            Failure(index=i, input=f"in{i}", expected=f"out{i}", got="?", status="wrong")
+            for i in range(n_pass, 4)
+        )
+        return Evaluation(pass_rate=rate, statuses=statuses, failures=failures)
+
+    def trace(self, code: str, failure: Failure) -> str:
+        self.traced.append(code)
+        return f"[block 0] test {failure.index}"
+
+
+class TableEvaluator:
+    """Pass rates for the three programs of :mod:`tests.deep.httpfakes` (anything else: 0)."""
+
+    def __init__(self) -> None:
+        from .httpfakes import BAD, GOOD, HALF
+
+        self.table = {GOOD: 1.0, HALF: 0.5, BAD: 0.0}
+
+    def evaluate(self, code: str) -> Evaluation:
+        rate = self.table.get(code, 0.0)
+        n_pass = round(rate * 2)
+        failures = tuple(
+            Failure(index=i, input=f"{i} {i}", expected=str(2 * i), got="0", status="wrong") for i in range(n_pass, 2)
+        )
+        return Evaluation(rate, tuple(["pass"] * n_pass + ["wrong"] * (2 - n_pass)), failures)
+
+    def trace(self, code: str, failure: Failure) -> str:
+        return f"[block 0] lines 1-2 state: a={failure.index}"

@@ -1,0 +1,118 @@
+"""Deep mode against a real `python -m llama_cpp.server` on 127.0.0.1 serving both embedded GGUFs as two
+models (gemma base with chat_format "gemma", SmolLM2 with "chatml"). Slow: the server swaps models per
+request (seconds each on a loaded 2-core machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.network_local]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
+    from bdc_assistant.models import embedded
+
+    base = embedded.install_base()
+    small = embedded.small_gguf_path()
+    port = _free_port()
+    conf = tmp_path_factory.mktemp("llama") / "server.json"
+    common = {"n_ctx": 2048, "n_threads": 1, "verbose": False}
+    conf.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": [
+        {"model": str(base), "model_alias": "gemma", "chat_format": "gemma", **common},
+        {"model": str(small), "model_alias": "smollm2", "chat_format": "chatml", **common},
+    ]}))
+    log = conf.with_suffix(".log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(conf)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"llama_cpp.server did not start: {conf.with_suffix('.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return env | {"BDC_HOME": str(home), "PYTHONPATH": str(ROOT), "BDC_DEEP__MAX_OUTPUT_TOKENS": "160",
+                  "BDC_DEEP__TIMEOUT_S": "300", "BDC_DEEP__WIDTH": "1"}
+
+
+def test_whole_search_against_llama_cpp_server(llama_server: str, bdc_home: Path, tmp_path: Path) -> None:
+    tests = tmp_path / "tests.py"
+    tests.write_text("assert add(2, 3) == 5\nassert add(-1, 1) == 0\n")
+    agents = ["--agent", f"openai:{llama_server}:gemma", "--agent", f"openai:{llama_server}:smollm2"]
+    r = subprocess.run(
+        [sys.executable, "-m", "bdc_assistant", "deep", "Write a Python function add(a, b) that returns a + b.",
+         "--tests", str(tests), *agents, "--max-calls", "6", "--rollouts", "2", "--yes", "--json"],
+        env=_env(bdc_home), cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["calls"] <= 6 and out["nodes"] >= 1
+    assert out["stopped_by"] in ("max_calls", "rollouts", "solved", "exhausted")
+    con = sqlite3.connect(bdc_home / "data" / "bdc.sqlite3")
+    meter = json.loads(con.execute("SELECT meter_json FROM deep_runs").fetchone()[0])
+    for agent in ("openai:gemma", "openai:smollm2"):
+        assert meter["per_agent"][agent]["calls"] >= 1
+        assert meter["per_agent"][agent]["tokens_out"] > 0  # gemma answers (chat_format gemma)
+    cached = [json.loads(x[0])["text"] for x in con.execute("SELECT response_json FROM llm_cache")]
+    assert cached and all(isinstance(t, str) for t in cached) and any(t.strip() for t in cached)
+    kinds = {k for (k,) in con.execute("SELECT kind FROM deep_events")}
+    assert {"NodeAdded", "NodeSimulated", "Spend", "Finished"} <= kinds
+
+
+def test_deep_bench_runs_on_humaneval(llama_server: str, bdc_home: Path) -> None:
+    agents = ["--agent", f"openai:{llama_server}:gemma", "--agent", f"openai:{llama_server}:smollm2"]
+    t0 = time.time()
+    r = subprocess.run(
+        [sys.executable, "-m", "bdc_assistant", "deep-bench", "--dataset", "humaneval", "--limit", "1",
+         *agents, "--max-calls", "2", "--yes", "--json"],
+        env=_env(bdc_home), cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(report["methods"]) == {
+        "zero-shot[openai:gemma]", "zero-shot[openai:smollm2]", "single[openai:gemma]", "single[openai:smollm2]",
+        "mc-toa", "mc-toa+prune", "mc-toa+prune+refine",
+    }
+    for name, m in report["methods"].items():
+        assert m["problems"] == 1 and 0 <= m["ac"] <= 100
+        assert m["calls_per_problem"] <= (1 if name.startswith("zero-shot") else 2)
+    assert "AC%" in r.stderr
+    print(f"deep-bench --limit 1: {time.time() - t0:.0f} s")

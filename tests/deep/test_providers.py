@@ -1,0 +1,101 @@
+"""Providers over real HTTP (a local fake server): retries, fail-fast auth, stopped_by, Anthropic path, budgets."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bdc_assistant.deep.llm import Budgets
+from bdc_assistant.deep.providers.presets import Price, parse_agent
+
+from .conftest import ADD, make_runner
+from .httpfakes import HALF, FakeLLMServer, Script
+
+
+def agents(srv: FakeLLMServer, n: int = 2) -> list[str]:
+    return [f"openai:{srv.url}:model-{c}" for c in "ab"[:n]]
+
+
+def test_429_500_timeout_malformed_are_retried_then_succeed(server, store) -> None:
+    server.script.failures = ["429", "500", "slow", "malformed"]
+    server.script.slow_s = 1.5
+    runner = make_runner(store, [server.url], timeout_s=0.5, max_retries=4)
+    res = runner.run(ADD, agents(server, 1), Budgets(max_calls=20, budget_usd=0))
+    assert res.stopped_by in ("solved", "rollouts", "exhausted")
+    assert res.meter["retries"] == 4
+    assert res.calls >= 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [("500", "provider_server"), ("429", "provider_rate_limit"), ("malformed", "provider_malformed"),
+     ("slow", "provider_timeout")],
+)
+def test_exhausted_retries_end_the_run_with_a_clear_stopped_by(server, store, failure, reason) -> None:
+    server.script.failures = [failure] * 50
+    server.script.slow_s = 1.0
+    runner = make_runner(store, [server.url], timeout_s=0.3, max_retries=2)
+    res = runner.run(ADD, agents(server, 1), Budgets(max_calls=20, budget_usd=0))
+    assert res.stopped_by == reason
+    assert res.calls == 0 and res.best_code == ""
+    assert len(server.script.requests) == 3  # first try + 2 retries
+    row = store.get_run(res.run_id)
+    assert row.status == "finished" and row.stopped_by == reason
+
+
+def test_auth_error_fails_fast(server, store) -> None:
+    server.script.failures = ["401"] * 10
+    runner = make_runner(store, [server.url], max_retries=5)
+    res = runner.run(ADD, agents(server, 1), Budgets(max_calls=20, budget_usd=0))
+    assert res.stopped_by == "provider_auth"
+    assert len(server.script.requests) == 1
+    assert "401" in res.detail
+
+
+def test_anthropic_messages_api_end_to_end(server, store) -> None:
+    specs = [f"anthropic:{server.root_url}:claude-a", f"openai:{server.url}:model-b"]
+    runner = make_runner(store, [server.root_url, server.url])
+    res = runner.run(ADD, specs, Budgets(max_calls=30, budget_usd=0))
+    assert res.stopped_by == "solved" and res.public_pass_rate == 1.0
+    msgs = [r for r in server.script.requests if r["path"].endswith("/messages")]
+    assert msgs, "the anthropic agent never called the Messages API"
+    body = msgs[0]["body"]
+    assert body["model"] == "claude-a" and "professional Python engineer" in body["system"]
+    assert all(m["role"] != "system" for m in body["messages"])
+    tally = res.meter["per_agent"]["anthropic:claude-a"]
+    assert tally["calls"] >= 1 and tally["tokens_in"] > 0
+
+
+def never_solves(model: str, messages: list[dict[str, str]]) -> str:
+    user = messages[-1]["content"]
+    if "Propose" in user:
+        return '[{"thought": "handle small numbers", "reasonableness": 0.5}, {"thought": "think more", "reasonableness": 0.5}]'
+    if "Write a better replacement" in user:
+        return "think even more"
+    if "explain what is wrong" in user:
+        return "it is wrong"
+    return "```python\n" + HALF + "```"
+
+
+@pytest.mark.parametrize("max_calls", [1, 2, 3, 5, 8])
+def test_max_calls_is_never_exceeded(store, max_calls) -> None:
+    with FakeLLMServer(Script(never_solves)) as srv:
+        runner = make_runner(store, [srv.url], rollouts=50)
+        res = runner.run(ADD, agents(srv, 2), Budgets(max_calls=max_calls, budget_usd=0))
+        assert res.stopped_by == "max_calls"
+        assert res.calls <= max_calls
+        assert len(srv.script.requests) <= max_calls
+
+
+def test_budget_usd_is_never_exceeded(store) -> None:
+    with FakeLLMServer(Script(never_solves)) as srv:
+        specs = [replace(parse_agent(a), price=Price(200.0, 400.0)) for a in agents(srv, 2)]
+        runner = make_runner(store, [srv.url], rollouts=50, max_output_tokens=64)
+        res = runner.run(ADD, specs, Budgets(max_calls=1000, budget_usd=0.5))
+        assert res.stopped_by == "budget_usd"
+        assert 0.1 < res.spend_usd <= 0.5  # the next batch's worst case would pass the cap
+        assert res.calls == len(srv.script.requests)
+        # the accounting matches the tokens the server reported
+        expected = sum(t["tokens_in"] * 200 + t["tokens_out"] * 400 for t in res.meter["per_agent"].values()) / 1e6
+        assert res.spend_usd == pytest.approx(expected)

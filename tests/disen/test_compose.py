@@ -1,0 +1,138 @@
+"""Tensor level: ΔW from the torch module and from the adapter GGUF equals the float64 reference
+Σ_k s_k B_k diag(g_k) A_k (f32 ≤ 1e-6 relative, f16 ≤ 2e-3); g = 0 gives 0; one-hot gives one expert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bdc_assistant.disen.bundle import load_bundle
+from bdc_assistant.disen.compose import Customization, build_cat, reference_delta
+from bdc_assistant.disen.modules import parent_of
+from bdc_assistant.disen.gguf_adapter import read_adapter_delta, read_template, write_template
+from bdc_assistant.disen.random_bundle import make_random_bundle
+from bdc_assistant.disen.torch_apply import TorchMergeSlot
+
+from .conftest import load_torch, random_g
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_torch_merge_delta_equals_reference(arch, tiny_models, loaded_bundles):
+    bundle = loaded_bundles[arch]
+    model = load_torch(tiny_models[arch].hf_dir)
+    slot = TorchMergeSlot(model)
+    g = random_g(bundle, 1)
+    slot.apply(Customization.from_g(bundle, g))
+    for layer, module in bundle.cat.keys():
+        ref = reference_delta(bundle.experts, g, layer, module)
+        assert rel(slot.current_delta(layer, module), ref) <= 1e-6, (layer, module)
+    slot.clear()
+    for layer, module in bundle.cat.keys():
+        assert np.all(slot.current_delta(layer, module) == 0.0)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize(("dtype", "tol"), [("f32", 1e-6), ("f16", 2e-3)])
+def test_gguf_adapter_delta_equals_reference(arch, dtype, tol, loaded_bundles, tmp_path):
+    bundle = loaded_bundles[arch]
+    g = random_g(bundle, 2)
+    template = write_template(bundle.cat, tmp_path / "t.gguf", arch=arch, n_heads=4, n_kv_heads=2,
+                              bundle_id=bundle.bundle_id, dtype=dtype)
+    patched = template.private_copy(tmp_path / "q.gguf")
+    template.patch(patched, bundle.cat, g)
+    for layer, module in bundle.cat.keys():
+        got = read_adapter_delta(patched, layer, module, n_heads=4, n_kv_heads=2)
+        ref = reference_delta(bundle.experts, g, layer, module)
+        assert rel(got, ref) <= tol, (layer, module, rel(got, ref))
+
+
+def test_template_patch_equals_direct_write(loaded_bundles, tmp_path):
+    """Patching A* into the template gives the same bytes as writing the adapter with g directly."""
+    bundle = loaded_bundles["llama"]
+    g = random_g(bundle, 3)
+    template = write_template(bundle.cat, tmp_path / "t.gguf", arch="llama", n_heads=4, n_kv_heads=2,
+                              bundle_id=bundle.bundle_id)
+    patched = template.private_copy(tmp_path / "p.gguf")
+    template.patch(patched, bundle.cat, g)
+    direct = write_template(bundle.cat, tmp_path / "d.gguf", arch="llama", n_heads=4, n_kv_heads=2,
+                            bundle_id=bundle.bundle_id, g=g)
+    assert patched.read_bytes() == direct.path.read_bytes()
+    assert len(read_template(patched).a_slots) == bundle.n_layers * 7
+
+
+def test_zero_gates_give_zero_delta(loaded_bundles):
+    bundle = loaded_bundles["gemma3"]
+    g = np.zeros((bundle.n_layers, bundle.K * bundle.r), np.float32)
+    for layer, module in bundle.cat.keys():
+        assert np.all(bundle.cat.delta(g, layer, module) == 0.0)
+        assert np.all(reference_delta(bundle.experts, g, layer, module) == 0.0)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_one_hot_gates_give_exactly_one_expert(k, tiny_models, loaded_bundles):
+    bundle = loaded_bundles["llama"]
+    g = np.zeros((bundle.n_layers, bundle.K * bundle.r), np.float32)
+    g[:, k * bundle.r : (k + 1) * bundle.r] = 1.0
+    model = load_torch(tiny_models["llama"].hf_dir)
+    slot = TorchMergeSlot(model)
+    slot.apply(Customization.from_g(bundle, g))
+    ex = bundle.experts[k]
+    for layer, module in bundle.cat.keys():
+        only_k = ex.scale * (ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64))
+        assert rel(slot.current_delta(layer, module), only_k) <= 1e-6
+        assert rel(bundle.cat.delta(g, layer, module).astype(np.float64), only_k) <= 1e-6
+
+
+def test_all_ones_gives_sum_of_experts(loaded_bundles):
+    bundle = loaded_bundles["gemma3"]
+    g = np.ones((bundle.n_layers, bundle.K * bundle.r), np.float32)
+    for layer, module in bundle.cat.keys():
+        total = sum(ex.scale * (ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64))
+                    for ex in bundle.experts)
+        assert rel(bundle.cat.delta(g, layer, module).astype(np.float64), total) <= 1e-6
+
+
+def test_rslora_scale_is_alpha_over_sqrt_r(tiny_models, tmp_path: Path):
+    """rsLoRA experts: s = α/√r folded into A_cat (peft's cat merge would over-scale by √(K·r))."""
+    path = make_random_bundle(tiny_models["llama"].hf_dir, tmp_path / "rs", K=3, r=4, seed=3, use_rslora=True,
+                              lora_alpha=8.0)
+    bundle = load_bundle(path)
+    assert all(ex.scale == pytest.approx(8.0 / 2.0) for ex in bundle.experts)
+    g = random_g(bundle, 4)
+    for layer, module in list(bundle.cat.keys())[:5]:
+        ref = reference_delta(bundle.experts, g, layer, module)
+        assert rel(bundle.cat.delta(g, layer, module).astype(np.float64), ref) <= 1e-6
+
+
+def test_missing_scale_is_detectable(loaded_bundles):
+    """Negative control for the reference itself: dropping s_k changes ΔW far beyond tolerance."""
+    bundle = loaded_bundles["llama"]
+    unscaled = [type(ex)(A=ex.A, B=ex.B, scale=1.0, rank=ex.rank) for ex in bundle.experts]
+    bad = build_cat(unscaled, bundle.targets, bundle.n_layers)
+    g = random_g(bundle, 5)
+    ref = reference_delta(bundle.experts, g, 0, "q_proj")
+    assert rel(bad.delta(g, 0, "q_proj").astype(np.float64), ref) > 0.1
+
+
+def test_peft_get_delta_weight_agrees(tiny_models, loaded_bundles):
+    """Our reading of an expert (A, B, s_k) matches peft's own get_delta_weight for that adapter."""
+    import torch
+    from peft import PeftModel
+
+    bundle = loaded_bundles["gemma3"]
+    model = load_torch(tiny_models["gemma3"].hf_dir)
+    peft_model = PeftModel.from_pretrained(model, str(bundle.path / "experts" / "expert_1"))
+    ex = bundle.experts[1]
+    with torch.no_grad():
+        for layer, module in [(0, "q_proj"), (1, "down_proj"), (1, "k_proj")]:
+            parent = peft_model.base_model.model.model.layers[layer]
+            lora_layer = getattr(getattr(parent, parent_of(module)), module)
+            theirs = lora_layer.get_delta_weight("default").double().numpy()
+            ours = ex.scale * (ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64))
+            assert rel(ours, theirs) <= 1e-6

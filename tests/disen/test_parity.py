@@ -1,0 +1,158 @@
+"""Logit parity on tiny random Llama and Gemma-3 models: llama.cpp (adapter template, A* patched per
+query) vs torch (W0 + ΔW merged) agree to ≤ 2e-3 while the adapter moves logits by ≥ 0.3, with argmax
+agreement 1.0. The negative controls (Llama q/k rows not permuted, g transposed, a missing expert scale)
+must fail the very same check — otherwise the check could not tell right from wrong.
+
+Select with ``pytest -k parity``. For Gemma-3 most of the remaining difference is not the adapter: ggml's
+CPU GELU is an fp16 lookup table, which alone moves the tiny model's base logits by ~1.4e-3 (measured).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bdc_assistant.disen.compose import Customization, build_cat
+from bdc_assistant.disen.gguf_adapter import write_template
+from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot
+from bdc_assistant.disen.torch_apply import TorchMergeSlot
+
+from .conftest import llama_logits, load_torch, open_llama, random_g, token_ids, torch_logits
+
+TOL = 2e-3
+MIN_EFFECT = 0.3
+
+
+@dataclass
+class Check:
+    max_diff: float
+    effect: float
+    argmax_agree: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_diff <= TOL and self.effect >= MIN_EFFECT and self.argmax_agree == 1.0
+
+
+@pytest.fixture(scope="module")
+def runtimes(tiny_models) -> dict[str, tuple[Any, Any]]:
+    out = {arch: (load_torch(tm.hf_dir), open_llama(tm.gguf_path)) for arch, tm in tiny_models.items()}
+    yield out
+    for _, llm in out.values():
+        llm.close()
+
+
+def _torch_side(model: Any, bundle: Any, g: np.ndarray, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    slot = TorchMergeSlot(model)
+    base = torch_logits(model, ids)
+    slot.apply(Customization.from_g(bundle, g))
+    try:
+        return base, torch_logits(model, ids)
+    finally:
+        slot.clear()
+
+
+def _cpp_side(llm: Any, bundle: Any, g: np.ndarray, ids: list[int], tmp_path, *, permute_qk: bool = True,
+              cat: Any = None, dtype: str = "f16") -> np.ndarray:
+    slot = LlamaCppAdapterSlot(llm, dtype=dtype)
+    try:
+        if cat is None and permute_qk:
+            slot.apply(Customization.from_g(bundle, g))
+        else:
+            cat = cat or bundle.cat
+            template = write_template(cat, tmp_path / "control.gguf", arch=slot.arch, n_heads=slot.n_heads,
+                                      n_kv_heads=slot.n_kv_heads, bundle_id=bundle.bundle_id, dtype=dtype,
+                                      permute_qk=permute_qk)
+            slot.apply_template(template, cat, g)
+        return llama_logits(llm, ids)
+    finally:
+        slot.close()
+
+
+def _check(base_t: np.ndarray, cust_t: np.ndarray, cust_c: np.ndarray) -> Check:
+    return Check(
+        max_diff=float(np.abs(cust_c - cust_t).max()),
+        effect=float(np.abs(cust_t - base_t).max()),
+        argmax_agree=float((cust_c.argmax(-1) == cust_t.argmax(-1)).mean()),
+    )
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_logit_parity(arch, dtype, runtimes, loaded_bundles, tiny_models, tmp_path):
+    model, llm = runtimes[arch]
+    bundle = loaded_bundles[arch]
+    ids = token_ids(tiny_models[arch].vocab_size, 24, seed=11)
+    base_c = llama_logits(llm, ids)
+    for seed in (1, 2):
+        g = random_g(bundle, seed)
+        base_t, cust_t = _torch_side(model, bundle, g, ids)
+        cust_c = _cpp_side(llm, bundle, g, ids, tmp_path, dtype=dtype)
+        check = _check(base_t, cust_t, cust_c)
+        assert check.ok, check
+    # after clearing, llama.cpp is back to the plain base exactly
+    assert np.array_equal(llama_logits(llm, ids), base_c)
+
+
+def test_parity_negative_control_llama_qk_not_permuted(runtimes, loaded_bundles, tiny_models, tmp_path):
+    model, llm = runtimes["llama"]
+    bundle = loaded_bundles["llama"]
+    ids = token_ids(tiny_models["llama"].vocab_size, 24, seed=11)
+    g = random_g(bundle, 1)
+    base_t, cust_t = _torch_side(model, bundle, g, ids)
+    check = _check(base_t, cust_t, _cpp_side(llm, bundle, g, ids, tmp_path, permute_qk=False))
+    assert not check.ok and check.max_diff > 10 * TOL, check
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_parity_negative_control_g_transposed(arch, runtimes, loaded_bundles, tiny_models, tmp_path):
+    """Feeding llama.cpp g in rank-major order (the G_i ∈ R^{K×r} transposed) must be caught."""
+    model, llm = runtimes[arch]
+    bundle = loaded_bundles[arch]
+    ids = token_ids(tiny_models[arch].vocab_size, 24, seed=11)
+    g = random_g(bundle, 1)
+    g_t = g.reshape(bundle.n_layers, bundle.K, bundle.r).transpose(0, 2, 1).reshape(g.shape)
+    base_t, cust_t = _torch_side(model, bundle, g, ids)
+    check = _check(base_t, cust_t, _cpp_side(llm, bundle, g_t, ids, tmp_path))
+    assert not check.ok and check.max_diff > 10 * TOL, check
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_parity_negative_control_missing_expert_scale(arch, runtimes, loaded_bundles, tiny_models, tmp_path):
+    """A_cat built without s_k (the classic cat-merge mistake) must be caught."""
+    model, llm = runtimes[arch]
+    bundle = loaded_bundles[arch]
+    ids = token_ids(tiny_models[arch].vocab_size, 24, seed=11)
+    g = random_g(bundle, 1)
+    unscaled = [type(ex)(A=ex.A, B=ex.B, scale=1.0, rank=ex.rank) for ex in bundle.experts]
+    bad_cat = build_cat(unscaled, bundle.targets, bundle.n_layers)
+    base_t, cust_t = _torch_side(model, bundle, g, ids)
+    check = _check(base_t, cust_t, _cpp_side(llm, bundle, g, ids, tmp_path, cat=bad_cat))
+    assert not check.ok and check.max_diff > 10 * TOL, check
+
+
+def test_parity_hook_mode_equals_merge_mode(tiny_models, loaded_bundles):
+    """Hook mode (per-sample gates, unmerged) gives the merge-mode logits, sample by sample."""
+    import torch
+
+    from bdc_assistant.disen.torch_apply import GateHooks
+
+    bundle = loaded_bundles["gemma3"]
+    model = load_torch(tiny_models["gemma3"].hf_dir)
+    ids = token_ids(tiny_models["gemma3"].vocab_size, 16, seed=3)
+    gs = [random_g(bundle, 1), random_g(bundle, 2)]
+    merged = []
+    slot = TorchMergeSlot(model)
+    for g in gs:
+        slot.apply(Customization.from_g(bundle, g))
+        merged.append(torch_logits(model, ids))
+    slot.clear()
+    with GateHooks(model, bundle) as hooks, torch.no_grad():
+        hooks.set_gates(torch.tensor(np.stack(gs)))
+        hooked = model(torch.tensor([ids, ids])).logits.double().numpy()
+    for b in range(2):
+        assert np.abs(hooked[b] - merged[b]).max() <= 1e-4
+    assert np.abs(merged[0] - merged[1]).max() > MIN_EFFECT / 3

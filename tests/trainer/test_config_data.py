@@ -1,0 +1,143 @@
+"""Trainer config parsing and the data stage's pure parts (schema, dedupe, split, bootstrap)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bdc_assistant.errors import ConfigError, DatasetError
+from trainer import data
+from trainer.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "trainer" / "configs"
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu"], ids=["smoke_toml", "cpu_toml", "cuda_toml"])
+def test_shipped_configs_parse(name: str) -> None:
+    cfg = load_config(CONFIGS / f"{name}.toml")
+    assert cfg.lora.r >= 1
+    assert set(cfg.lora.target_modules) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    assert "[lora]" in cfg.to_toml()
+
+
+def test_overrides_are_typed_and_checked() -> None:
+    cfg = load_config(CONFIGS / "smoke.toml", ["sft.lr=0.5", "evaluate.datasets=['mbpp']", "run.name=x y"])
+    assert cfg.sft.lr == 0.5 and cfg.evaluate.datasets == ["mbpp"] and cfg.run.name == "x y"
+    with pytest.raises(ConfigError, match=r"sft\.nope"):
+        load_config(None, ["sft.nope=1"])
+    with pytest.raises(ConfigError, match=r"section\.key"):
+        load_config(None, ["lr=1"])
+    with pytest.raises(ConfigError, match=r"lora\.r"):
+        load_config(None, ["lora.r=0"])
+
+
+def test_section_hash_tracks_only_named_sections() -> None:
+    a = load_config(None)
+    b = load_config(None, ["sft.lr=0.1"])
+    assert a.section_hash("cluster") == b.section_hash("cluster")
+    assert a.section_hash("sft") != b.section_hash("sft")
+
+
+def _rec(pid: str, problem: str, sol: str = "print(1)", thought: str = "t") -> dict:
+    return {
+        "problem_id": pid,
+        "problem": problem,
+        "thought": thought,
+        "solution": sol,
+        "public_pass_rate": 1.0,
+        "source": "test",
+        "policy": None,
+    }
+
+
+def test_jsonl_schema_errors_name_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_text(json.dumps(_rec("a", "p")) + "\n" + json.dumps({"problem": "x"}) + "\n")
+    with pytest.raises(DatasetError, match=r"t.jsonl:2.*thought"):
+        list(data.read_jsonl(f))
+    f.write_text("{not json\n")
+    with pytest.raises(DatasetError, match=r"t.jsonl:1 is not valid JSON"):
+        list(data.read_jsonl(f))
+
+
+def test_dedupe_is_whitespace_insensitive_and_split_is_by_problem(tmp_path: Path) -> None:
+    rows = [_rec(f"p{i % 5}", f"problem {i % 5}", sol=f"print({i})") for i in range(20)]
+    rows.append(_rec("p0", "problem   0", sol="print(0)"))  # duplicate of row 0 up to whitespace
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train, val, rep = data.build(
+        [f],
+        synthetic_n=0,
+        bootstrap_sets=[],
+        bootstrap_dir="",
+        bootstrap_limit=0,
+        val_fraction=0.4,
+        max_chars=10_000,
+        min_public_pass_rate=0.0,
+        seed=3,
+    )
+    assert rep.duplicates == 1 and rep.read == 21
+    assert {r.group() for r in train}.isdisjoint({r.group() for r in val})  # no problem leaks
+    assert rep.validation_problems == 2 and rep.train_problems == 3
+    again = data.build(
+        [f],
+        synthetic_n=0,
+        bootstrap_sets=[],
+        bootstrap_dir="",
+        bootstrap_limit=0,
+        val_fraction=0.4,
+        max_chars=10_000,
+        min_public_pass_rate=0.0,
+        seed=3,
+    )[2]
+    assert again.data_hash == rep.data_hash
+
+
+def test_filters_and_too_little_data(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    bad = _rec("a", "p")
+    bad["public_pass_rate"] = 0.2
+    f.write_text(json.dumps(bad) + "\n" + json.dumps(_rec("b", "q")) + "\n")
+    with pytest.raises(DatasetError, match="at least 2"):
+        data.build(
+            [f],
+            synthetic_n=0,
+            bootstrap_sets=[],
+            bootstrap_dir="",
+            bootstrap_limit=0,
+            val_fraction=0.2,
+            max_chars=10_000,
+            min_public_pass_rate=0.5,
+            seed=0,
+        )
+
+
+def test_bootstrap_from_shared_problem_sets_is_marked() -> None:
+    recs = data.bootstrap(["mbpp", "codecontests"], "", 5)
+    assert len(recs) == 10
+    assert all(r.source.startswith("bootstrap:") and r.policy == "reference+rule-thought" for r in recs)
+    assert all(r.thought and r.solution for r in recs)
+
+
+def test_heuristic_thought_reflects_the_code() -> None:
+    t = data.heuristic_thought("n=int(input())\nxs=sorted(map(int,input().split()))\nprint(xs[0])\n")
+    assert "Read the input" in t and "Sort" in t and "Print" in t
+    assert "Return" in data.heuristic_thought("def f(x):\n    return x * 2\n")
+
+
+def test_expand_inputs_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        data.expand_inputs([tmp_path / "nope.jsonl"])
+    (tmp_path / "b.jsonl").write_text("")
+    (tmp_path / "a.jsonl").write_text("")
+    assert [p.name for p in data.expand_inputs([tmp_path])] == ["a.jsonl", "b.jsonl"]

@@ -1,0 +1,89 @@
+"""TIES / DARE on full ΔW, the SVD back to LoRA form, and one-expert static bundles with g ≡ 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bdc_assistant.disen.bundle import load_bundle
+from trainer.merges import merge_delta, merge_experts, read_adapter
+from trainer.static import save_static_bundle
+
+
+def _deltas(dirs: list[Path]) -> dict:
+    out: dict = {}
+    for d in dirs:
+        ab, s, _ = read_adapter(d)
+        for key, (a, b) in ab.items():
+            out.setdefault(key, []).append(s * b.astype(np.float64) @ a.astype(np.float64))
+    return out
+
+
+def test_ties_of_identical_experts_is_the_expert_and_dare_is_seeded() -> None:
+    d = torch.randn(6, 5)
+    merged = merge_delta([d, d.clone()], "ties", density=1.0, seed=0)
+    assert torch.allclose(merged, d, atol=1e-6)
+    one = merge_delta([d, d * 2], "dare", density=0.5, seed=3)
+    assert torch.equal(one, merge_delta([d, d * 2], "dare", density=0.5, seed=3))  # same seed, same result
+    assert not torch.equal(one, merge_delta([d, d * 2], "dare", density=0.5, seed=4))  # the seed matters
+    kept = (one != 0).float().mean()
+    assert 0.5 < kept < 1.0  # roughly 1-(1-p)^2 of the entries survive in at least one expert
+    with pytest.raises(ValueError):
+        merge_delta([d], "twin", 1.0, 0)
+
+
+def test_ties_trims_and_elects_sign() -> None:
+    a = torch.tensor([[3.0, -1.0, 0.1, 2.0]])
+    b = torch.tensor([[1.0, -2.0, -0.1, -5.0]])
+    merged = merge_delta([a, b], "ties", density=1.0, seed=0)
+    # sign by total mass: col3 sums to -3 → negative sign wins, only b's -5 survives
+    assert merged[0, 3] == pytest.approx(-5.0)
+    assert merged[0, 0] == pytest.approx(2.0) and merged[0, 1] == pytest.approx(-1.5)
+
+
+def test_merge_export_is_exact_at_full_rank(two_experts: list[Path], tmp_path: Path) -> None:
+    ref = _deltas(two_experts)
+    info = merge_experts(two_experts, "ties", density=1.0, rank=64, seed=0, out_dir=tmp_path / "ties")
+    assert info["svd_relative_error"] < 1e-5
+    got = _deltas([tmp_path / "ties"])
+    for key, (d0, d1) in ref.items():
+        expect = merge_delta(
+            [torch.from_numpy(d0).float(), torch.from_numpy(d1).float()], "ties", 1.0, 0
+        ).double()
+        assert np.allclose(got[key][0], expect.numpy(), atol=1e-4)
+    cfg = json.loads((tmp_path / "ties" / "adapter_config.json").read_text())
+    assert cfg["r"] == 64 and cfg["lora_alpha"] == 64.0 and cfg["use_rslora"] is False
+
+
+def test_low_rank_export_reports_its_error(two_experts: list[Path], tmp_path: Path) -> None:
+    info = merge_experts(two_experts, "dare", density=0.5, rank=2, seed=0, out_dir=tmp_path / "dare")
+    assert 0.0 < info["svd_relative_error"] < 1.0
+
+
+def test_static_bundle_gates_are_ones_and_delta_is_the_adapter(
+    tiny_llama, two_experts: list[Path], tmp_path: Path
+) -> None:
+    from bdc_assistant.disen.compose import reference_delta
+    from bdc_assistant.disen.identity import identity_of_hf_dir
+
+    ident, _ = identity_of_hf_dir(tiny_llama.hf_dir)
+    out = save_static_bundle(
+        tmp_path / "static",
+        two_experts[0],
+        base=ident.as_dict(),
+        encoder={"name": "enc", "dim": 8},
+        centroid=np.ones(8),
+        name="e0",
+        provenance={"data_hash": "x"},
+    )
+    b = load_bundle(out, expect_base=ident)
+    assert b.K == 1 and b.manifest["provenance"]["static"] is True
+    g, _ = b.gates_for(np.eye(8, dtype=np.float32)[3])
+    assert np.array_equal(g, np.ones_like(g))
+    ref = _deltas([two_experts[0]])
+    for (layer, module), (d,) in ref.items():
+        assert np.allclose(reference_delta(b.experts, g, layer, module), d, atol=1e-5)

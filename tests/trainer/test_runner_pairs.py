@@ -1,0 +1,97 @@
+"""Stage bookkeeping (skip on rerun, rerun on change) and the SFT pair / answer-only-loss encoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bdc_assistant.errors import ConfigError
+from bdc_assistant.solver import prompts as app_prompts
+from trainer.config import load_config
+from trainer.data import Trajectory
+from trainer.modeling import encode
+from trainer.pairs import build_pairs, numbered_plan
+from trainer.runner import Context, run_stage
+
+
+def test_finished_stage_is_skipped_and_rerun_when_its_config_changes(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def fake(name: str):
+        def fn(ctx: Context) -> dict:
+            calls.append(name)
+            (ctx.dir(name) / "out.txt").write_text(name)
+            return {"n": len(calls), "data_hash": "h" if name == "data" else None}
+
+        return fn
+
+    cfg = load_config(None)
+    ctx = Context(cfg, tmp_path)
+    rec = run_stage(ctx, "data", fake("data"), log=lambda _: None)
+    run_stage(ctx, "cluster", fake("cluster"), log=lambda _: None)
+    assert (
+        rec["data_hash"] == "h"
+        and json.loads((tmp_path / "cluster" / "stage.json").read_text())["data_hash"] == "h"
+    )
+    assert (tmp_path / "cluster" / "config.resolved.toml").exists()
+    run_stage(ctx, "data", fake("data"), log=lambda _: None)
+    run_stage(ctx, "cluster", fake("cluster"), log=lambda _: None)
+    assert calls == ["data", "cluster"]  # both skipped on rerun
+    ctx2 = Context(load_config(None, ["cluster.k=3"]), tmp_path)
+    run_stage(ctx2, "data", fake("data"), log=lambda _: None)
+    run_stage(ctx2, "cluster", fake("cluster"), log=lambda _: None)
+    assert calls == ["data", "cluster", "cluster"]  # only the changed stage reran
+    ctx3 = Context(load_config(None, ["cluster.k=3"]), tmp_path, {"data": "new-input-files"})
+    run_stage(ctx3, "data", fake("data"), log=lambda _: None)
+    with pytest.raises(ConfigError, match="has not finished"):
+        ctx3.key("evaluate")
+
+
+def test_crashed_stage_reruns_from_a_clean_dir(tmp_path: Path) -> None:
+    ctx = Context(load_config(None), tmp_path)
+
+    def boom(c: Context) -> dict:
+        (c.dir("data") / "partial").write_text("x")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        run_stage(ctx, "data", boom, log=lambda _: None)
+    assert not (tmp_path / "data" / "stage.json").exists()
+    run_stage(ctx, "data", lambda c: {}, log=lambda _: None)
+    assert not (tmp_path / "data" / "partial").exists()
+
+
+def test_pairs_use_the_app_prompts_and_the_solver_stops() -> None:
+    rec = Trajectory(
+        "p1", "Write f(x) returning 2x.", "Multiply by two. Return it.", "def f(x):\n    return 2 * x\n"
+    )
+    p2t, t2s = build_pairs([rec], "completion")
+    assert p2t.prompt == app_prompts.thought_prompt(rec.problem, "completion").text
+    assert p2t.prompt.rstrip("\n").endswith("1.") and p2t.target.startswith(
+        " Multiply by two.\n2. Return it."
+    )
+    assert p2t.target.endswith("\n### Solution")  # the solver's p2t stop "\n### " cuts here
+    assert (
+        t2s.prompt
+        == app_prompts.solution_prompt(rec.problem, "1. Multiply by two.\n2. Return it.", "completion").text
+    )
+    assert t2s.target == "def f(x):\n    return 2 * x\n```"
+    assert numbered_plan("1. a\n2. b") == "1. a\n2. b"
+
+
+def test_loss_is_on_answer_tokens_only(tiny_llama) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama.hf_dir)
+    rec = Trajectory("p1", "Write f(x) returning 2x.", "Multiply.", "def f(x):\n    return 2 * x\n")
+    pairs = build_pairs([rec], "completion")
+    ex = encode(tok, pairs, max_len=4096, style="completion")
+    for e, pair in zip(ex, pairs, strict=True):
+        answer = [t for t, lab in zip(e.input_ids, e.labels, strict=True) if lab != -100]
+        assert tok.decode(answer, skip_special_tokens=True).strip() == pair.target.strip()
+        assert e.labels[0] == -100
+    short = encode(tok, pairs, max_len=64, style="completion")
+    assert all(len(e.input_ids) == 64 for e in short)  # truncated from the left, answer kept
+    assert all(lab != -100 for lab in short[1].labels[-5:])

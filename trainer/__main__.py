@@ -1,0 +1,100 @@
+"""``python -m trainer STAGE --config FILE.toml [--set key=value ...] --out DIR``.
+
+Stages: data, cluster, sft, hypernet, baselines, evaluate, export, or ``all`` (in that order). A stage
+whose inputs and config did not change since it last finished is skipped; ``--force`` reruns the named
+stage (with ``all``: every stage). Exit codes: 0 done, the BdcError's code on a one-sentence error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bdc_assistant.errors import BdcError
+
+from .config import load_config
+from .runner import STAGES, Context, run_stage
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n\n")[0])
+    p.add_argument("stage", choices=[*STAGES, "all"])
+    p.add_argument(
+        "--config", type=Path, default=None, help="trainer TOML (trainer/configs/{smoke,cpu,gpu}.toml)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (TOML syntax), repeatable",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="output directory (reused across stages and reruns)"
+    )
+    p.add_argument("--force", action="store_true", help="rerun even if the stage already finished")
+    return p
+
+
+def _input_fingerprint(inputs: list[str], include_app: bool) -> str:
+    """Size and mtime of every input file, so new trajectories rerun the data stage."""
+    from bdc_assistant import bundles
+
+    from .data import expand_inputs
+
+    paths = list(inputs)
+    if include_app and bundles.trajectories_dir().is_dir():
+        paths.append(str(bundles.trajectories_dir()))
+    try:
+        files = expand_inputs(paths)
+    except BdcError:
+        return "missing-input"
+    items = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        out = args.out.expanduser().resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.resolved.toml").write_text(cfg.to_toml())
+        from .stages import STAGE_FNS
+
+        ctx = Context(cfg, out, {"data": _input_fingerprint(cfg.data.inputs, cfg.data.app_trajectories)})
+        stages = STAGES if args.stage == "all" else (args.stage,)
+        forced = args.force
+        for stage in stages:
+            record = run_stage(ctx, stage, STAGE_FNS[stage], force=forced)
+            if args.stage != "all":
+                print(json.dumps({"stage": stage, "metrics": record["metrics"]}, default=str)[:4000])
+        if args.stage == "all":
+            final = json.loads((out / "export" / "stage.json").read_text())
+            print(
+                json.dumps(
+                    {
+                        "bundle": final["metrics"].get("bundle"),
+                        "registered_id": final["metrics"].get("registered_id"),
+                    }
+                )
+            )
+        return 0
+    except BdcError as exc:
+        print(f"trainer: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("trainer: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

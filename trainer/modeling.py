@@ -1,0 +1,284 @@
+"""The frozen base model, its identity, and the small training primitives every stage shares.
+
+Why a hand-written loop instead of ``transformers.Trainer``: the hypernetwork stage must set per-sample
+gates before every forward (hook mode), the LoRA stages need only the answer-token loss, and a GGUF-
+derived model trips Trainer's quantization guard; one ~40-line loop serves all three and is easy to test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bdc_assistant.errors import ModelError
+
+from .config import TrainerConfig
+from .pairs import Pair
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    """Where the base lives and what it is (the bundle manifest's ``base`` entry)."""
+
+    hf_dir: str
+    gguf: str | None
+    identity: dict[str, Any]
+    prompt_style: str  # "completion" for base models, "chat" for instruction-tuned ones
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.identity["n_layers"])
+
+
+def resolve_base(cfg: TrainerConfig, work_dir: Path) -> BaseRef:
+    """Build / locate the base once per output dir (``base.json`` remembers it for later stages)."""
+    from bdc_assistant.disen.identity import identity_of_gguf, identity_of_hf_dir
+
+    record = work_dir / "base.json"
+    key = cfg.section_hash("base", "run")
+    if record.exists():
+        data = json.loads(record.read_text())
+        if data.get("key") == key and Path(data["ref"]["hf_dir"]).is_dir():
+            return BaseRef(**data["ref"])
+    b = cfg.base
+    if b.kind == "tiny":
+        from bdc_assistant.models.tiny import build_tiny
+
+        tiny = build_tiny(b.arch, work_dir / "tiny", seed=cfg.run.seed)
+        hf_dir, gguf = Path(tiny.hf_dir), Path(tiny.gguf_path)
+        style = "completion"
+    elif b.kind == "embedded":
+        from bdc_assistant.models.embedded import install_base
+
+        gguf = install_base()
+        hf_dir = dequantized_hf_dir(gguf)
+        style = "completion"
+    else:
+        if not b.hf_dir:
+            raise ModelError("base.kind = 'hf' needs base.hf_dir.")
+        hf_dir = Path(b.hf_dir).expanduser()
+        gguf = Path(b.gguf).expanduser() if b.gguf else None
+        style = "chat" if _has_chat_template(hf_dir) else "completion"
+    if gguf is not None:
+        identity, _ = identity_of_gguf(gguf, name=b.name or None)
+        _, hf_shape = identity_of_hf_dir(hf_dir)
+        if hf_shape.config_hash() != identity.hf_config_hash:
+            raise ModelError(f"The HF model {hf_dir} and the GGUF {gguf} are not the same architecture.")
+    else:
+        identity, _ = identity_of_hf_dir(hf_dir, name=b.name or None)
+    ref = BaseRef(str(hf_dir), str(gguf) if gguf else None, identity.as_dict(), style)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"key": key, "ref": asdict(ref)}, indent=2))
+    return ref
+
+
+def _has_chat_template(hf_dir: Path) -> bool:
+    cfg = hf_dir / "tokenizer_config.json"
+    try:
+        return (
+            bool(json.loads(cfg.read_text()).get("chat_template"))
+            or (hf_dir / "chat_template.jinja").exists()
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def dequantized_hf_dir(gguf: Path) -> Path:
+    """The GGUF dequantized to an HF dir once, cached by its sha256 (the torch backend's own cache)."""
+    from bdc_assistant.models.hf_cache import hf_dir_for_gguf
+
+    return hf_dir_for_gguf(gguf)
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("The trainer config asks for CUDA but no CUDA GPU is available.")
+    return name
+
+
+def load_base(ref: BaseRef, cfg: TrainerConfig) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device): the frozen base in eval mode (dropout off), every parameter frozen."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if cfg.base.threads:
+        torch.set_num_threads(cfg.base.threads)
+    device = pick_device(cfg.base.device)
+    dtype = getattr(torch, cfg.base.dtype)
+    tok = AutoTokenizer.from_pretrained(ref.hf_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(ref.hf_dir, dtype=dtype).to(device)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, tok, device
+
+
+# ---- tokenisation -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]  # -100 on prompt tokens: the loss is on answer tokens only
+    pair: int  # index into the pair list
+
+
+def render_prompt(tok: Any, prompt: str, style: str) -> str:
+    if style == "chat":
+        return tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return prompt
+
+
+def encode(tok: Any, pairs: Sequence[Pair], max_len: int, style: str) -> list[Example]:
+    """Tokenise prompt+target together (so merges at the seam are the real ones) and mask the prompt."""
+    out = []
+    for i, pair in enumerate(pairs):
+        prompt = render_prompt(tok, pair.prompt, style)
+        add_special = style != "chat"
+        full = list(tok(prompt + pair.target, add_special_tokens=add_special)["input_ids"])
+        head = list(tok(prompt, add_special_tokens=add_special)["input_ids"])
+        cut = 0
+        while cut < min(len(head), len(full)) and head[cut] == full[cut]:
+            cut += 1
+        if tok.eos_token_id is not None:
+            full.append(int(tok.eos_token_id))
+        labels = [-100] * cut + full[cut:]
+        if len(full) > max_len:  # keep the answer: drop the oldest prompt tokens
+            full, labels = full[-max_len:], labels[-max_len:]
+        if all(x == -100 for x in labels):
+            continue
+        out.append(Example(tuple(full), tuple(labels), i))
+    return out
+
+
+def collate(batch: Sequence[Example], pad_id: int, device: str) -> dict[str, Any]:
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def batches(examples: Sequence[Example], batch_size: int, rng: random.Random) -> Iterator[list[Example]]:
+    """One epoch of randomly permuted batches (paper §4.2.3: randomly permuted input-output pairs)."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    for i in range(0, len(order), batch_size):
+        yield [examples[j] for j in order[i : i + batch_size]]
+
+
+def total_steps(n_examples: int, batch_size: int, grad_accum: int, epochs: float, max_steps: int) -> int:
+    per_epoch = max(1, math.ceil(n_examples / batch_size / grad_accum))
+    steps = max(1, math.ceil(per_epoch * epochs))
+    return min(steps, max_steps) if max_steps else steps
+
+
+def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over answer tokens (labels -100 elsewhere)."""
+    return model(**batch).loss
+
+
+def train_loop(
+    *,
+    model: Any,
+    params: list[Any],
+    examples: Sequence[Example],
+    pad_id: int,
+    device: str,
+    steps: int,
+    batch_size: int,
+    grad_accum: int,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    seed: int,
+    desc: str,
+    before_forward: Callable[[list[Example]], None] | None = None,
+) -> list[float]:
+    """AdamW with linear warmup/decay over ``params`` only; returns the loss of every optimizer step."""
+    import torch
+    from tqdm import tqdm
+
+    if not params:
+        raise ModelError(f"{desc}: nothing to train (no trainable parameters).")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    warm = int(steps * warmup_ratio)
+
+    def schedule(step: int) -> float:
+        if step < warm:
+            return (step + 1) / max(warm, 1)
+        return max(0.0, (steps - step) / max(steps - warm, 1))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    rng = random.Random(seed)
+    stream = _endless(examples, batch_size, rng)
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=desc, unit="step", disable=os.environ.get("BDC_NO_PROGRESS") == "1")
+    for _ in bar:
+        opt.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for _ in range(grad_accum):
+            batch = next(stream)
+            if before_forward is not None:
+                before_forward(batch)
+            loss = answer_loss(model, collate(batch, pad_id, device)) / grad_accum
+            loss.backward()
+            step_loss += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(step_loss)
+        bar.set_postfix(loss=f"{step_loss:.3f}")
+    return losses
+
+
+def _endless(examples: Sequence[Example], batch_size: int, rng: random.Random) -> Iterator[list[Example]]:
+    while True:
+        yield from batches(examples, batch_size, rng)
+
+
+def eval_loss(
+    model: Any,
+    examples: Sequence[Example],
+    pad_id: int,
+    device: str,
+    batch_size: int,
+    before_forward: Callable[[list[Example]], None] | None = None,
+) -> float | None:
+    """Token-weighted mean answer-token CE over ``examples`` (None when there are none)."""
+    import torch
+
+    if not examples:
+        return None
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            batch = list(examples[i : i + batch_size])
+            if before_forward is not None:
+                before_forward(batch)
+            tensors = collate(batch, pad_id, device)
+            n = int((tensors["labels"][:, 1:] != -100).sum())
+            total += float(answer_loss(model, tensors)) * n
+            count += n
+    return total / max(count, 1)
