@@ -34,6 +34,9 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 run: install
+	$(BIN)/bdc
+
+ask: install
 	$(BIN)/bdc ask "Write a Python function is_palindrome(s) that returns True when the string s reads the same forwards and backwards, ignoring case."
 
 test: install

@@ -113,6 +113,7 @@ class SftSection(_Section):
     )
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     sft_all: bool = Field(True, description="also train the SFT-on-all baseline")
+    val_examples: int = Field(0, ge=0, description="validation pairs scored per adapter (and for f); 0 = all")
 
 
 class HypernetSection(_Section):

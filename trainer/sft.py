@@ -20,7 +20,7 @@ def lora_config(cfg: TrainerConfig) -> Any:
 
     return LoraConfig(
         r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
+        lora_alpha=cfg.lora.alpha,  # type: ignore[arg-type]  # peft annotates int, accepts float
         lora_dropout=cfg.lora.dropout,
         use_rslora=cfg.lora.use_rslora,
         target_modules=list(cfg.lora.target_modules),
@@ -50,7 +50,6 @@ def train_adapter(
     params = [p for p in peft_model.parameters() if p.requires_grad]
     s = cfg.sft
     steps = total_steps(len(train), s.batch_size, s.grad_accum, s.epochs, s.max_steps)
-    val_before = eval_loss(peft_model, val, pad_id, device, s.batch_size)
     losses = train_loop(
         model=peft_model,
         params=params,
@@ -76,7 +75,6 @@ def train_adapter(
         "steps": steps,
         "loss_first": losses[0],
         "loss_last": sum(losses[-5:]) / len(losses[-5:]),
-        "val_loss_before": val_before,
         "val_loss_after": val_after,
     }
     return base, metrics

@@ -13,6 +13,7 @@ returns its metrics (the runner records them in ``stage.json`` with the resolved
 from __future__ import annotations
 
 import json
+import random
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -195,7 +196,11 @@ def _examples(ctx: Context, tok: Any, style: str, max_len: int) -> tuple[list, l
 
     train, val = _records(ctx, "train"), _records(ctx, "val")
     p_tr, p_val = build_pairs(train, style), build_pairs(val, style)  # type: ignore[arg-type]
-    return p_tr, encode(tok, p_tr, max_len, style), p_val, encode(tok, p_val, max_len, style)
+    ex_val = encode(tok, p_val, max_len, style)
+    cap = ctx.cfg.sft.val_examples
+    if cap and len(ex_val) > cap:  # a fixed, seeded subset: every adapter is scored on the same pairs
+        ex_val = sorted(random.Random(ctx.cfg.run.seed).sample(ex_val, cap), key=lambda e: e.pair)
+    return p_tr, encode(tok, p_tr, max_len, style), p_val, ex_val
 
 
 def stage_sft(ctx: Context) -> dict[str, Any]:
@@ -466,6 +471,20 @@ def app_settings(ctx: Context, ref: Any) -> Any:
     )
 
 
+def _eval_runs_dir(ctx: Context) -> Path:
+    """Per-problem answer records live outside the stage dir, keyed by everything that changes an answer
+    but not by ``limit`` / ``datasets`` / ``methods``: raising the limit reuses the answers already made."""
+    import hashlib
+
+    e = ctx.cfg.evaluate.model_dump(mode="json")
+    for k in ("limit", "datasets", "methods"):
+        e.pop(k)
+    key = json.dumps(
+        {"e": e, "h": ctx.record("hypernet")["key"], "b": ctx.record("baselines")["key"]}, sort_keys=True
+    )
+    return ctx.out / "evaluate_runs" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def stage_evaluate(ctx: Context) -> dict[str, Any]:
     from bdc_assistant.sandbox import sandbox_from_settings
     from bdc_assistant.solver.session import open_solver
@@ -491,7 +510,7 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
             datasets,
             lambda b: open_solver(settings, backend=cfg.evaluate.backend, bundle=str(b) if b else "none"),
             sandbox,
-            ctx.dir("evaluate") / "runs",
+            _eval_runs_dir(ctx),
             timeout_s=cfg.evaluate.timeout_s,
             max_tokens=cfg.evaluate.max_tokens,
         )

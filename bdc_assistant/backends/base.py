@@ -65,3 +65,9 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
             if i != -1:
                 cut = min(cut, i)
     return text[:cut], cut != len(text)
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """A library exception as one short line, for quoting inside a one-sentence BdcError message."""
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

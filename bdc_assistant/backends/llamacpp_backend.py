@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, ModelError
 from ..models.resolve import check_gguf
-from .base import CancelToken, GenerationParams
+from .base import CancelToken, GenerationParams, one_line
 from .streaming import StopStream
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def import_llama_cpp() -> Any:
         ) from exc
     except OSError as exc:  # the shared library exists but does not load on this CPU / libc
         raise BackendUnavailable(
-            f"llama-cpp-python is installed but its native library fails to load: {exc}."
+            f"llama-cpp-python is installed but its native library fails to load: {one_line(exc)}."
         ) from exc
     _quiet_logs(llama_cpp)
     return llama_cpp
@@ -261,7 +261,9 @@ class LlamaCppGenerator:
             chat: Any = [dict(m) for m in messages]
             return fmt(messages=chat).prompt
         except Exception as exc:  # jinja errors from a user-supplied template
-            raise ModelError(f"The chat template of {self.model_id} failed to render: {exc}.") from exc
+            raise ModelError(
+                f"The chat template of {self.model_id} failed to render: {one_line(exc)}."
+            ) from exc
 
     def chat(
         self,

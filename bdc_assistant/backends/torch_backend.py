@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import BackendUnavailable, ModelError
-from .base import CancelToken, GenerationParams
+from .base import CancelToken, GenerationParams, one_line
 from .streaming import StopStream
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class TorchGenerator:
             model: Any = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=self.dtype)
             self.model: Any = model.to(self.device)
         except Exception as exc:  # safetensors, json and transformers each raise their own types
-            raise ModelError(f"transformers could not load the model in {hf_dir}: {exc}.") from exc
+            raise ModelError(f"transformers could not load the model in {hf_dir}: {one_line(exc)}.") from exc
         self.model.eval()
         self.n_vocab = int(self.model.config.vocab_size)
         eos = self.model.config.eos_token_id

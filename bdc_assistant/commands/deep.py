@@ -171,6 +171,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if budgets.max_calls < 1 or budgets.budget_usd < 0:
         raise ConfigError("--max-calls must be at least 1 and --budget-usd at least 0.")
+    n_gen = args.generate_tests if args.generate_tests is not None else deep.generate_tests
+    if not public and not n_gen:
+        from ..errors import DatasetError
+
+        raise DatasetError(
+            "No public tests: pass --tests FILE, put examples in the statement, or add --generate-tests N."
+        )
     store = RunStore()
     run_id = new_run_id()
     ensure_consent(store, [a.base_url for a in agents], yes=args.yes, run_id=run_id, ask=ask_on_terminal())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
         raise DatasetError("--limit must be zero or positive.")
     problems = load_dataset(args.dataset, args.limit)
     out_dir = args.out or default_out_dir(args.dataset)
-    if args.fresh and out_dir.exists():
-        shutil.rmtree(out_dir)
+    if args.fresh:  # only our own files: --out may point at a directory holding other things
+        for name in ("results.jsonl", "summary.json", "meta.json"):
+            (out_dir / name).unlink(missing_ok=True)
     settings = load_settings()
     try:
         from ..solver.session import open_solver

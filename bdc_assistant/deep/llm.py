@@ -119,6 +119,7 @@ class Gateway:
         cancel: CancelToken | None = None,
         sleep: Callable[[float], None] | None = None,
         replay_only: bool = False,
+        max_concurrency: int | None = None,
     ) -> None:
         self.agents = {a.name: a for a in agents}
         self.providers = providers
@@ -131,7 +132,7 @@ class Gateway:
         self.cancel = cancel
         self.replay_only = replay_only
         self._sleep = sleep
-        self._sems = {a.name: _shared_semaphore(a) for a in agents}
+        self._sems = {a.name: _shared_semaphore(a, max_concurrency) for a in agents}
         self._pool = ThreadPoolExecutor(max_workers=max(4, len(agents) * 2), thread_name_prefix="bdc-llm")
         self._lock = threading.Lock()
 
@@ -256,14 +257,15 @@ class Gateway:
         return (ChatResponse(**stored) if stored else resp), False
 
 
-_SEMS: dict[tuple[str, str], threading.Semaphore] = {}
+_SEMS: dict[tuple[str, str, int], threading.Semaphore] = {}
 _SEMS_LOCK = threading.Lock()
 
 
-def _shared_semaphore(agent: AgentSpec) -> threading.Semaphore:
-    """One semaphore per provider endpoint, shared by all agents (and runs) of this process."""
-    key = (agent.kind, _clean_url(agent.base_url))
+def _shared_semaphore(agent: AgentSpec, cap: int | None = None) -> threading.Semaphore:
+    """One semaphore per provider endpoint (and cap), shared by all agents and runs of this process."""
+    size = max(1, min(agent.concurrency, cap) if cap else agent.concurrency)
+    key = (agent.kind, _clean_url(agent.base_url), size)
     with _SEMS_LOCK:
         if key not in _SEMS:
-            _SEMS[key] = threading.Semaphore(max(1, agent.concurrency))
+            _SEMS[key] = threading.Semaphore(size)
         return _SEMS[key]

@@ -282,6 +282,7 @@ class DeepRunner:
             emit=emit,
             cancel=cancel,
             sleep=self.sleep,
+            max_concurrency=self.settings.concurrency,
         )
         team = LLMTeam(
             gateway,

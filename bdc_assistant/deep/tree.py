@@ -231,7 +231,7 @@ def select_child(tree: Tree, parent: Node, *, selection: str, c: float, q_mode: 
     """The selectable child with the highest score; ties go to the lowest node id (never to a policy)."""
     best: Node | None = None
     best_score = -math.inf
-    for cid in parent.children:
+    for cid in sorted(parent.children):  # a refined replacement keeps its slot but not its id: sort
         child = tree.nodes[cid]
         if not child.selectable:
             continue

@@ -481,3 +481,234 @@ def _complete_graph(inp: str, exp: str, out: str) -> bool:
         adj[u].append((v, w))
         adj[v].append((u, w))
     return _dijkstra(n, adj, s)[t] == length
+
+
+@_cc("1407_e_egor_in_the_republic_of_dagestan_1382")
+def _egor(inp: str, exp: str, out: str) -> bool:
+    from collections import deque
+
+    nums = _ints(inp)
+    n, m = nums[:2]
+    toks = out.split()
+    if len(toks) != 2 or int(toks[0]) != _ints(exp)[0]:
+        return False
+    color = toks[1]
+    if len(color) != n or set(color) - {"0", "1"}:
+        return False
+    adj: list[list[int]] = [[] for _ in range(n + 1)]
+    for i in range(m):
+        u, v, t = nums[2 + 3 * i : 5 + 3 * i]
+        if int(color[u - 1]) == t:  # a road can be left only at the time its start city allows
+            adj[u].append(v)
+    dist = [-1] * (n + 1)
+    dist[1] = 0
+    queue = deque([1])
+    while queue:
+        u = queue.popleft()
+        for v in adj[u]:
+            if dist[v] < 0:
+                dist[v] = dist[u] + 1
+                queue.append(v)
+    return dist[n] == int(toks[0])
+
+
+@_cc("45_h_road_problem_460")
+def _road_problem(inp: str, exp: str, out: str) -> bool:
+    nums = _ints(inp)
+    n, m = nums[:2]
+    got = _ints(out)
+    t = got[0]
+    if t != _ints(exp)[0]:
+        return False
+    if t <= 0:
+        return len(got) == 1
+    if len(got) != 1 + 2 * t:
+        return False
+    edges = {frozenset(nums[2 + 2 * i : 4 + 2 * i]) for i in range(m)}
+    all_edges = [tuple(nums[2 + 2 * i : 4 + 2 * i]) for i in range(m)]
+    for i in range(t):
+        a, b = got[1 + 2 * i : 3 + 2 * i]
+        key = frozenset((a, b))
+        if a == b or not (1 <= a <= n and 1 <= b <= n) or key in edges:
+            return False
+        edges.add(key)
+        all_edges.append((a, b))
+    return not _has_bridge(n, all_edges)
+
+
+def _has_bridge(n: int, edges: list[tuple[int, ...]]) -> bool:
+    adj: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]
+    for idx, (a, b) in enumerate(edges):
+        adj[a].append((b, idx))
+        adj[b].append((a, idx))
+    tin = [0] * (n + 1)
+    low = [0] * (n + 1)
+    timer = 1
+    for root in range(1, n + 1):
+        if tin[root]:
+            continue
+        tin[root] = low[root] = timer
+        timer += 1
+        stack = [(root, -1, iter(adj[root]))]
+        while stack:
+            u, via, it = stack[-1]
+            advanced = False
+            for v, idx in it:
+                if idx == via:
+                    continue
+                if tin[v]:
+                    low[u] = min(low[u], tin[v])
+                else:
+                    tin[v] = low[v] = timer
+                    timer += 1
+                    stack.append((v, idx, iter(adj[v])))
+                    advanced = True
+                    break
+            if not advanced:
+                stack.pop()
+                if stack:
+                    parent = stack[-1][0]
+                    low[parent] = min(low[parent], low[u])
+                    if low[u] > tin[parent]:
+                        return True
+    return False
+
+
+@_cc("507_e_breaking_good_9731")
+def _breaking_good(inp: str, exp: str, out: str) -> bool:
+    from collections import deque
+
+    nums = _ints(inp)
+    n, m = nums[:2]
+    state: dict[frozenset[int], int] = {}
+    adj: list[list[int]] = [[] for _ in range(n + 1)]
+    for i in range(m):
+        x, y, z = nums[2 + 3 * i : 5 + 3 * i]
+        state[frozenset((x, y))] = z
+        adj[x].append(y)
+        adj[y].append(x)
+    got = _ints(out)
+    k = got[0]
+    if k != _ints(exp)[0] or len(got) != 1 + 3 * k:
+        return False
+    touched = set()
+    for i in range(k):
+        x, y, z = got[1 + 3 * i : 4 + 3 * i]
+        key = frozenset((x, y))
+        if key not in state or key in touched or state[key] == z or z not in (0, 1):
+            return False
+        touched.add(key)
+        state[key] = z
+    dist = [-1] * (n + 1)
+    dist[1] = 0
+    queue = deque([1])
+    while queue:
+        u = queue.popleft()
+        for v in adj[u]:
+            if dist[v] < 0:
+                dist[v] = dist[u] + 1
+                queue.append(v)
+    working = [tuple(key) for key, z in state.items() if z == 1]
+    if len(working) != dist[n]:
+        return False
+    wadj: dict[int, list[int]] = {}
+    for a, b in working:
+        wadj.setdefault(a, []).append(b)
+        wadj.setdefault(b, []).append(a)
+    prev, cur, steps = 0, 1, 0  # walk the working roads from 1; they must be one path ending at n
+    while cur != n:
+        nxt = [v for v in wadj.get(cur, []) if v != prev]
+        if len(nxt) != 1:
+            return False
+        prev, cur = cur, nxt[0]
+        steps += 1
+        if steps > len(working):
+            return False
+    return steps == len(working)
+
+
+@_cc("1521_d_nastia_plays_with_a_tree_11693")
+def _nastia(inp: str, exp: str, out: str) -> bool:
+    nums, want, got = _ints(inp), _ints(exp), _ints(out)
+    pos, ew, og = 1, 0, 0
+    for _ in range(nums[0]):
+        n = nums[pos]
+        pos += 1
+        adj: list[set[int]] = [set() for _ in range(n + 1)]
+        for _ in range(n - 1):
+            a, b = nums[pos], nums[pos + 1]
+            pos += 2
+            adj[a].add(b)
+            adj[b].add(a)
+        k = got[og]
+        if k != want[ew]:
+            return False
+        ew += 1 + 4 * want[ew]
+        ops = got[og + 1 : og + 1 + 4 * k]
+        og += 1 + 4 * k
+        if len(ops) != 4 * k:
+            return False
+        for i in range(k):
+            x1, y1, x2, y2 = ops[4 * i : 4 * i + 4]
+            if y1 not in adj[x1] or x2 == y2 or not (1 <= x2 <= n and 1 <= y2 <= n) or y2 in adj[x2]:
+                return False
+            adj[x1].discard(y1)
+            adj[y1].discard(x1)
+            adj[x2].add(y2)
+            adj[y2].add(x2)
+        if any(len(adj[v]) > 2 for v in range(1, n + 1)):
+            return False
+        seen, stack = {1}, [1]
+        while stack:
+            for v in adj[stack.pop()]:
+                if v not in seen:
+                    seen.add(v)
+                    stack.append(v)
+        if len(seen) != n:
+            return False
+    return og == len(got)
+
+
+@_cc("1391_e_pairs_of_pairs_6690")
+def _pairs_of_pairs(inp: str, exp: str, out: str) -> bool:
+    nums, toks = _ints(inp), out.split()
+    pos, op = 1, 0
+    for _ in range(nums[0]):
+        n, m = nums[pos], nums[pos + 1]
+        pos += 2
+        edges = [(nums[pos + 2 * i], nums[pos + 2 * i + 1]) for i in range(m)]
+        pos += 2 * m
+        edge_set = {frozenset(e) for e in edges}
+        need = (n + 1) // 2
+        kind, k = toks[op].upper(), int(toks[op + 1])
+        op += 2
+        if kind == "PATH":
+            path = [int(t) for t in toks[op : op + k]]
+            op += k
+            if len(path) != k or not need <= k <= n or len(set(path)) != k or any(not 1 <= v <= n for v in path):
+                return False
+            if any(frozenset((path[i], path[i + 1])) not in edge_set for i in range(k - 1)):
+                return False
+        elif kind == "PAIRING":
+            flat = [int(t) for t in toks[op : op + 2 * k]]
+            op += 2 * k
+            if len(flat) != 2 * k or not need <= 2 * k <= n or len(set(flat)) != 2 * k:
+                return False
+            pair_of = {}
+            for i in range(k):
+                pair_of[flat[2 * i]] = pair_of[flat[2 * i + 1]] = i
+            inside = [0] * k
+            between: dict[tuple[int, int], int] = {}
+            for u, v in edges:
+                if u in pair_of and v in pair_of:
+                    p, q = pair_of[u], pair_of[v]
+                    if p == q:
+                        inside[p] += 1
+                    else:
+                        key = (min(p, q), max(p, q))
+                        between[key] = between.get(key, 0) + 1
+            if any(inside[p] + inside[q] + c > 2 for (p, q), c in between.items()):
+                return False
+        else:
+            return False
+    return op == len(toks)

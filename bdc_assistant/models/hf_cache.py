@@ -26,6 +26,11 @@ from .resolve import check_gguf
 MARKER = "bdc-source.json"
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    return text[:240]
+
+
 def cache_dir_for(gguf: Path) -> Path:
     return app_paths().models_dir / f"hf-{cached_sha256(gguf)[:16]}"
 
@@ -80,7 +85,9 @@ def dequantize_to_hf(gguf: Path, out_dir: Path) -> Path:
         )
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
-        raise ModelError(f"transformers could not convert {gguf.name} for the torch backend: {exc}.") from exc
+        raise ModelError(
+            f"transformers could not convert {gguf.name} for the torch backend: {_one_line(exc)}."
+        ) from exc
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

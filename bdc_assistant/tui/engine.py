@@ -37,6 +37,16 @@ class EngineInfo:
     bundle: str | None = None
     state: str = "warming"  # "warming" | "ready" | "error"
     detail: str = ""
+    device: str = ""  # "cuda…" / "cpu" for torch; empty for llama.cpp (CPU build)
+
+    @property
+    def label(self) -> str:
+        """What the status bar calls the backend: CUDA torch, CPU torch, CPU llama.cpp."""
+        if self.backend == "torch":
+            return "CUDA torch" if self.device.startswith("cuda") else "CPU torch"
+        if self.backend == "llamacpp":
+            return "CPU llama.cpp"
+        return self.backend
 
 
 # ---- deep mode, as the TUI sees it (adapted from the deep runner's own events) ----------------------
@@ -151,8 +161,12 @@ class Engine(Protocol):
 
     def retrain_status(self) -> RetrainStatus: ...
 
-    def retrain_command(self) -> list[str]:
-        """argv that starts the trainer in the background; it prints progress lines."""
+    def retrain_command(self, force: bool = False) -> list[str]:
+        """argv of ``bdc retrain --json`` (run in the background; its last line is a JSON report)."""
+        ...
+
+    def compare_bundles(self, new_id: str) -> dict[str, dict[str, Any]]:
+        """{"current": metrics of the active bundle, "new": metrics of ``new_id``} (evaluation summaries)."""
         ...
 
     def bundles_command(self, *args: str) -> list[str]:
@@ -212,11 +226,14 @@ class RealEngine:
                     )
                 self._solver = session.open_solver(self.settings, backend=None, bundle=None)
             info = dict(self._solver.info())
+            device = str(getattr(getattr(self._solver, "generator", None), "device", "") or "")
         return EngineInfo(
             backend=str(info.get("backend", "?")),
             model=str(info.get("model", "?")),
             bundle=info.get("bundle"),
             state="ready",
+            detail=str(info.get("bundle_note", "")),
+            device=device,
         )
 
     def solve(self, problem: str, cancel: CancelToken) -> Iterator[SolverEvent]:
@@ -320,8 +337,20 @@ class RealEngine:
             new_since_active=int(bundles.new_trajectories_since_active()),
         )
 
-    def retrain_command(self) -> list[str]:
-        return [sys.executable, "-m", "bdc_assistant", "retrain"]
+    def retrain_command(self, force: bool = False) -> list[str]:
+        return [sys.executable, "-m", "bdc_assistant", "retrain", "--json", *(["--force"] if force else [])]
+
+    def compare_bundles(self, new_id: str) -> dict[str, dict[str, Any]]:
+        from .. import bundles
+
+        out: dict[str, dict[str, Any]] = {"current": {}, "new": {}}
+        for entry in bundles.list_bundles():
+            metrics = entry.summary().get("metrics") or {}
+            if entry.id == new_id:
+                out["new"] = dict(metrics)
+            elif entry.active:
+                out["current"] = dict(metrics)
+        return out
 
     def bundles_command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "bdc_assistant", "bundles", *args]

@@ -26,12 +26,12 @@ def nearest_clusters(gates: Gates, top: int = 3) -> list[tuple[str, float]]:
     return sorted(pairs, key=lambda p: -p[1])[:top]
 
 
-def bars(gates: Gates, width: int = 24) -> Text:
+def bars(gates: Gates, width: int = 24, name_width: int | None = None) -> Text:
     """One bar per expert, scaled to the largest absolute mean so small mixtures stay visible."""
     means = gates.expert_means()
-    names = expert_names(gates)
+    pad = name_width or max((len(n) for n in expert_names(gates)), default=6)
+    names = [n if len(n) <= pad else n[: pad - 1] + "…" for n in expert_names(gates)]
     scale = max((abs(m) for m in means), default=0.0) or 1.0
-    pad = max((len(n) for n in names), default=6)
     out = Text()
     for k, (name, mean) in enumerate(zip(names, means, strict=True)):
         full = abs(mean) / scale * width

@@ -90,7 +90,7 @@ class AnswerView(Vertical):
 
     def set_stats(self, text: str, kind: str = "") -> None:
         self.stats.set_classes(f"stats {kind}".strip())
-        self.stats.update(text)
+        self.stats.update(Text(text))
 
 
 class MixturePanel(Vertical):
@@ -108,7 +108,14 @@ class MixturePanel(Vertical):
         yield Static("", id="mix-bars")
         yield Static("", id="mix-heat")
 
+    _last: tuple[Gates | None, str | None] | None = None
+
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.show(*self._last)
+
     def show(self, gates: Gates | None, bundle: str | None = None) -> None:
+        self._last = (gates, bundle)
         summary = self.query_one("#mix-summary", Static)
         bars = self.query_one("#mix-bars", Static)
         heat = self.query_one("#mix-heat", Static)
@@ -117,9 +124,11 @@ class MixturePanel(Vertical):
             bars.update("")
             heat.update("")
             return
-        summary.update(mixture.summary(gates))
-        bars.update(mixture.bars(gates, width=18))
-        heat.update(mixture.heatmap(gates, max_cols=24))
+        avail = max(24, self.size.width - 2)
+        pad = min(12, max((len(n) for n in mixture.expert_names(gates)), default=6))
+        summary.update(Text(mixture.summary(gates)))
+        bars.update(mixture.bars(gates, width=max(6, avail - pad - 9), name_width=pad))
+        heat.update(mixture.heatmap(gates, max_cols=max(8, avail - 5 - gates.n_experts)))
 
 
 class TestsPanel(Vertical):
@@ -149,7 +158,9 @@ class TestsPanel(Vertical):
                 style = "bold green" if v.passed else "bold red"
                 verdict = Text(f"{v.status} {v.seconds:.2f}s", style=style)
             shown = test.input.replace("\n", "⏎")
-            table.add_row(str(i + 1), test.origin, shown[:18] + ("…" if len(shown) > 18 else ""), verdict)
+            table.add_row(
+                str(i + 1), test.origin, Text(shown[:18] + ("…" if len(shown) > 18 else "")), verdict
+            )
 
 
 class StatusBar(Static):
@@ -160,9 +171,8 @@ class StatusBar(Static):
     """
 
     def render_status(
-        self, backend: str, model: str, bundle: str | None, tps: float | None, state: str, deep: str = "off"
+        self, label: str, model: str, bundle: str | None, tps: float | None, state: str, deep: str = "off"
     ) -> None:
-        label = {"llamacpp": "CPU llama.cpp", "torch": "CUDA torch", "fake": "fake"}.get(backend, backend)
         t = Text()
         t.append("● ", style={"ready": "green", "warming": "yellow", "busy": "cyan"}.get(state, "red"))
         t.append(f"{label}", style="bold")

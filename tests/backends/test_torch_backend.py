@@ -165,3 +165,24 @@ def test_set_customization_delegates_to_merge_slot(
     (slot,) = made
     assert slot.model is model
     assert slot.calls == [("apply", "c1"), ("clear", None), ("clear", None)]
+
+
+@pytest.mark.slow
+def test_token_bytes_for_byte_level_bpe_vocab() -> None:
+    """SmolLM2's GPT-2-style byte-level vocab (read from its GGUF): per-token bytes rebuild any text."""
+    from transformers import AutoTokenizer
+
+    from bdc_assistant.backends.torch_backend import token_bytes_fn
+    from bdc_assistant.models import embedded
+
+    try:
+        path = embedded.small_gguf_path()
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    to_bytes = token_bytes_fn(tok)
+    assert to_bytes is not None
+    text = "def café(x):\n    return '✓' + x  # 日本"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert b"".join(to_bytes(i) for i in ids).decode("utf-8") == text
+    assert all(to_bytes(i) == b"" for i in tok.all_special_ids)

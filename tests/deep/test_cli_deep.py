@@ -40,6 +40,7 @@ def test_without_consent_and_no_terminal_nothing_is_sent(bdc_home: Path, tests_f
         assert srv.script.requests == []
 
 
+@pytest.mark.slow
 def test_deep_json_contract_and_planted_key_never_stored(bdc_home: Path, tests_file: Path) -> None:
     def leaky(model: str, messages: list[dict[str, str]]) -> str:
         return adder_responder(model, messages) + f"\n# echoed {PLANTED}\n"

@@ -80,6 +80,7 @@ def _cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 def test_keys_cli_roundtrip_and_no_keyring_message(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env |= {"PYTHONPATH": str(ROOT), "PYTHON_KEYRING_BACKEND": "tests.deep.memkeyring.FileKeyring",

@@ -53,6 +53,7 @@ def test_auth_error_fails_fast(server, store) -> None:
     assert "401" in res.detail
 
 
+@pytest.mark.slow
 def test_anthropic_messages_api_end_to_end(server, store) -> None:
     specs = [f"anthropic:{server.root_url}:claude-a", f"openai:{server.url}:model-b"]
     runner = make_runner(store, [server.root_url, server.url])

@@ -95,3 +95,11 @@ def test_exports_shapes(server, store) -> None:
     r = rethinkmcts(store, res.run_id)
     assert r["train rewards"] == [0.5, 0.5, 0.0, 0.0, 1.0, 1.0] and r["rewards"] == [None] * 6
     assert r["sample times"] == res.calls and r["rethink_total_nums"] == 1 and r["rethink_effective_nums"] == 1
+
+
+def test_wall_clock_and_token_caps(server, store) -> None:
+    runner = make_runner(store, [server.url])
+    res = runner.run(ADD, [f"openai:{server.url}:model-a"], Budgets(max_calls=30, budget_usd=0, wall_clock_s=1e-6))
+    assert res.stopped_by == "wall_clock" and res.calls == 0
+    res = runner.run(ADD, [f"openai:{server.url}:model-a"], Budgets(max_calls=30, budget_usd=0, max_tokens_total=2000))
+    assert res.stopped_by == "max_tokens" and res.tokens_in + res.tokens_out <= 2000

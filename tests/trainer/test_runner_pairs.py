@@ -95,3 +95,18 @@ def test_loss_is_on_answer_tokens_only(tiny_llama) -> None:
     short = encode(tok, pairs, max_len=64, style="completion")
     assert all(len(e.input_ids) == 64 for e in short)  # truncated from the left, answer kept
     assert all(lab != -100 for lab in short[1].labels[-5:])
+
+
+def test_tail_only_loss_equals_the_models_own_loss(tiny_llama) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.data import synthetic
+    from trainer.modeling import answer_loss, collate
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama.hf_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama.hf_dir)
+    ex = encode(tok, build_pairs(synthetic(3, 0), "completion"), max_len=300, style="completion")
+    batch = collate(ex, int(tok.pad_token_id), "cpu")  # rows of different lengths: right padding
+    with torch.no_grad():
+        assert answer_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)

@@ -163,14 +163,17 @@ class FakeEngine:
     def retrain_status(self) -> RetrainStatus:
         return RetrainStatus(trajectories=12, gpu=False, active_bundle="fake-bundle")
 
-    def retrain_command(self) -> list[str]:
+    def retrain_command(self, force: bool = False) -> list[str]:
         import sys
 
         script = (
             "import json\nfor i in range(1, 4): print(f'step {i}/3', flush=True)\n"
-            "print(json.dumps({'bundle': 'b2', 'current': {'pass@1': 0.1}, 'new': {'pass@1': 0.2}}))"
+            "print(json.dumps({'ran': True, 'new_bundle': 'b2', 'switched': False, 'message': 'registered'}))"
         )
         return [sys.executable, "-c", script]
+
+    def compare_bundles(self, new_id: str) -> dict[str, dict[str, float]]:
+        return {"current": {"pass@1": 0.1}, "new": {"pass@1": 0.2}} if new_id == "b2" else {}
 
     def bundles_command(self, *args: str) -> list[str]:
         import sys

@@ -16,6 +16,7 @@ from bdc_assistant.config import load_settings
 from bdc_assistant.store.history import open_history
 from bdc_assistant.tui.app import BdcApp
 from bdc_assistant.tui.widgets import AnswerView, ProblemEditor, TestsPanel
+from bdc_assistant.types import TestCase
 from tests.tui.fakes import CODE, FakeEngine
 
 SIZE = (120, 36)
@@ -337,7 +338,7 @@ def test_retrain_runs_trainer_subprocess_with_progress_and_comparison() -> None:
         await pilot.click("#rt-start")
         await wait_until(pilot, lambda: screen.result is not None, timeout=20)  # type: ignore[attr-defined]
         table = screen.query_one("#rt-compare")
-        assert table.get_row_at(0) == ["pass@1", "0.100", "0.200"]  # type: ignore[attr-defined]
+        assert [str(c) for c in table.get_row_at(0)] == ["pass@1", "0.100", "0.200"]  # type: ignore[attr-defined]
         assert not screen.query_one("#rt-switch").disabled
         bar = screen.query_one("#rt-progress")
         assert bar.progress == bar.total  # type: ignore[attr-defined]
@@ -360,3 +361,41 @@ def test_first_frame_flag_exits_without_warming(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert frame.exists() and float(frame.read_text()) > 0 and calls == []
+
+
+def test_brackets_in_user_text_are_shown_not_parsed_as_markup() -> None:
+    engine = FakeEngine(
+        plan="1. use [bold]x[/] and [red\n", examples=[TestCase("[1, 2]\n", "3\n", origin="statement")]
+    )
+    app = make_app(engine)
+
+    async def body(pilot: Any) -> None:
+        await ask(pilot, app, "sum of [a, b] [/] [link=x]")
+        await wait_until(pilot, lambda: app.current is None and app.blocks and app.example_tests)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "HistoryScreen")
+        await pilot.press(*"[/]")
+        await pilot.pause(0.2)
+        app.notify("path [/tmp/x] failed [")
+        await pilot.pause(0.1)
+
+    drive(app, body)
+
+
+def test_slash_new_starts_a_fresh_conversation() -> None:
+    app = make_app()
+
+    async def body(pilot: Any) -> None:
+        await ask(pilot, app)
+        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        first = app.conversation_id
+        editor = app.main.query_one(ProblemEditor)
+        editor.text = "/new"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.conversation_id is None and not app.blocks)
+        assert not app.main.query(AnswerView) and app.main.query("#welcome")
+        await ask(pilot, app, "another")
+        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        assert app.conversation_id not in (None, first)
+
+    drive(app, body)

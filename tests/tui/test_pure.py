@@ -100,6 +100,18 @@ def test_merge_tokens_merges_same_kind_runs_and_keeps_order() -> None:
     from bdc_assistant.tui.app import merge_tokens
     from bdc_assistant.types import CodeToken, StageDone, ThoughtToken
 
-    evs = [ThoughtToken("a"), ThoughtToken("b"), StageDone("thought", "ab", 2, 0.1), CodeToken("x"), CodeToken("y")]
+    evs = [
+        ThoughtToken("a"),
+        ThoughtToken("b"),
+        StageDone("thought", "ab", 2, 0.1),
+        CodeToken("x"),
+        CodeToken("y"),
+    ]
     assert merge_tokens(evs) == [ThoughtToken("ab"), StageDone("thought", "ab", 2, 0.1), CodeToken("xy")]
     assert merge_tokens([]) == []
+
+
+def test_bars_truncate_long_cluster_names() -> None:
+    g = Gates(((0.5, 0.25),), n_experts=2, rank=1, cluster_names=("dynamic programming on trees", "io"))
+    lines = mixture.bars(g, width=8, name_width=6).plain.splitlines()
+    assert lines[0].startswith("dynam… ") and lines[1].startswith("io     ")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -181,7 +182,7 @@ class DeepScreen(Screen[None]):
         )
 
     def _state(self, text: str) -> None:
-        self.query_one("#deep-state", Static).update(text)
+        self.query_one("#deep-state", Static).update(Text(text))
 
     def _provider(self) -> Provider:
         name = self.query_one("#provider", Select).value
@@ -257,9 +258,12 @@ class DeepScreen(Screen[None]):
         self._state("Searching…")
         engine = self.bdc.engine
 
+        def progress(p: DeepProgress) -> None:
+            self.post_message(DeepProgressMsg(p))
+
         def work() -> None:
             try:
-                final = engine.deep_run(request, lambda p: self.post_message(DeepProgressMsg(p)), token)
+                final = engine.deep_run(request, progress, token)
             except BdcError as exc:
                 self.post_message(DeepProgressMsg(self.last or DeepProgress(), str(exc), final=True))
                 return
@@ -333,10 +337,10 @@ class DeepScreen(Screen[None]):
             children.setdefault(node.parent, []).append(node)
         known = {n.id for n in p.nodes}
 
-        def label(n: Any) -> str:
+        def label(n: Any) -> Text:
             marks = (" ✂pruned" if n.pruned else "") + (" ↻refined" if n.refined else "")
             pr = "  ?" if n.pr is None else f"{n.pr:>4.0%}"
-            return f"[{pr}] {n.label}{marks}"
+            return Text(f"[{pr}] {n.label}{marks}")
 
         def add(parent_node: Any, key: str | None) -> None:
             for n in children.get(key, []):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -43,7 +45,7 @@ class HistoryScreen(Screen[None]):
             "history · type to search every problem, plan and code (FTS5) · Enter reopens", id="hist-note"
         )
         yield Input(placeholder="search…", id="hist-search")
-        table: DataTable[str] = DataTable(id="hist-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = DataTable(id="hist-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("when", "conversation", "match")
         yield table
         yield Footer()
@@ -81,11 +83,11 @@ class HistoryScreen(Screen[None]):
                 rows = [(c.id, c.title, f"{c.messages} messages") for c in convs]
                 ages = {c.id: c.updated for c in convs}
         except BdcError as exc:
-            self.query_one("#hist-note", Static).update(str(exc))
+            self.query_one("#hist-note", Static).update(Text(str(exc)))
             return
         for cid, title, match in rows:
             self.row_conversations.append(cid)
-            table.add_row(_age(ages.get(cid)), title, match[:90])
+            table.add_row(_age(ages.get(cid)), Text(title), highlight_snippet(match[:90]))
 
     @on(DataTable.RowSelected)
     async def row_selected(self, event: DataTable.RowSelected) -> None:
@@ -124,6 +126,15 @@ class HistoryScreen(Screen[None]):
 
     async def action_cancel(self) -> None:
         self.app.pop_screen()
+
+
+def highlight_snippet(snippet: str) -> Text:
+    """FTS5 marks matches as [word]; show them bold instead (cells are Text, never markup: user text
+    may contain brackets)."""
+    out = Text()
+    for i, part in enumerate(re.split(r"\[([^\[\]]*)\]", snippet)):
+        out.append(part, style="bold reverse" if i % 2 else "")
+    return out
 
 
 def _age(ts: float | None) -> str:

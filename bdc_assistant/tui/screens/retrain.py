@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -100,6 +102,9 @@ class RetrainScreen(Screen[None]):
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.result: dict[str, Any] | None = None
+        self.force = False
+        self.started_at = 0.0
+        self.log_pos: tuple[Path, int] | None = None
 
     @property
     def bdc(self) -> BdcApp:
@@ -113,7 +118,7 @@ class RetrainScreen(Screen[None]):
             yield Button("Switch to new bundle", id="rt-switch", variant="success", disabled=True)
             yield Button("Roll back", id="rt-rollback", variant="warning")
         yield ProgressBar(id="rt-progress", show_eta=False)
-        table: DataTable[str] = DataTable(id="rt-compare")
+        table: DataTable[Text] = DataTable(id="rt-compare")
         table.add_columns("metric", "current", "new")
         yield table
         yield Log(id="rt-log", highlight=False)
@@ -130,6 +135,9 @@ class RetrainScreen(Screen[None]):
             return
         need = self.bdc.settings.retrain.min_new
         n = "unknown (no trajectory store yet)" if st.trajectories is None else str(st.trajectories)
+        if st.new_since_active is not None:
+            n += f", {st.new_since_active} new since the active bundle"
+            self.force = st.new_since_active < need
         text = (
             f"trajectories stored: {n} (retraining wants ≥ {need} new) · "
             f"GPU: {'yes (CUDA)' if st.gpu else 'no (CPU training is slow)'} · "
@@ -138,15 +146,48 @@ class RetrainScreen(Screen[None]):
         self.app.call_from_thread(self._show_status, text, True)
 
     def _show_status(self, text: str, ok: bool) -> None:
-        self.query_one("#rt-status", Static).update(text)
-        self.query_one("#rt-start", Button).disabled = not ok
+        self.query_one("#rt-status", Static).update(Text(text))
+        start = self.query_one("#rt-start", Button)
+        start.disabled = not ok
+        if self.force:
+            start.label = "Start anyway (too few new)"
 
     @on(Button.Pressed, "#rt-start")
     def start(self) -> None:
         if self.proc is not None:
             return
-        argv = self.bdc.engine.retrain_command()
-        self._launch(argv)
+        import time
+
+        self.started_at = time.time()
+        self.log_pos = None
+        self.set_interval(1.0, self._tail_trainer_log, name="rt-tail")
+        self._launch(self.bdc.engine.retrain_command(force=self.force))
+
+    def _tail_trainer_log(self) -> None:
+        """`bdc retrain` sends the trainer's output to state_dir/retrain/<time>/retrain.log: follow it."""
+        if self.proc is None:
+            return
+        from ...paths import app_paths
+
+        if self.log_pos is None:
+            logs = [
+                p
+                for p in (app_paths().state_dir / "retrain").glob("*/retrain.log")
+                if p.stat().st_mtime >= self.started_at - 1
+            ]
+            if not logs:
+                return
+            self.log_pos = (max(logs, key=lambda p: p.stat().st_mtime), 0)
+        path, pos = self.log_pos
+        try:
+            with path.open("r", encoding="utf-8", errors="replace") as fh:
+                fh.seek(pos)
+                chunk = fh.read()
+                self.log_pos = (path, fh.tell())
+        except OSError:
+            return
+        for line in chunk.splitlines():
+            self.on_trainer_line(TrainerLine(line))
 
     def _launch(self, argv: list[str]) -> None:
         log = self.query_one(Log)
@@ -197,17 +238,35 @@ class RetrainScreen(Screen[None]):
             )
             return
         self.result = parse_result(self.lines)
+        bar.update(total=100, progress=100)
+        new_id = self._new_bundle()
+        if self.result and self.result.get("message"):
+            log.write_line(str(self.result["message"]))
+        if new_id is None:
+            self.notify(str((self.result or {}).get("message") or "No new bundle was produced."), timeout=6)
+            return
+        compare: dict[str, Any] = self.result or {}
+        if not comparison_rows(compare):
+            try:
+                compare = self.bdc.engine.compare_bundles(new_id)
+            except BdcError as exc:
+                log.write_line(str(exc))
         table = self.query_one(DataTable)
         table.clear()
-        for row in comparison_rows(self.result or {}):
-            table.add_row(*row)
-        bar.update(total=100, progress=100)
-        self.query_one("#rt-switch", Button).disabled = not (self.result and self._new_bundle())
-        self.notify("Training finished: compare, then switch or keep the current bundle.", timeout=5)
+        for row in comparison_rows(compare):
+            table.add_row(*(Text(c) for c in row))
+        switched = bool((self.result or {}).get("switched"))
+        self.query_one("#rt-switch", Button).disabled = switched
+        self.notify(
+            f"Bundle {new_id} is active; Roll back returns to the previous one."
+            if switched
+            else f"Bundle {new_id} is registered: compare, then Switch or keep the current bundle.",
+            timeout=6,
+        )
 
     def _new_bundle(self) -> str | None:
         r = self.result or {}
-        name = r.get("bundle") or r.get("new_bundle") or r.get("name")
+        name = r.get("new_bundle") or r.get("bundle")
         return str(name) if name else None
 
     @on(Button.Pressed, "#rt-stop")
