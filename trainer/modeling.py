@@ -159,8 +159,13 @@ def encode(tok: Any, pairs: Sequence[Pair], max_len: int, style: str) -> list[Ex
         if tok.eos_token_id is not None:
             full.append(int(tok.eos_token_id))
         labels = [-100] * cut + full[cut:]
-        if len(full) > max_len:  # keep the answer: drop the oldest prompt tokens
-            full, labels = full[-max_len:], labels[-max_len:]
+        if len(full) > max_len:
+            # keep the end of the prompt (at least half the window) and the start of the answer
+            n_answer = len(full) - cut
+            keep_prompt = min(cut, max(max_len - n_answer, max_len // 2))
+            keep_answer = max_len - keep_prompt
+            full = full[cut - keep_prompt : cut + keep_answer]
+            labels = labels[cut - keep_prompt : cut + keep_answer]
         if all(x == -100 for x in labels):
             continue
         out.append(Example(tuple(full), tuple(labels), i))
@@ -207,7 +212,7 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
     width = labels.shape[1]
     has = (labels != -100).any(dim=0).nonzero()
     first = int(has[0]) if len(has) else width - 1
-    keep = max(width - first + 1, 2)
+    keep = min(max(width - first + 1, 2), width)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
     logits = out.logits[:, :-1, :].float()
     target = labels[:, width - keep + 1 :]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,17 @@ def _load_failure_reason() -> str:
             if needle in line.lower():
                 return line.split(needle, 1)[-1].strip(" :") if needle.endswith(":") else line
     return "see `bdc doctor`"
+
+
+def _take(steps: Generator[int, None, None], n: int) -> list[int]:
+    out: list[int] = []
+    if n > 0:
+        for tok in steps:
+            out.append(tok)
+            if len(out) >= n:
+                break
+    steps.close()
+    return out
 
 
 def resolve_threads(threads: int) -> int:
@@ -176,17 +187,19 @@ class LlamaCppGenerator:
             self._clear_state()  # the KV now holds these ids; the high-level bookkeeping does not know
         return out
 
+    def iter_greedy(self, token_ids: Sequence[int]) -> Generator[int, None, None]:
+        """Endless greedy token ids after ``token_ids`` from a cleared state (close it when done)."""
+        self._clear_state()
+        tokens = self.llama.generate(list(token_ids), temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)
+        try:
+            for tok in tokens:
+                yield int(tok)
+        finally:
+            tokens.close()
+
     def greedy_tokens(self, token_ids: Sequence[int], n: int) -> list[int]:
         """The next ``n`` greedy token ids after ``token_ids`` (no stop at end-of-generation tokens)."""
-        self._clear_state()
-        out: list[int] = []
-        if n <= 0:
-            return out
-        for tok in self.llama.generate(list(token_ids), temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
-            out.append(int(tok))
-            if len(out) >= n:
-                break
-        return out
+        return _take(self.iter_greedy(token_ids), n)
 
     # ---- generation -----------------------------------------------------------------------------------
 

@@ -121,12 +121,16 @@ class TorchGenerator:
                 nxt = torch.tensor([[tok]], dtype=torch.long, device=self.device)
                 out = self.model(input_ids=nxt, cache=out.cache, use_cache=True)  # transformers 5: `cache`
 
+    def iter_greedy(self, token_ids: Sequence[int]) -> Generator[int, None, None]:
+        """Endless argmax token ids after ``token_ids`` (close it when done)."""
+        return self._decode_steps(token_ids, lambda row: row.argmax())
+
     def greedy_tokens(self, token_ids: Sequence[int], n: int) -> list[int]:
         """The next ``n`` argmax token ids after ``token_ids`` (no stop at EOS)."""
         out: list[int] = []
         if n <= 0:
             return out
-        steps = self._decode_steps(token_ids, lambda row: row.argmax())
+        steps = self.iter_greedy(token_ids)
         for tok in steps:
             out.append(tok)
             if len(out) >= n:

@@ -16,7 +16,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from ..errors import ProviderError
 
@@ -146,12 +146,19 @@ def run(args: argparse.Namespace) -> int:
     tests = load_tests_file(args.tests) if args.tests else []
     examples = [] if args.no_examples else statement_examples(statement)
     public = merge_tests(tests, examples)
-    kind = "call" if public and all(t.kind == "call" for t in public) else "stdio"
+    kind: Literal["stdio", "call"] = "call" if public and all(t.kind == "call" for t in public) else "stdio"
+    entry = None
+    if kind == "call":
+        import re
+
+        m = re.search(r"assert\s*\(?\s*([A-Za-z_]\w*)\s*\(", public[0].input)
+        entry = m.group(1) if m else None
     problem = Problem(
         id="user-" + hashlib.sha256(statement.encode()).hexdigest()[:10],
         statement=statement,
         public_tests=tuple(public),
         kind=kind,
+        entry_point=entry,
         source="user",
     )
     overrides: dict[str, Any] = {}

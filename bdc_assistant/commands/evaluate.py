@@ -40,6 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="paper_compat quirk: score call-based problems 0 like the BDC/RethinkMCTS executor",
     )
+    p.add_argument(
+        "--keep-lt2",
+        action="store_true",
+        help="paper_compat: keep problems with fewer than 2 tests (BDC drops them)",
+    )
+    p.add_argument(
+        "--program-timeout",
+        type=float,
+        default=None,
+        help="paper_compat quirk: a program whose tests take longer in total scores 0 (reference: 10)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -97,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
         from ..solver.session import open_solver
     except ImportError as exc:
         raise BackendUnavailable(f"The local solver is not available in this build ({exc}).") from exc
-    flags = CompatFlags(tie_break=args.tie_break, call_based_zero=args.call_based_zero)
+    flags = CompatFlags(
+        tie_break=args.tie_break,
+        call_based_zero=args.call_based_zero,
+        drop_lt2_tests=not args.keep_lt2,
+        program_timeout_s=args.program_timeout,
+    )
     progress = _Progress(len(problems))
     solver = open_solver(settings, backend=args.backend, bundle=args.bundle)
     try:

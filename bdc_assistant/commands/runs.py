@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rs = sub.add_parser("resume", help="continue a killed or cancelled run from its last rollout")
     rs.add_argument("run_id")
     rs.add_argument("--json", action="store_true")
+    rp = sub.add_parser("replay", help="rebuild a run from the response cache only and check the tree is identical")
+    rp.add_argument("run_id")
+    rp.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +68,19 @@ def run(args: argparse.Namespace) -> int:
             for path in written:
                 print(path, file=sys.stderr)
         return 0
-    # resume
     from ..config import load_settings
+
+    if args.runs_cmd == "replay":
+        from ..deep.runner import DeepRunner
+
+        result, identical = DeepRunner(store=store, settings=load_settings().deep).replay(args.run_id)
+        if args.json:
+            print(json.dumps(result.as_json() | {"replay_of": args.run_id, "identical": identical}))
+        else:
+            print(f"replay {result.run_id} of {args.run_id}: stopped by {result.stopped_by}; the tree is "
+                  f"{'identical' if identical else 'DIFFERENT'}")
+        return 0 if identical else 1
+    # resume
     from ..deep.runner import DeepRunner
     from .deep import Progress, finish, install_cancel
 

@@ -219,6 +219,23 @@ class DeepRunner:
         return self._execute(run_id, pub, specs, providers, conf, config, budgets, tree, meter, on_event, cancel,
                              resumed=True)
 
+    def replay(self, run_id: str, on_event: Callable[[ev.DeepEvent], None] | None = None) -> tuple[DeepResult, bool]:
+        """Re-run a stored run from the response cache only (nothing is sent; a cache miss ends the replay
+        with ``stopped_by="replay_miss"``). Returns the new run's result and whether its tree is identical
+        to the original's."""
+        row = self.store.get_run(run_id)
+        specs = [AgentSpec(**(a | {"price": _price(a["price"])})) for a in row.agents]
+        conf = row.config
+        pub = _problem_from_json(row.problem)
+        pub = replace(pub, public_tests=tuple(t for t in pub.public_tests if t.origin != "generated"))
+        new_id = new_run_id() + "-replay"
+        self.store.create_run(new_id, _problem_json(pub), conf | {"replay_of": run_id}, row.agents)
+        result = self._execute(new_id, pub, specs, {}, conf, SearchConfig(**conf["search"]),
+                               Budgets(**conf["budgets"]), None, Meter(), on_event, None, replay_only=True)
+        original = row.checkpoint
+        again = self.store.get_run(new_id).checkpoint
+        return result, original is not None and original == again
+
     # ---- internals ----------------------------------------------------------------------------------
 
     def _require_consent(self, specs: Sequence[AgentSpec], run_id: str) -> None:
@@ -257,6 +274,7 @@ class DeepRunner:
         on_event: Callable[[ev.DeepEvent], None] | None,
         cancel: CancelToken | None,
         resumed: bool = False,
+        replay_only: bool = False,
     ) -> DeepResult:
         buffer: list[tuple[float, int | None, str, int | None, dict[str, Any]]] = []
         sink = on_event or (lambda e: None)
@@ -283,6 +301,7 @@ class DeepRunner:
             cancel=cancel,
             sleep=self.sleep,
             max_concurrency=self.settings.concurrency,
+            replay_only=replay_only,
         )
         team = LLMTeam(
             gateway,

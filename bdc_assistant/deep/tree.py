@@ -191,12 +191,13 @@ def normalize_priors(proposals_per_policy: Sequence[Sequence[Proposal]]) -> list
         if not props:
             out.append([])
             continue
-        scores = [p.score for p in props]
-        if any(s is None or not math.isfinite(s) or s < 0 for s in scores) or sum(scores) <= 0:  # type: ignore[operator]
+        raw = [p.score for p in props]
+        scores = [float(s) for s in raw if s is not None and math.isfinite(s) and s >= 0]
+        if len(scores) != len(raw) or sum(scores) <= 0:
             out.append([1.0 / (len(props) * k)] * len(props))
         else:
-            total = float(sum(scores))  # type: ignore[arg-type]
-            out.append([float(s) / total / k for s in scores])  # type: ignore[arg-type]
+            total = sum(scores)
+            out.append([s / total / k for s in scores])
     return out
 
 

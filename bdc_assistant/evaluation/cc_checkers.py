@@ -685,7 +685,12 @@ def _pairs_of_pairs(inp: str, exp: str, out: str) -> bool:
         if kind == "PATH":
             path = [int(t) for t in toks[op : op + k]]
             op += k
-            if len(path) != k or not need <= k <= n or len(set(path)) != k or any(not 1 <= v <= n for v in path):
+            if (
+                len(path) != k
+                or not need <= k <= n
+                or len(set(path)) != k
+                or any(not 1 <= v <= n for v in path)
+            ):
                 return False
             if any(frozenset((path[i], path[i + 1])) not in edge_set for i in range(k - 1)):
                 return False

@@ -21,12 +21,18 @@ What it does NOT protect against:
   test's stdin, never expected outputs or keys) and earlier stdin left in freed memory;
 * forged verdicts for ``check()``-style call tests: the asserts run inside the child, so hostile code can
   make them vacuous (e.g. monkeypatching). stdin/stdout and ``fn_name`` tests are compared in the parent;
-* CPU and memory side channels, and timing noise from other load on the machine.
+* CPU and memory side channels, and timing noise from other load on the machine;
+* reading what is under ``/usr`` and the interpreter's stdlib directory (read-only; for a pyenv build that
+  directory also holds the base interpreter's ``site-packages``).
 * Weak isolation (``sandbox.isolation = "weak"``, an explicit opt-in for machines without root): only
   rlimits, seccomp, a scrubbed environment and a temp working dir. The program runs as your uid and CAN
   read and write your files and signal your processes; no RLIMIT_NPROC (it would count your own processes;
   seccomp still denies fork/exec); the disk cap is per file only (RLIMIT_FSIZE); no network namespace, but
   seccomp still refuses non-UNIX sockets.
+
+Seccomp comes from ``libseccomp.so.2`` (via ctypes, compiled once per worker). Without it, strict mode
+still runs (``describe()`` says so loudly): network is still cut by the namespace, and new processes are
+bounded by RLIMIT_NPROC and the per-uid sweep instead of being refused; weak mode refuses to start.
 
 Known differences from a fresh ``python3 prog.py``: no ``/proc`` (so no ``/dev/stdin``; ``open(0)`` and
 ``sys.stdin`` work), only the stdlib is importable (no site-packages such as numpy), ``__file__`` is

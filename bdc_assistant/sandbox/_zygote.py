@@ -381,6 +381,14 @@ def _shutdown(g: dict, status: int) -> None:
     os._exit(status)
 
 
+def _limit(res: int, soft: int, hard: int) -> None:
+    """Set a limit, never above an existing hard limit (a container may impose a lower one)."""
+    _, cur_hard = resource.getrlimit(res)
+    if cur_hard != resource.RLIM_INFINITY:
+        soft, hard = min(soft, cur_hard), min(hard, cur_hard)
+    resource.setrlimit(res, (soft, hard))
+
+
 def child(req: dict, fds: dict, cfg: dict, seccomp: tuple | None, nonce: str) -> None:
     """The forked child: confine, then run the candidate. Never returns."""
     try:
@@ -392,14 +400,14 @@ def child(req: dict, fds: dict, cfg: dict, seccomp: tuple | None, nonce: str) ->
         os.closerange(4, 1 << 16)
         mem = int(req["memory_mb"]) << 20
         cpu = int(req["timeout_s"]) + 2
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["fsize_mb"] << 20, cfg["fsize_mb"] << 20))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        _limit(resource.RLIMIT_CORE, 0, 0)
+        _limit(resource.RLIMIT_CPU, cpu, cpu + 1)
+        _limit(resource.RLIMIT_FSIZE, cfg["fsize_mb"] << 20, cfg["fsize_mb"] << 20)
+        _limit(resource.RLIMIT_NOFILE, 64, 64)
         if cfg["uid"] is not None:  # NPROC counts every process of the uid: only meaningful for our own uid
-            resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
-        resource.setrlimit(resource.RLIMIT_STACK, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+            _limit(resource.RLIMIT_NPROC, cfg["nproc"], cfg["nproc"])
+        _limit(resource.RLIMIT_STACK, mem, mem)
+        _limit(resource.RLIMIT_AS, mem, mem)
         if cfg["uid"] is not None:
             os.setgroups([])
             os.setgid(cfg["uid"])
@@ -582,20 +590,18 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
         if over_limit:
             break
     wall = time.monotonic() - start
+    # Kill the run's whole process group while the child (maybe a zombie) is unreaped: its pid, and so the
+    # group id, cannot have been reused by an unrelated process yet.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
     if not exited:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
     _, status, ru = os.wait4(pid, 0)
-    try:
-        os.killpg(pid, signal.SIGKILL)  # anything left in the run's session
-    except OSError:
-        pass
     for fd in list(open_fds):
         _drain(fd, bufs[fd], caps[fd])
     strays = _reap_strays(cfg["uid"])

@@ -166,6 +166,12 @@ class Sandbox:
                 'CAP_SYS_ADMIN for namespaces. Set sandbox.isolation = "weak" to run with rlimits and '
                 "seccomp only (the program could then read and write your files)."
             )
+        if self.isolation == "weak" and self.seccomp and not worker.hello.get("seccomp"):
+            worker.close()
+            raise SandboxError(
+                "Weak isolation needs seccomp (libseccomp.so.2) to block network and new processes, and it is "
+                "not available here; install libseccomp2."
+            )
         return worker
 
     def start(self) -> Sandbox:
@@ -195,6 +201,13 @@ class Sandbox:
             self._idle = list(self._workers)
             self.info = dict(self._workers[0].hello)
             self.info["isolation"] = self.isolation
+            if self.seccomp and not self.info.get("seccomp"):
+                import logging
+
+                logging.getLogger("bdc.sandbox").warning(
+                    "seccomp is unavailable (no libseccomp.so.2): new processes are only bounded by "
+                    "RLIMIT_NPROC and the per-uid sweep, not refused."
+                )
             self._executor = ThreadPoolExecutor(self.n_workers, thread_name_prefix="bdc-sandbox")
             self._started = True
             return self
@@ -205,6 +218,7 @@ class Sandbox:
             workers, self._workers, self._idle = self._workers, [], []
             self._started = False
             executor, self._executor = self._executor, None
+            self._cond.notify_all()  # runs waiting for a worker fail with SandboxError instead of hanging
         if executor:
             executor.shutdown(wait=True)
         for w in workers:
@@ -245,6 +259,8 @@ class Sandbox:
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.close()
+        if self._closed:
+            raise SandboxError("The sandbox was closed while a run was in flight.")
         fresh = self._spawn()
         with self._cond:
             self.restarts += 1

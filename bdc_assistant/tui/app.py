@@ -319,7 +319,9 @@ class BdcApp(App[None]):
 
     async def _apply(self, run: _Run, ev: SolverEvent) -> None:
         if isinstance(ev, Started):
-            self.info = replace(self.info, backend=ev.backend, model=ev.model, bundle=ev.bundle, state="ready")
+            self.info = replace(
+                self.info, backend=ev.backend, model=ev.model, bundle=ev.bundle, state="ready"
+            )
             if ev.gates is not None:
                 self.main.query_one(MixturePanel).show(ev.gates, ev.bundle)
             self.refresh_status()

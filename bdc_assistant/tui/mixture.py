@@ -52,7 +52,9 @@ def heatmap(gates: Gates, max_cols: int = 64) -> Text:
     flat = [abs(v) for row in rows for v in row]
     hi = max(flat, default=0.0) or 1.0
     per_expert = gates.rank
-    stride = max(1, -(-per_expert * gates.n_experts // max_cols))
+    total = max(1, per_expert * gates.n_experts)
+    stride = max(1, -(-total // max_cols))  # gates averaged per cell when they do not fit
+    cell = max(1, min(3, max_cols // total))  # cells widened (≤ 3 chars) when they fit easily
     out = Text()
     for li, row in enumerate(rows):
         out.append(f"L{li:<3}", style="dim")
@@ -61,7 +63,7 @@ def heatmap(gates: Gates, max_cols: int = 64) -> Text:
             for j in range(0, len(block), stride):
                 chunk = block[j : j + stride]
                 v = sum(abs(x) for x in chunk) / len(chunk)
-                out.append("█", style=_HEAT[min(len(_HEAT) - 1, int(v / hi * len(_HEAT)))])
+                out.append("█" * cell, style=_HEAT[min(len(_HEAT) - 1, int(v / hi * len(_HEAT)))])
             out.append(" ")
         if li < len(rows) - 1:
             out.append("\n")

@@ -106,6 +106,7 @@ class MixturePanel(Vertical):
         yield Static("mixture of experts", classes="title")
         yield Static("no answer yet", id="mix-summary", classes="muted")
         yield Static("", id="mix-bars")
+        yield Static("", id="mix-caption", classes="muted")
         yield Static("", id="mix-heat")
 
     _last: tuple[Gates | None, str | None] | None = None
@@ -119,11 +120,14 @@ class MixturePanel(Vertical):
         summary = self.query_one("#mix-summary", Static)
         bars = self.query_one("#mix-bars", Static)
         heat = self.query_one("#mix-heat", Static)
+        caption = self.query_one("#mix-caption", Static)
         if gates is None:
             summary.update("plain base model (no bundle)" if bundle is None else "no gates reported")
             bars.update("")
+            caption.update("")
             heat.update("")
             return
+        caption.update("gates: layer ↓ · expert×rank →")
         avail = max(24, self.size.width - 2)
         pad = min(12, max((len(n) for n in mixture.expert_names(gates)), default=6))
         summary.update(Text(mixture.summary(gates)))

@@ -207,3 +207,20 @@ def test_backup_and_priors_pure() -> None:
 
 def test_search_problem_has_no_private_tests() -> None:
     assert "private_tests" not in PublicProblem.__dataclass_fields__
+
+
+def test_critic_is_another_policy_seeded_and_deterministic() -> None:
+    def critic(seed: int) -> list[str]:
+        team = ScriptedTeam(names=("A", "B", "C"))
+        search = Search(PROBLEM, team, MarkerEvaluator(), SearchConfig(seed=seed))
+        picks = []
+        for i in range(6):
+            search.tree.refines_total = i
+            picks.append(search.pick_critic("A"))
+        return picks
+
+    assert all(p in ("B", "C") for p in critic(0))
+    assert critic(0) == critic(0)
+    assert any(critic(s) != critic(0) for s in range(1, 6))
+    single = ScriptedTeam(names=("A",))
+    assert Search(PROBLEM, single, MarkerEvaluator()).pick_critic("A") == "A"  # nobody else to ask

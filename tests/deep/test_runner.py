@@ -103,3 +103,17 @@ def test_wall_clock_and_token_caps(server, store) -> None:
     assert res.stopped_by == "wall_clock" and res.calls == 0
     res = runner.run(ADD, [f"openai:{server.url}:model-a"], Budgets(max_calls=30, budget_usd=0, max_tokens_total=2000))
     assert res.stopped_by == "max_tokens" and res.tokens_in + res.tokens_out <= 2000
+
+
+def test_replay_from_cache_rebuilds_the_same_tree_without_sending(server, store) -> None:
+    runner = make_runner(store, [server.url])
+    agents = [f"openai:{server.url}:model-a", f"openai:{server.url}:model-b"]
+    res = runner.run(ADD, agents, Budgets(max_calls=30, budget_usd=0))
+    sent = len(server.script.requests)
+    again, identical = runner.replay(res.run_id)
+    assert identical and again.as_json() | {"run_id": ""} == res.as_json() | {"run_id": ""}
+    assert len(server.script.requests) == sent
+    store.conn.execute("DELETE FROM llm_cache WHERE rowid IN (SELECT rowid FROM llm_cache ORDER BY created_at DESC LIMIT 1)")
+    partial, identical = runner.replay(res.run_id)
+    assert partial.stopped_by == "replay_miss" and not identical
+    assert len(server.script.requests) == sent

@@ -3,8 +3,10 @@ backends — llama.cpp on the shipped Q4_K_M GGUF and torch on its dequantized f
 
 The bases are not bit-identical (llama.cpp quantizes activations for Q4_K dot products; ~3.5 % relative
 logit difference measured here), so we compare the *change* the adapter causes ("delta of deltas",
-research/lora.md §7c): D = logits(base + ΔW) − logits(base) per backend, cosine(D_torch, D_cpp) ≥ 0.95
-per prompt, with each prompt's own gates from the real encoder + hypernetwork.
+research/lora.md §7c): D = logits(base + ΔW) − logits(base) per backend, centred per position (softmax
+ignores a per-position constant), cosine(D_torch, D_cpp) ≥ 0.95 per prompt, with each prompt's own gates
+from the real encoder + hypernetwork. Measured here: 0.965-0.973 centred (0.93-0.97 uncentred), with the
+adapter moving logits by 7-13.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ PROMPTS = (
 )
 SCALE = 0.05
 MIN_COS = 0.95
+
+
+def _centered(d: np.ndarray) -> np.ndarray:
+    """Logits are defined up to a constant per position (softmax ignores it): compare D minus its row mean."""
+    return (d - d.mean(axis=-1, keepdims=True)).ravel()
 
 
 @pytest.mark.slow
@@ -81,7 +88,7 @@ def test_real_model_adapter_effect_agrees_between_backends(embedded_base_gguf: P
             base_c, base_t = cpp(), tch()
             cpp_slot.apply(custom)
             torch_slot.apply(custom)
-            d_c, d_t = (cpp() - base_c).ravel(), (tch() - base_t).ravel()
+            d_c, d_t = _centered(cpp() - base_c), _centered(tch() - base_t)
             cos = float(d_c @ d_t / (np.linalg.norm(d_c) * np.linalg.norm(d_t)))
             results.append((cos, float(np.abs(d_t).max())))
     finally:

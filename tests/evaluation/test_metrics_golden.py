@@ -41,3 +41,10 @@ def test_strict_scores_the_final_answer_on_all_tests() -> None:
     assert s.pr == pytest.approx(100 * (0.6 + 1 + 0.25 + 1 + 0 + 0) / 6)
     assert s.ac == pytest.approx(100 * 2 / 6)
     assert s.pass_at_1 == s.ac
+
+
+def test_program_timeout_quirk_zeroes_a_slow_program() -> None:
+    rec = {"id": "slow", "candidates": [{"public": ["pass"], "private": ["pass", "pass"], "seconds": 12.0}]}
+    assert compute([rec], "paper_compat").ac == 100.0
+    s = compute([rec], "paper_compat", CompatFlags(program_timeout_s=10.0))
+    assert (s.pr, s.ac) == (0.0, 0.0)

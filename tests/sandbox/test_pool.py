@@ -61,7 +61,9 @@ def test_run_tests_fans_out_in_parallel() -> None:
 def test_large_stdin_and_output() -> None:
     big = "x" * 300_000
     with Sandbox(workers=1, limits=LIMITS) as sb:
-        v = sb.run_tests("s = input()\nprint(len(s))\nprint(s)\n", [TestCase(big + "\n", f"300000\n{big}\n")])[0]
+        v = sb.run_tests(
+            "s = input()\nprint(len(s))\nprint(s)\n", [TestCase(big + "\n", f"300000\n{big}\n")]
+        )[0]
     assert v.status is Status.PASS
 
 

@@ -110,3 +110,21 @@ def test_tail_only_loss_equals_the_models_own_loss(tiny_llama) -> None:
     batch = collate(ex, int(tok.pad_token_id), "cpu")  # rows of different lengths: right padding
     with torch.no_grad():
         assert answer_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
+
+
+def test_long_answers_keep_prompt_context_and_loss_handles_answer_at_position_zero(tiny_llama) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.modeling import answer_loss
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama.hf_dir)
+    rec = Trajectory("p", "Write f.", "Do it.", "def f():\n" + "    x = 1\n" * 60 + "    return x\n")
+    ex = encode(tok, build_pairs([rec], "completion"), max_len=128, style="completion")[1]
+    assert len(ex.input_ids) == 128
+    assert ex.labels[:64] == (-100,) * 64 and all(lab != -100 for lab in ex.labels[64:])  # half prompt, half answer
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama.hf_dir)
+    ids = torch.tensor([ex.input_ids])
+    batch = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}  # every token a label
+    with torch.no_grad():
+        assert answer_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)

@@ -399,3 +399,19 @@ def test_slash_new_starts_a_fresh_conversation() -> None:
         assert app.conversation_id not in (None, first)
 
     drive(app, body)
+
+
+def test_command_palette_runs_copy_code_block_n() -> None:
+    app = make_app()
+
+    async def body(pilot: Any) -> None:
+        await ask(pilot, app)
+        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"Copy code block 1")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.last_copy == CODE)
+
+    drive(app, body)

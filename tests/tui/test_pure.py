@@ -37,9 +37,10 @@ def test_mixture_bars_heatmap_and_nearest() -> None:
     # the largest mean gets the full width
     biggest = max(range(3), key=lambda k: g.expert_means()[k])
     assert bars[biggest].count("█") == 10
-    heat = mixture.heatmap(g).plain.splitlines()
+    heat = mixture.heatmap(g, max_cols=12).plain.splitlines()
     assert len(heat) == len(g.values) and heat[0].startswith("L0")
     assert heat[0].count("█") == g.n_experts * g.rank
+    assert mixture.heatmap(g, max_cols=40).plain.splitlines()[0].count("█") == 3 * g.n_experts * g.rank
     wide = Gates(tuple((0.5,) * 64 for _ in range(2)), n_experts=2, rank=32)
     assert mixture.heatmap(wide, max_cols=16).plain.splitlines()[0].count("█") == 16
     anon = Gates(((1.0, 0.0),), n_experts=2, rank=1)

@@ -8,6 +8,8 @@ connect).
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -21,12 +23,20 @@ from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Stat
 
 from ...errors import BdcError
 from ..codeblocks import fence
-from ..engine import PROVIDERS, DeepProgress, DeepRequest, Provider
+from ..engine import PROVIDERS, DeepNode, DeepProgress, DeepRequest, Provider
 from .dialogs import ConsentDialog
 
 if TYPE_CHECKING:
     from ...backends.base import CancelToken
     from ..app import BdcApp
+
+
+def progress_line(p: DeepProgress) -> str:
+    best = "–" if p.best_pr is None else f"{p.best_pr:.0%}"
+    return (
+        f"nodes {len(p.nodes)} · calls {p.calls}/{p.max_calls or '∞'} · "
+        f"spend ${p.spend_usd:.4f}/${p.budget_usd:.2f} · {p.elapsed_s:.1f}s · best public PR {best}"
+    )
 
 
 class DeepProgressMsg(Message):
@@ -61,6 +71,8 @@ class DeepScreen(Screen[None]):
         self.allowed = False
         self.last: DeepProgress | None = None
         self.providers: list[Provider] = list(PROVIDERS)
+        self.run_started: float | None = None
+        self._drawn_nodes: tuple[DeepNode, ...] | None = None
         self.consented: set[tuple[str, ...]] = set()
 
     @property
@@ -122,6 +134,7 @@ class DeepScreen(Screen[None]):
         return fence(answers[-1].code)
 
     def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick, name="deep-elapsed")
         reason = self.bdc.engine.deep_unavailable()
         if reason:
             self._state(reason)
@@ -251,6 +264,7 @@ class DeepScreen(Screen[None]):
 
         self.cancel_token = token = CancelToken()
         self.running = True
+        self.run_started = time.monotonic()
         self.query_one("#start", Button).disabled = True
         self.query_one("#stop", Button).disabled = False
         self.bdc.deep_state = "running"
@@ -291,12 +305,9 @@ class DeepScreen(Screen[None]):
     async def on_deep_progress_msg(self, msg: DeepProgressMsg) -> None:
         p = msg.progress
         self.last = p
-        self._draw_tree(p)
-        best = "–" if p.best_pr is None else f"{p.best_pr:.0%}"
-        line = (
-            f"nodes {len(p.nodes)} · calls {p.calls}/{p.max_calls or '∞'} · "
-            f"spend ${p.spend_usd:.4f}/${p.budget_usd:.2f} · {p.elapsed_s:.1f}s · best public PR {best}"
-        )
+        if p.nodes != self._drawn_nodes:  # Spend events change no node: skip the redraw
+            self._draw_tree(p)
+        line = progress_line(p)
         if msg.final:
             self.running = False
             self.query_one("#start", Button).disabled = not self.allowed
@@ -311,6 +322,12 @@ class DeepScreen(Screen[None]):
                     await self.query_one("#deep-best", Markdown).update(fence(p.best_code))
                 self._record(p)
         self._state(line)
+
+    def _tick(self) -> None:
+        """Elapsed time moves even while a slow LLM call is in flight (events only come between calls)."""
+        if self.running and self.last is not None and self.run_started is not None:
+            live = replace(self.last, elapsed_s=time.monotonic() - self.run_started)
+            self._state(progress_line(live))
 
     def _record(self, p: DeepProgress) -> None:
         app = self.bdc
@@ -330,6 +347,7 @@ class DeepScreen(Screen[None]):
         )
 
     def _draw_tree(self, p: DeepProgress) -> None:
+        self._drawn_nodes = p.nodes
         tree = self.query_one("#tree", Tree)
         tree.clear()
         children: dict[str | None, list[Any]] = {}

@@ -1,0 +1,255 @@
+"""Per-query DisenLoRA cost on the embedded gemma-3-270m: setup time and decode speed, side by side.
+
+For each of ``--queries`` coding prompts, ``setup_ms`` times what a query pays before its first token:
+encoder embedding + numpy hypernetwork + (llama.cpp) A* patch, adapter load, activate, free the old
+handle and reset — the median is reported, with a per-stage breakdown. Decode speed is measured on the
+same loaded model, alternating plain base and customized adapter for ``--rounds`` rounds, greedy,
+``--tokens`` tokens each; tok/s = 1 / median gap between tokens (robust when other processes share the
+cores). ``decode_ratio`` = customized ÷ plain. The torch backend runs in merge mode (ΔW folded into W,
+so its ratio should be ~1) and, with ``--hook``/on CUDA, in hook mode (unmerged, per-sample gates).
+
+    python bench/customize.py --json                                  # llama.cpp + torch merge, CPU
+    python bench/customize.py --backend torch --device cuda --json    # torch merge + hook on a GPU
+
+The bundle is a random K=3, r=4 bundle for the embedded base (``make_random_bundle``), cached under the
+app's cache dir; pass ``--bundle`` to time a trained one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PROMPTS = (
+    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
+    "# Read two integers and print their sum\na, b = map(int, input().split())\n",
+    'def is_palindrome(s: str) -> bool:\n    """Check whether s reads the same backwards."""\n',
+    "# Sort a list of tuples by their second element\ndata = [(1, 3), (2, 1), (4, 2)]\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n",
+    'def count_primes(n):\n    """Count the primes strictly below n using a sieve."""\n',
+    "# Given an array, find the maximum subarray sum (Kadane)\ndef max_subarray(a):\n",
+    "from collections import Counter\n\ndef most_common_word(text):\n",
+    "def binary_search(arr, target):\n    lo, hi = 0, len(arr) - 1\n    while lo <= hi:\n",
+    "import sys\n\ndef main():\n    n = int(sys.stdin.readline())\n",
+)
+TARGETS = {"setup_ms": 100.0, "decode_ratio": 0.90, "torch_merge_decode_ratio": 0.98}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _tok_s(gen: Any, ids: list[int], tokens: int) -> float:
+    """Greedy decode of ``tokens`` tokens; 1 / median inter-token gap."""
+    steps = gen.iter_greedy(ids)
+    stamps: list[float] = []
+    try:
+        for _tok in steps:
+            stamps.append(time.perf_counter())
+            if len(stamps) > tokens:
+                break
+    finally:
+        steps.close()
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return 1.0 / statistics.median(gaps)
+
+
+def _side_by_side(gen: Any, ids: list[int], tokens: int, rounds: int, customize: Any, plain: Any,
+                  ) -> dict[str, float]:
+    plain_rates, custom_rates = [], []
+    for _ in range(rounds):
+        plain()
+        plain_rates.append(_tok_s(gen, ids, tokens))
+        customize()
+        custom_rates.append(_tok_s(gen, ids, tokens))
+    plain()
+    p, c = statistics.median(plain_rates), statistics.median(custom_rates)
+    return {"plain_tok_s": round(p, 2), "custom_tok_s": round(c, 2), "ratio": round(c / p, 4)}
+
+
+def _bundle(args: argparse.Namespace, gguf: Path) -> Path:
+    if args.bundle:
+        return Path(args.bundle)
+    from bdc_assistant.disen.random_bundle import make_random_bundle
+    from bdc_assistant.models.embedded import cached_sha256
+    from bdc_assistant.paths import app_paths
+
+    out = app_paths().cache_dir / "bench" / f"random-{cached_sha256(gguf)[:12]}-K{args.K}-r{args.r}-s{args.scale}"
+    if not (out / "manifest.json").exists():
+        make_random_bundle(gguf, out, K=args.K, r=args.r, seed=0, scale=args.scale)
+    return out
+
+
+def _median(xs: list[float]) -> float:
+    return round(statistics.median(xs), 2) if xs else 0.0
+
+
+def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer: Any) -> dict[str, Any]:
+    from bdc_assistant.backends.llamacpp_backend import LlamaCppGenerator
+
+    gen = LlamaCppGenerator(gguf, n_ctx=args.n_ctx, threads=args.threads)
+    try:
+        stages: dict[str, list[float]] = {k: [] for k in ("embed", "hypernet", "patch", "init", "swap")}
+        setups: list[float] = []
+        first = None
+        customs = []
+        for i in range(args.queries + 1):
+            prompt = PROMPTS[i % len(PROMPTS)]
+            t0 = time.perf_counter()
+            custom = customizer.for_query(prompt)
+            gen.set_customization(custom)
+            ms = (time.perf_counter() - t0) * 1e3
+            customs.append(custom)
+            if i == 0:  # the first query also writes/reads the bundle's adapter template
+                first = {"setup_ms": round(ms, 2), **{k: round(v, 2) for k, v in gen._slot.last_ms.items()}}
+                continue
+            setups.append(ms)
+            stages["embed"].append(custom.embed_ms)
+            stages["hypernet"].append(custom.hypernet_ms)
+            for k in ("patch", "init", "swap"):
+                stages[k].append(gen._slot.last_ms[k])
+        ids = gen.tokenize(PROMPTS[0])
+        custom = customs[1]
+        dec = _side_by_side(gen, ids, args.tokens, args.rounds, lambda: gen.set_customization(custom),
+                            lambda: gen.set_customization(None))
+        return {
+            "setup_ms": _median(setups),
+            "setup_ms_max": round(max(setups), 2),
+            "setup_breakdown_ms": {k: _median(v) for k, v in stages.items()},
+            "first_query": first,
+            "decode_tok_s_plain": dec["plain_tok_s"],
+            "decode_tok_s_custom": dec["custom_tok_s"],
+            "decode_ratio": dec["ratio"],
+            "live_handles": gen._slot.live_handles,
+        }
+    finally:
+        gen.close()
+
+
+def bench_torch(args: argparse.Namespace, gguf: Path, bundle: Any, customizer: Any, hook: bool) -> dict[str, Any]:
+    import torch
+
+    from bdc_assistant.backends.torch_backend import TorchGenerator
+    from bdc_assistant.disen.torch_apply import GateHooks
+    from bdc_assistant.models.hf_cache import hf_dir_for_gguf
+
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    gen = TorchGenerator(hf_dir_for_gguf(gguf), device=args.device)
+    tokens = args.torch_tokens or (args.tokens if gen.device.startswith("cuda") else 32)
+    out: dict[str, Any] = {"torch_device": gen.device, "torch_dtype": str(gen.dtype).replace("torch.", ""),
+                           "torch_tokens": tokens}
+    try:
+        customs = [customizer.for_query(PROMPTS[i % len(PROMPTS)]) for i in range(args.queries + 1)]
+        merge_ms = []
+        for i, custom in enumerate(customs):
+            t0 = time.perf_counter()
+            gen.set_customization(custom)
+            if i:  # the first apply also copies the pristine W0 and uploads A_cat/B_cat
+                merge_ms.append((time.perf_counter() - t0) * 1e3)
+        out["torch_merge_setup_ms"] = _median(merge_ms)
+        ids = gen.tokenize(PROMPTS[0])
+        custom = customs[1]
+        dec = _side_by_side(gen, ids, tokens, args.rounds, lambda: gen.set_customization(custom),
+                            lambda: gen.set_customization(None))
+        out.update(torch_merge_tok_s_plain=dec["plain_tok_s"], torch_merge_tok_s_custom=dec["custom_tok_s"],
+                   torch_merge_decode_ratio=dec["ratio"])
+        if hook:
+            gen.set_customization(None)
+            hooks = GateHooks(gen.model, bundle)
+            g = torch.tensor(custom.g)[None]
+            try:
+                dec = _side_by_side(gen, ids, tokens, args.rounds, lambda: hooks.set_gates(g),
+                                    lambda: hooks.set_gates(None))
+            finally:
+                hooks.remove()
+            out.update(torch_hook_tok_s_plain=dec["plain_tok_s"], torch_hook_tok_s_custom=dec["custom_tok_s"],
+                       torch_hook_decode_ratio=dec["ratio"])
+        return out
+    finally:
+        gen.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--backend", choices=("both", "llamacpp", "torch"), default="both")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device")
+    parser.add_argument("--hook", action="store_true", help="also time torch hook mode (default on CUDA)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=256, help="decoded tokens per run (llama.cpp)")
+    parser.add_argument("--torch-tokens", type=int, default=0, help="torch tokens; 0 = --tokens on CUDA, 32 on CPU")
+    parser.add_argument("--queries", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--n-ctx", type=int, default=1024)
+    parser.add_argument("--bundle", default="", help="bundle dir; default: a cached random bundle")
+    parser.add_argument("--K", type=int, default=3)
+    parser.add_argument("--r", type=int, default=4)
+    parser.add_argument("--scale", type=float, default=0.05)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from bdc_assistant.disen.bundle import load_bundle
+    from bdc_assistant.disen.identity import identity_of_gguf
+    from bdc_assistant.disen.runtime import Customizer
+    from bdc_assistant.encoder import Encoder
+    from bdc_assistant.models.embedded import encoder_path, install_base
+
+    gguf = install_base()
+    bundle_dir = _bundle(args, gguf)
+    base_id, _ = identity_of_gguf(gguf)
+    bundle = load_bundle(bundle_dir, expect_base=base_id)
+    encoder = Encoder(encoder_path())
+    encoder.embed(["warm up"])  # model load is a one-time cost, not a per-query one
+    customizer = Customizer(bundle, encoder)
+    result: dict[str, Any] = {
+        "bench": "customize",
+        "model": gguf.name,
+        "bundle": str(bundle_dir),
+        "K": bundle.K,
+        "r": bundle.r,
+        "targets": len(bundle.targets),
+        "threads": args.threads,
+        "tokens": args.tokens,
+        "queries": args.queries,
+        "rounds": args.rounds,
+        "cpu": _cpu_name(),
+        "targets_spec": TARGETS,
+    }
+    if args.backend in ("both", "llamacpp"):
+        result.update(bench_llamacpp(args, gguf, bundle, customizer))
+    if args.backend in ("both", "torch"):
+        result.update(bench_torch(args, gguf, bundle, customizer, hook=args.hook or args.device == "cuda"))
+        if args.device == "cuda":
+            import torch
+
+            result["gpu"] = torch.cuda.get_device_name(0)
+    met = {k: (result[k] <= v if k == "setup_ms" else result[k] >= v) for k, v in TARGETS.items() if k in result}
+    result["meets_targets"] = met
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>28}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
