@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=256, help="decoded tokens per run (llama.cpp)")
     parser.add_argument("--torch-tokens", type=int, default=0, help="torch tokens; 0 = --tokens on CUDA, 32 on CPU")
+    parser.add_argument("--encoder-threads", type=int, default=1,
+                        help="torch intra-op threads for the encoder on CPU (1: no fight with llama.cpp's threads)")
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n-ctx", type=int, default=1024)
@@ -212,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     from bdc_assistant.encoder import Encoder
     from bdc_assistant.models.embedded import encoder_path, install_base
 
+    if args.device == "cpu" and args.encoder_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.encoder_threads)
     gguf = install_base()
     bundle_dir = _bundle(args, gguf)
     base_id, _ = identity_of_gguf(gguf)
@@ -227,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "r": bundle.r,
         "targets": len(bundle.targets),
         "threads": args.threads,
+        "encoder_threads": args.encoder_threads,
         "tokens": args.tokens,
         "queries": args.queries,
         "rounds": args.rounds,

@@ -1,6 +1,11 @@
 """LLM policies: prompts (``assets/prompts/deep_*.txt``, versioned by their sha256) and tolerant parsing of
 what models answer. :class:`LLMTeam` implements the search's ``Team`` port over a :class:`~.llm.Gateway`.
 
+Agents of kind ``openai_completion`` (spec ``completion:URL:MODEL``: a base model such as the embedded
+gemma-3-270m behind llama.cpp's ``/v1/completions``) get few-shot completion frames instead of chat turns
+(``deep_*_completion.txt``): a plan continued one numbered step at a time (one thought per call), code
+after an opening fence, a one-sentence review. Echoes of the prompt are dropped, never kept as thoughts.
+
 Parsing never raises on model output: a JSON list that is fenced, has trailing commas, single quotes or
 prose around it is still read; failing that, numbered or bulleted lines become thoughts (with no score, so
 priors fall back to uniform) and the failure is counted in the meter.
@@ -23,7 +28,10 @@ from .providers.presets import assets_dir
 from .search import Failure, PublicProblem, State
 from .tree import Proposal
 
-PROMPTS = ("system", "propose", "solve", "summarise", "regenerate", "testgen")
+PROMPTS = (
+    "system", "propose", "solve", "summarise", "regenerate", "testgen",
+    "propose_completion", "solve_completion", "summarise_completion", "regenerate_completion",
+)
 
 
 @lru_cache(maxsize=16)
@@ -41,7 +49,8 @@ def prompts_version() -> str:
 def format_hint(problem: PublicProblem) -> str:
     if problem.kind == "call" or problem.entry_point:
         head = f"Implement the function `{problem.entry_point}`." if problem.entry_point else ""
-        starter = f"\nStart from:\n```python\n{problem.starter_code.rstrip()}\n```\n" if problem.starter_code else ""
+        code = problem.starter_code.strip()
+        starter = f"\nStart from:\n```python\n{code}\n```\n" if code and code not in problem.statement else ""
         return (head + starter).strip() + "\n"
     return "The program reads standard input and writes standard output.\n"
 
@@ -186,6 +195,19 @@ class LLMTeam:
             temperature=self.temperature,
         )
 
+    def _completion(self, agent: str, text: str, max_tokens: int, stop: tuple[str, ...]) -> ChatRequest:
+        return ChatRequest(
+            messages=(("prompt", text),),
+            model=self.gateway.agents[agent].model,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            stop=stop,
+        )
+
+    def _is_completion(self, agent: str) -> bool:
+        """Base models (``completion:`` agents) get few-shot completion frames, not chat turns."""
+        return self.gateway.agents[agent].kind == "openai_completion"
+
     def propose(self, state: State, width: int) -> list[list[Proposal]]:
         user = Template(prompt("propose")).safe_substitute(
             problem=state.problem.statement,
@@ -194,13 +216,29 @@ class LLMTeam:
             width=width,
             step=len(state.thoughts) + 1,
         )
-        calls = [Call(a, "propose", self._request(a, user)) for a in self.names]
+        frame = Template(prompt("propose_completion")).safe_substitute(
+            problem=state.problem.statement.strip(), plan=_numbered(state.thoughts, next_step=True)
+        ).rstrip("\n")  # end on "k." so the model writes step k
+        calls = [
+            Call(a, "propose", self._completion(a, frame, 96, ("\n", "###", "```")))
+            if self._is_completion(a)
+            else Call(a, "propose", self._request(a, user))
+            for a in self.names
+        ]
         out = []
-        for resp in self.gateway.batch(calls):
-            props, ok = parse_thoughts(resp.text, width)
-            if not ok:
+        for call, resp in zip(calls, self.gateway.batch(calls), strict=True):
+            if self._is_completion(call.agent):  # one greedy continuation = one thought
+                line = resp.text.strip().splitlines()[0].strip() if resp.text.strip() else ""
+                props, ok = ([Proposal(line)] if line else []), bool(line)
+                source = frame
+            else:
+                props, ok = parse_thoughts(resp.text, width)
+                source = user
+            # small models often echo the prompt back: an echoed line is not a thought
+            kept = [p for p in props if len(p.thought) > 3 and p.thought not in source]
+            if not ok or len(kept) < len(props):
                 self.gateway.meter.parse_failures += 1
-            out.append(props)
+            out.append(kept)
         return out
 
     def solve(self, state: State, samples: int) -> list[list[str]]:
@@ -209,11 +247,22 @@ class LLMTeam:
             format_hint=format_hint(state.problem),
             thoughts=render_thoughts(state.thoughts) if state.thoughts else "(solve it directly)",
         )
-        calls = [Call(a, "solve", self._request(a, user), sample=s) for a in self.names for s in range(samples)]
+        plan = _numbered(state.thoughts) or "1. Solve it directly."
+        frame = Template(prompt("solve_completion")).safe_substitute(
+            problem=state.problem.statement.strip(), plan=plan
+        )
+        calls = [
+            Call(a, "solve", self._completion(a, frame, self.max_tokens, ("\n```", "\n### ")), sample=s)
+            if self._is_completion(a)
+            else Call(a, "solve", self._request(a, user), sample=s)
+            for a in self.names
+            for s in range(samples)
+        ]
         resps = self.gateway.batch(calls)
         out: list[list[str]] = []
-        for i, _ in enumerate(self.names):
-            codes = [extract_code(r.text) for r in resps[i * samples : (i + 1) * samples]]
+        for i, agent in enumerate(self.names):
+            texts = [r.text for r in resps[i * samples : (i + 1) * samples]]
+            codes = [t.rstrip() + "\n" if self._is_completion(agent) else extract_code(t) for t in texts]
             out.append([_with_starter(c, state.problem) for c in codes])
         return out
 
@@ -223,27 +272,45 @@ class LLMTeam:
             + (f"\n  error: {f.detail[-300:]}" if f.detail else "")
             for f in failures
         )
-        user = Template(prompt("summarise")).safe_substitute(
+        values = dict(
             problem=state.problem.statement,
             thoughts=render_thoughts(state.thoughts),
             code=code.rstrip(),
             failures=fails or "(none)",
             trace=trace or "(not available)",
         )
+        if self._is_completion(critic):
+            frame = Template(prompt("summarise_completion")).safe_substitute(values).rstrip("\n")
+            req = self._completion(critic, frame, 96, ("\n\n", "###"))
+            (resp,) = self.gateway.batch([Call(critic, "summarise", req)])
+            return ("The program is wrong because " + resp.text.strip())[:2000]
+        user = Template(prompt("summarise")).safe_substitute(values)
         (resp,) = self.gateway.batch([Call(critic, "summarise", self._request(critic, user, 384))])
         return resp.text.strip()[:2000]
 
     def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
-        user = Template(prompt("regenerate")).safe_substitute(
-            problem=parent.problem.statement,
-            thoughts=render_thoughts(parent.thoughts),
-            ill_thought=ill_thought,
-            summary=summary,
-        )
-        (resp,) = self.gateway.batch([Call(author, "regenerate", self._request(author, user, 256))])
+        if self._is_completion(author):
+            frame = Template(prompt("regenerate_completion")).safe_substitute(
+                problem=parent.problem.statement.strip(),
+                plan=_numbered(parent.thoughts),
+                step=len(parent.thoughts) + 1,
+                ill_thought=ill_thought,
+                summary=summary,
+            ).rstrip("\n")
+            (resp,) = self.gateway.batch([Call(author, "regenerate", self._completion(author, frame, 96, ("\n",)))])
+        else:
+            user = Template(prompt("regenerate")).safe_substitute(
+                problem=parent.problem.statement,
+                thoughts=render_thoughts(parent.thoughts),
+                ill_thought=ill_thought,
+                summary=summary,
+            ).rstrip("\n")
+            (resp,) = self.gateway.batch([Call(author, "regenerate", self._request(author, user, 256))])
         return clean_thought(resp.text) or ill_thought
 
     def generate_tests(self, agent: str, problem: PublicProblem, count: int) -> list[TestCase]:
+        if self._is_completion(agent):
+            return []  # a base model cannot follow the test-writing instruction
         fmt = (
             'Each test is one Python assert line calling the function, e.g. ["assert f(1) == 2"].'
             if problem.kind == "call"
@@ -254,6 +321,13 @@ class LLMTeam:
         )
         (resp,) = self.gateway.batch([Call(agent, "testgen", self._request(agent, user))])
         return parse_tests(resp.text, problem, count)
+
+
+def _numbered(thoughts: Sequence[str], next_step: bool = False) -> str:
+    lines = [f"{i + 1}. {t}" for i, t in enumerate(thoughts)]
+    if next_step:
+        lines.append(f"{len(thoughts) + 1}.")
+    return "\n".join(lines)
 
 
 def _defines(code: str, name: str) -> bool:

@@ -120,6 +120,7 @@ class Gateway:
         sleep: Callable[[float], None] | None = None,
         replay_only: bool = False,
         max_concurrency: int | None = None,
+        should_stop: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.agents = {a.name: a for a in agents}
         self.providers = providers
@@ -131,6 +132,7 @@ class Gateway:
         self.emit = emit
         self.cancel = cancel
         self.replay_only = replay_only
+        self.should_stop = should_stop  # wall clock / cancel, checked before every batch
         self._sleep = sleep
         self._sems = {a.name: _shared_semaphore(a, max_concurrency) for a in agents}
         self._pool = ThreadPoolExecutor(max_workers=max(4, len(agents) * 2), thread_name_prefix="bdc-llm")
@@ -145,6 +147,9 @@ class Gateway:
         """Refuse the whole batch (StopSearch) if its worst case could pass any cap."""
         if self.cancel is not None and self.cancel.cancelled:
             raise StopSearch("cancelled")
+        reason = self.should_stop()
+        if reason:
+            raise StopSearch(reason)
         m, b = self.meter, self.budgets
         if m.calls + len(calls) > b.max_calls:
             raise StopSearch("max_calls", f"{m.calls} calls made, the next batch needs {len(calls)}")

@@ -80,8 +80,10 @@ def default_provider(agent: AgentSpec, key: str | None) -> Provider:
         from .providers.anthropic_msgs import AnthropicProvider
 
         return AnthropicProvider(agent.base_url, key)
-    from .providers.openai_compat import OpenAICompatProvider
+    from .providers.openai_compat import OpenAICompatProvider, OpenAICompletionProvider
 
+    if agent.kind == "openai_completion":
+        return OpenAICompletionProvider(agent.base_url, key)
     return OpenAICompatProvider(agent.base_url, key)
 
 
@@ -302,6 +304,7 @@ class DeepRunner:
             sleep=self.sleep,
             max_concurrency=self.settings.concurrency,
             replay_only=replay_only,
+            should_stop=lambda: check_stop(),
         )
         team = LLMTeam(
             gateway,
@@ -401,10 +404,10 @@ class DeepRunner:
     ) -> PublicProblem:
         generated = team.generate_tests(agent, pub, count)
         pub = replace(pub, public_tests=tuple(pub.public_tests) + tuple(generated))
-        with self.store._tx() as c:
+        with self.store._tx() as c:  # tests and the meter that paid for them, together
             c.execute(
-                "UPDATE deep_runs SET problem_json = ? WHERE run_id = ?",
-                (self.store._dump(_problem_json(pub)), run_id),
+                "UPDATE deep_runs SET problem_json = ?, meter_json = ? WHERE run_id = ?",
+                (self.store._dump(_problem_json(pub)), self.store._dump(team.gateway.meter.snapshot()), run_id),
             )
         return pub
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Markdown
-from textual.widgets._markdown import MarkdownStream
+from textual.widgets import Footer, Static
 
 from ..errors import BdcError
 from ..types import Answer, CodeToken, SolverEvent, StageDone, Started, TestCase, ThoughtToken, Verdict
@@ -33,6 +33,8 @@ from .engine import Engine, EngineInfo
 from .widgets import AnswerView, MixturePanel, ProblemEditor, StatusBar, TestsPanel
 
 if TYPE_CHECKING:
+    from textual.widgets._markdown import MarkdownStream
+
     from ..backends.base import CancelToken
     from ..config import Settings
     from ..store.history import HistoryStore
@@ -119,7 +121,7 @@ class MainScreen(Screen[None]):
         assert isinstance(app, BdcApp)
         with Horizontal(id="body"):
             with VerticalScroll(id="transcript"):
-                yield Markdown(WELCOME, id="welcome")
+                yield welcome()
             with Vertical(id="side"):
                 yield MixturePanel(id="mixture")
                 yield TestsPanel(id="tests")
@@ -134,11 +136,17 @@ class MainScreen(Screen[None]):
         self.query_one(ProblemEditor).focus()
 
 
-WELCOME = """\
-**bdc** — type a coding problem below and press **Enter** (Ctrl+J for a new line).
-Esc cancels · Ctrl+Y copies the last code block · Ctrl+T runs it on the problem's examples ·
-Ctrl+P all commands · F1 keys.
-"""
+def welcome() -> Static:
+    """The first screen's hint. Plain Text, not Markdown: markdown-it is not imported before the first
+    frame (it is loaded with the first answer)."""
+    t = Text()
+    t.append("bdc", style="bold")
+    t.append(" — type a coding problem below and press ")
+    t.append("Enter", style="bold")
+    t.append(" (Ctrl+J for a new line).\n")
+    t.append("Esc cancels · Ctrl+Y copies the last code block · Ctrl+T runs it on the problem's examples · ")
+    t.append("Ctrl+P all commands · F1 keys.")
+    return Static(t, id="welcome")
 
 
 class BdcApp(App[None]):
@@ -328,7 +336,7 @@ class BdcApp(App[None]):
         elif isinstance(ev, ThoughtToken):
             run.thought += ev.text
             if run.plan_stream is None:
-                run.plan_stream = Markdown.get_stream(run.view.plan)
+                run.plan_stream = run.view.plan.get_stream(run.view.plan)
             await run.plan_stream.write(ev.text)
         elif isinstance(ev, StageDone) and ev.stage == "thought":
             await self._stop_plan(run, ev.text)
@@ -336,7 +344,7 @@ class BdcApp(App[None]):
         elif isinstance(ev, CodeToken):
             if run.code_stream is None:
                 await self._stop_plan(run, run.thought)
-                run.code_stream = Markdown.get_stream(run.view.code)
+                run.code_stream = run.view.code.get_stream(run.view.code)
                 await run.code_stream.write("````python\n")
             run.code += ev.text
             await run.code_stream.write(ev.text)
@@ -574,7 +582,7 @@ class BdcApp(App[None]):
             await self.action_cancel()
         transcript = self.main.query_one("#transcript", VerticalScroll)
         await transcript.remove_children()
-        await transcript.mount(Markdown(WELCOME, id="welcome"))
+        await transcript.mount(welcome())
         self.conversation_id = None
         self.problem = ""
         self.blocks, self.answers, self.user_tests, self.example_tests = [], [], [], []

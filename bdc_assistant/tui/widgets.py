@@ -9,7 +9,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Markdown, Static, TextArea
+from textual.widgets import DataTable, Static, TextArea
 
 from ..types import Gates, TestCase, Verdict
 from . import mixture
@@ -72,6 +72,8 @@ class AnswerView(Vertical):
         super().__init__()
         self.problem = problem
         self.number = number
+        from textual.widgets import Markdown  # markdown-it loads with the first answer, not at start-up
+
         self.plan = Markdown("", classes="plan")
         self.code = Markdown("", classes="code")
         self.code_label = Static("code", classes="label")

@@ -67,6 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.endswith("/chat/completions"):
             self._openai(body)
+        elif self.path.endswith("/completions"):
+            self._completion(body)
         elif self.path.endswith("/messages"):
             self._anthropic(body)
         else:
@@ -84,6 +86,22 @@ class _Handler(BaseHTTPRequestHandler):
             "system_fingerprint": "fp_test",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_len, "completion_tokens": out_len, "total_tokens": prompt_len + out_len},
+        }
+        self._send(200, json.dumps(resp).encode())
+
+    def _completion(self, body: dict[str, Any]) -> None:
+        text = self.script.responder(body["model"], [{"role": "prompt", "content": body["prompt"]}])
+        for stop in body.get("stop") or []:
+            if stop in text:
+                text = text[: text.index(stop)]
+        resp = {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": len(body["prompt"]) // 4 + 1, "completion_tokens": len(text) // 4 + 1,
+                      "total_tokens": len(body["prompt"]) // 4 + len(text) // 4 + 2},
         }
         self._send(200, json.dumps(resp).encode())
 
@@ -185,3 +203,17 @@ def grower_responder(model: str, messages: list[dict[str, str]]) -> str:
         return "The output is the difference, not the sum."
     plan = user.split("Follow this plan:")[-1]
     return "```python\n" + (BAD if "subtract" in plan else HALF) + "```"
+
+
+def completion_responder(model: str, messages: list[dict[str, str]]) -> str:
+    """A base model on /v1/completions: continues plans, writes code after the ```python fence."""
+    prompt = messages[-1]["content"]
+    if prompt.endswith("```python\n"):
+        plan = prompt.rsplit("### Plan", 1)[-1].lower()
+        body = GOOD if "sum" in plan else BAD if "subtract" in plan else HALF
+        return body + "```\n\n### Problem\nmore"
+    if prompt.endswith("because"):
+        return " it subtracts.\n\nmore"
+    if "### Better plan" in prompt:
+        return " Print the sum of a and b.\n2. more"
+    return " Subtract b from a.\n2. Print it."

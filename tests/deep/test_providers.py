@@ -100,3 +100,21 @@ def test_budget_usd_is_never_exceeded(store) -> None:
         # the accounting matches the tokens the server reported
         expected = sum(t["tokens_in"] * 200 + t["tokens_out"] * 400 for t in res.meter["per_agent"].values()) / 1e6
         assert res.spend_usd == pytest.approx(expected)
+
+
+def test_completion_agents_use_few_shot_frames_on_v1_completions(store) -> None:
+    from .httpfakes import completion_responder
+
+    with FakeLLMServer(Script(completion_responder)) as srv:
+        runner = make_runner(store, [srv.url])
+        res = runner.run(ADD, [f"completion:{srv.url}:base-a", f"completion:{srv.url}:base-b"],
+                         Budgets(max_calls=30, budget_usd=0))
+        bodies = [r["body"] for r in srv.script.requests]
+    assert all(r["path"].endswith("/v1/completions") for r in srv.script.requests)
+    assert all(len(b.get("stop") or []) <= 4 for b in bodies)
+    proposals = [b["prompt"] for b in bodies if b["prompt"].endswith("1.")]
+    assert proposals and "### Plan" in proposals[0]
+    # plan "Subtract" -> ill (PR 0 < .5) -> refined by the other policy -> "Print the sum" -> solved
+    assert res.stopped_by == "solved" and res.refined == 1 and res.public_pass_rate == 1.0
+    rows = store.nodes(res.run_id)
+    assert rows[1]["thoughts"] == ["Subtract b from a."] and rows[1]["status"] == "replaced"

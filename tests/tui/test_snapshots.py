@@ -127,8 +127,34 @@ def test_keys_help(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(_app(), terminal_size=size, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_settings_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _ready(pilot)
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "SettingsScreen")
+        pilot.app.screen.set_focus(None)
+        await _steady(pilot)
+
+    assert snap_compare(_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_retrain_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        app = pilot.app
+        await _ready(pilot)
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "RetrainScreen")
+        await wait_until(pilot, lambda: not app.screen.query_one("#rt-start").disabled)
+        app.screen.set_focus(None)
+        await _steady(pilot)
+
+    assert snap_compare(_app(), terminal_size=size, run_before=run_before)
+
+
 def test_snapshots_are_committed(request: pytest.FixtureRequest) -> None:
     if request.config.getoption("--snapshot-update"):
         pytest.skip("snapshots are being written")
     here = os.path.join(os.path.dirname(__file__), "__snapshots__", "test_snapshots")
-    assert os.path.isdir(here) and len(os.listdir(here)) >= 14
+    assert os.path.isdir(here) and len(os.listdir(here)) >= 18
