@@ -39,11 +39,50 @@ def thought_prompt(problem: str, style: PromptStyle) -> StagePrompt:
     return StagePrompt(text, stops=("\n### ", "###", "```", "\n\n"), prefix="1.")
 
 
+# After a function stub, the next top-level statement ends the body (the usual HumanEval stops, minus
+# "\ndef" so helper functions survive).
+STUB_STOPS = ("\n```", "\n### ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
+
+
+def code_stub(problem: str) -> str | None:
+    """The problem itself when it is a Python stub to complete (HumanEval style), else None.
+
+    A stub parses as Python and ends in a function whose body is only a docstring (or ``pass``/``...``).
+    The solver then continues the stub instead of writing code from scratch: a small base model is far
+    better at completing a signature than at restating it.
+    """
+    import ast
+
+    text = problem.strip("\n")
+    if "def " not in text:
+        return None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not funcs or tree.body[-1] is not funcs[-1]:
+        return None
+    body = funcs[-1].body
+    trivial = all(
+        isinstance(n, ast.Pass)
+        or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and n.value.value in (Ellipsis,))
+        or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str))
+        for n in body
+    )
+    return text.rstrip() + "\n" if trivial else None
+
+
 def solution_prompt(problem: str, thought: str, style: PromptStyle) -> StagePrompt:
+    stub = code_stub(problem)
     if style == "chat":
         text = _template("t2s_chat.txt").format(problem=problem.strip(), thought=thought.strip())
+        if stub:
+            text += "\n\nComplete this code (keep the signature):\n```python\n" + stub + "```"
         return StagePrompt(text, stops=())
     text = _template("t2s_completion.txt").format(problem=problem.strip(), thought=thought.strip()) + "\n"
+    if stub:
+        return StagePrompt(text + stub, stops=STUB_STOPS, prefix=stub)
     return StagePrompt(text, stops=("\n```", "\n### "))
 
 

@@ -88,6 +88,8 @@ class Solver:
             t2s = prompts.solution_prompt(problem, thought, self.style)
             t2 = time.perf_counter()
             params = _with(base, max_tokens=max_tokens or s.max_tokens, stop=t2s.stops)
+            if t2s.prefix:
+                yield CodeToken(t2s.prefix)  # the stub being completed, so the streamed code is whole
             for piece in self._stream(t2s.text, params, cancel):
                 solution_parts.append(piece)
                 tokens += 1
@@ -95,10 +97,7 @@ class Solver:
             solution_text = "".join(solution_parts)
             yield StageDone("solution", solution_text, tokens - stage1_tokens, time.perf_counter() - t2)
         solution_text = "".join(solution_parts)
-        if self.style == "completion":
-            code = prompts.extract_code("```python\n" + solution_text + "\n```")
-        else:
-            code = prompts.extract_code(solution_text)
+        code = self._code_from(problem, solution_text)
         seconds = time.perf_counter() - gen_t0
         answer = Answer(
             problem=problem,
@@ -117,6 +116,13 @@ class Solver:
         )
         self._log(problem, gates, answer)
         yield answer
+
+    def _code_from(self, problem: str, solution_text: str) -> str:
+        if self.style == "completion":
+            stub = prompts.code_stub(problem)
+            # The prompt ended inside a ```python fence (after the stub, if any): the text is raw code.
+            return prompts.extract_code("```python\n" + (stub or "") + solution_text + "\n```")
+        return prompts.extract_code(solution_text)
 
     def answer(self, problem: str, max_tokens: int | None = None, cancel: CancelToken | None = None) -> Answer:
         last: SolverEvent | None = None

@@ -78,3 +78,20 @@ def test_completion_prompts_end_where_the_model_continues() -> None:
     t2s = prompts.solution_prompt("Sum two numbers.", "1. Add them.", "completion")
     assert t2s.text.endswith("### Solution\n```python\n")
     assert "Sum two numbers." in t2s.text and "1. Add them." in t2s.text
+
+
+STUB = 'def add(a: int, b: int) -> int:\n    """Return a + b.\n    >>> add(1, 2)\n    3\n    """\n'
+
+
+def test_stub_problems_are_completed_not_restated(tmp_path: Path) -> None:
+    assert prompts.code_stub(STUB) == STUB
+    assert prompts.code_stub("Write a function add(a, b).") is None
+    assert prompts.code_stub("def f():\n    return 1\n") is None  # already has a body
+    gen = FakeGenerator([" Add them.", "    return a + b\n\nprint(add(1, 2))\n"])
+    events = list(make_solver(gen, tmp_path).solve(STUB))
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    assert gen.calls[1][0].endswith("```python\n" + STUB)
+    assert answer.code == STUB + "    return a + b\n"  # cut at the top-level print
+    streamed = "".join(e.text for e in events if isinstance(e, CodeToken))
+    assert streamed.startswith(STUB)

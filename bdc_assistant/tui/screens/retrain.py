@@ -117,7 +117,9 @@ class RetrainScreen(Screen[None]):
             yield Button("Stop", id="rt-stop", disabled=True)
             yield Button("Switch to new bundle", id="rt-switch", variant="success", disabled=True)
             yield Button("Roll back", id="rt-rollback", variant="warning")
-        yield ProgressBar(total=100, id="rt-progress", show_eta=False)  # determinate: no pulsing bar when idle
+        yield ProgressBar(
+            total=100, id="rt-progress", show_eta=False
+        )  # determinate: no pulsing bar when idle
         table: DataTable[Text] = DataTable(id="rt-compare")
         table.add_columns("metric", "current", "new")
         yield table
