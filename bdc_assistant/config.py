@@ -120,8 +120,14 @@ class DeepSettings(_Section):
 class TuiSettings(_Section):
     """The Textual app."""
 
-    theme: Literal["dark", "light"] = "dark"
-    enter_sends: bool = Field(True, description="Enter sends the problem; Shift+Enter / Ctrl+J inserts a newline")
+    theme: Literal["dark", "light"] = Field("dark", description="dark or light Textual theme")
+    enter_sends: bool = Field(
+        True, description="Enter sends the problem and Ctrl+J inserts a newline; false swaps the two keys"
+    )
+    history: bool = Field(True, description="keep every conversation in the local SQLite history (FTS search)")
+    native_clipboard: bool = Field(
+        True, description="copy with pbcopy / wl-copy / xclip when present, then OSC 52; false = OSC 52 only"
+    )
 
 
 class RetrainSettings(_Section):

@@ -18,6 +18,7 @@ app's cache dir; pass ``--bundle`` to time a trained one.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -67,12 +68,18 @@ def _tok_s(gen: Any, ids: list[int], tokens: int) -> float:
                 break
     finally:
         steps.close()
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     return 1.0 / statistics.median(gaps)
 
 
-def _side_by_side(gen: Any, ids: list[int], tokens: int, rounds: int, customize: Any, plain: Any,
-                  ) -> dict[str, float]:
+def _side_by_side(
+    gen: Any,
+    ids: list[int],
+    tokens: int,
+    rounds: int,
+    customize: Any,
+    plain: Any,
+) -> dict[str, float]:
     plain_rates, custom_rates = [], []
     for _ in range(rounds):
         plain()
@@ -91,7 +98,11 @@ def _bundle(args: argparse.Namespace, gguf: Path) -> Path:
     from bdc_assistant.models.embedded import cached_sha256
     from bdc_assistant.paths import app_paths
 
-    out = app_paths().cache_dir / "bench" / f"random-{cached_sha256(gguf)[:12]}-K{args.K}-r{args.r}-s{args.scale}"
+    out = (
+        app_paths().cache_dir
+        / "bench"
+        / f"random-{cached_sha256(gguf)[:12]}-K{args.K}-r{args.r}-s{args.scale}"
+    )
     if not (out / "manifest.json").exists():
         make_random_bundle(gguf, out, K=args.K, r=args.r, seed=0, scale=args.scale)
     return out
@@ -127,8 +138,14 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
                 stages[k].append(gen._slot.last_ms[k])
         ids = gen.tokenize(PROMPTS[0])
         custom = customs[1]
-        dec = _side_by_side(gen, ids, args.tokens, args.rounds, lambda: gen.set_customization(custom),
-                            lambda: gen.set_customization(None))
+        dec = _side_by_side(
+            gen,
+            ids,
+            args.tokens,
+            args.rounds,
+            lambda: gen.set_customization(custom),
+            lambda: gen.set_customization(None),
+        )
         return {
             "setup_ms": _median(setups),
             "setup_ms_max": round(max(setups), 2),
@@ -143,7 +160,9 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
         gen.close()
 
 
-def bench_torch(args: argparse.Namespace, gguf: Path, bundle: Any, customizer: Any, hook: bool) -> dict[str, Any]:
+def bench_torch(
+    args: argparse.Namespace, gguf: Path, bundle: Any, customizer: Any, hook: bool
+) -> dict[str, Any]:
     import torch
 
     from bdc_assistant.backends.torch_backend import TorchGenerator
@@ -154,8 +173,11 @@ def bench_torch(args: argparse.Namespace, gguf: Path, bundle: Any, customizer: A
         torch.set_num_threads(args.threads)
     gen = TorchGenerator(hf_dir_for_gguf(gguf), device=args.device)
     tokens = args.torch_tokens or (args.tokens if gen.device.startswith("cuda") else 32)
-    out: dict[str, Any] = {"torch_device": gen.device, "torch_dtype": str(gen.dtype).replace("torch.", ""),
-                           "torch_tokens": tokens}
+    out: dict[str, Any] = {
+        "torch_device": gen.device,
+        "torch_dtype": str(gen.dtype).replace("torch.", ""),
+        "torch_tokens": tokens,
+    }
     try:
         customs = [customizer.for_query(PROMPTS[i % len(PROMPTS)]) for i in range(args.queries + 1)]
         merge_ms = []
@@ -167,21 +189,34 @@ def bench_torch(args: argparse.Namespace, gguf: Path, bundle: Any, customizer: A
         out["torch_merge_setup_ms"] = _median(merge_ms)
         ids = gen.tokenize(PROMPTS[0])
         custom = customs[1]
-        dec = _side_by_side(gen, ids, tokens, args.rounds, lambda: gen.set_customization(custom),
-                            lambda: gen.set_customization(None))
-        out.update(torch_merge_tok_s_plain=dec["plain_tok_s"], torch_merge_tok_s_custom=dec["custom_tok_s"],
-                   torch_merge_decode_ratio=dec["ratio"])
+        dec = _side_by_side(
+            gen,
+            ids,
+            tokens,
+            args.rounds,
+            lambda: gen.set_customization(custom),
+            lambda: gen.set_customization(None),
+        )
+        out.update(
+            torch_merge_tok_s_plain=dec["plain_tok_s"],
+            torch_merge_tok_s_custom=dec["custom_tok_s"],
+            torch_merge_decode_ratio=dec["ratio"],
+        )
         if hook:
             gen.set_customization(None)
             hooks = GateHooks(gen.model, bundle)
             g = torch.tensor(custom.g)[None]
             try:
-                dec = _side_by_side(gen, ids, tokens, args.rounds, lambda: hooks.set_gates(g),
-                                    lambda: hooks.set_gates(None))
+                dec = _side_by_side(
+                    gen, ids, tokens, args.rounds, lambda: hooks.set_gates(g), lambda: hooks.set_gates(None)
+                )
             finally:
                 hooks.remove()
-            out.update(torch_hook_tok_s_plain=dec["plain_tok_s"], torch_hook_tok_s_custom=dec["custom_tok_s"],
-                       torch_hook_decode_ratio=dec["ratio"])
+            out.update(
+                torch_hook_tok_s_plain=dec["plain_tok_s"],
+                torch_hook_tok_s_custom=dec["custom_tok_s"],
+                torch_hook_decode_ratio=dec["ratio"],
+            )
         return out
     finally:
         gen.close()
@@ -195,9 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hook", action="store_true", help="also time torch hook mode (default on CUDA)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=256, help="decoded tokens per run (llama.cpp)")
-    parser.add_argument("--torch-tokens", type=int, default=0, help="torch tokens; 0 = --tokens on CUDA, 32 on CPU")
-    parser.add_argument("--encoder-threads", type=int, default=1,
-                        help="torch intra-op threads for the encoder on CPU (1: no fight with llama.cpp's threads)")
+    parser.add_argument(
+        "--torch-tokens", type=int, default=0, help="torch tokens; 0 = --tokens on CUDA, 32 on CPU"
+    )
+    parser.add_argument(
+        "--encoder-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for the encoder on CPU (1: no fight with llama.cpp's threads)",
+    )
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n-ctx", type=int, default=1024)
@@ -248,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             result["gpu"] = torch.cuda.get_device_name(0)
-    met = {k: (result[k] <= v if k == "setup_ms" else result[k] >= v) for k, v in TARGETS.items() if k in result}
+    met = {
+        k: (result[k] <= v if k == "setup_ms" else result[k] >= v) for k, v in TARGETS.items() if k in result
+    }
     result["meets_targets"] = met
     if args.json:
         print(json.dumps(result))

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     )
     frame_file = os.environ.get("BDC_FIRST_FRAME_FILE")
     history = None
-    if not getattr(args, "no_history", False):
+    if settings.tui.history and not getattr(args, "no_history", False):
         from ..store.history import open_history
 
         history = open_history()

@@ -248,11 +248,13 @@ class LLMTeam:
             thoughts=render_thoughts(state.thoughts) if state.thoughts else "(solve it directly)",
         )
         plan = _numbered(state.thoughts) or "1. Solve it directly."
-        frame = Template(prompt("solve_completion")).safe_substitute(
+        body_frame = _function_body_frame(state)
+        frame = body_frame or Template(prompt("solve_completion")).safe_substitute(
             problem=state.problem.statement.strip(), plan=plan
         )
+        stops = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(") if body_frame else ("\n```", "\n### ")
         calls = [
-            Call(a, "solve", self._completion(a, frame, self.max_tokens, ("\n```", "\n### ")), sample=s)
+            Call(a, "solve", self._completion(a, frame, self.max_tokens, stops), sample=s)
             if self._is_completion(a)
             else Call(a, "solve", self._request(a, user), sample=s)
             for a in self.names
@@ -262,7 +264,10 @@ class LLMTeam:
         out: list[list[str]] = []
         for i, agent in enumerate(self.names):
             texts = [r.text for r in resps[i * samples : (i + 1) * samples]]
-            codes = [t.rstrip() + "\n" if self._is_completion(agent) else extract_code(t) for t in texts]
+            if self._is_completion(agent):
+                codes = [(body_frame or "") + t.rstrip() + "\n" for t in texts]
+            else:
+                codes = [extract_code(t) for t in texts]
             out.append([_with_starter(c, state.problem) for c in codes])
         return out
 
@@ -321,6 +326,20 @@ class LLMTeam:
         )
         (resp,) = self.gateway.batch([Call(agent, "testgen", self._request(agent, user))])
         return parse_tests(resp.text, problem, count)
+
+
+def _function_body_frame(state: State) -> str | None:
+    """For a call-based problem whose statement *is* the function header and docstring (HumanEval), a base
+    model does best continuing the body itself: the plan goes in as comments and the answer is the
+    statement plus the continuation. None when the statement is not such a header."""
+    p = state.problem
+    text = p.statement.rstrip()
+    if p.kind != "call" or not p.entry_point or not _defines(text + "\n    pass\n", p.entry_point):
+        return None
+    if not (text.endswith('"""') or text.endswith("'''")):
+        return None
+    comments = "".join(f"    # Step {i + 1}: {t}\n" for i, t in enumerate(state.thoughts))
+    return text + "\n" + comments
 
 
 def _numbered(thoughts: Sequence[str], next_step: bool = False) -> str:

@@ -38,7 +38,17 @@ from .safetensors_io import read_safetensors, to_numpy, write_safetensors
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TEMPLATE_NAME = "adapter_template.gguf"
-_REQUIRED = ("base", "encoder", "K", "r", "target_modules", "use_rslora", "lora_alpha", "hypernet", "clusters")
+_REQUIRED = (
+    "base",
+    "encoder",
+    "K",
+    "r",
+    "target_modules",
+    "use_rslora",
+    "lora_alpha",
+    "hypernet",
+    "clusters",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -62,7 +72,7 @@ class Bundle:
     shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # module → (in, out)
 
     @property
-    def K(self) -> int:  # noqa: N802 - the paper's symbol
+    def K(self) -> int:
         return int(self.manifest["K"])
 
     @property
@@ -109,8 +119,15 @@ class Bundle:
             )
         cos = e @ self.centroids.T
         cfg = self.manifest["hypernet"]
-        g = hypernet_numpy(self.hypernet_state, e, cos, n_layers=self.n_layers, K=self.K, r=self.r,
-                           normalization=str(cfg.get("normalization", "sigmoid")))
+        g = hypernet_numpy(
+            self.hypernet_state,
+            e,
+            cos,
+            n_layers=self.n_layers,
+            K=self.K,
+            r=self.r,
+            normalization=str(cfg.get("normalization", "sigmoid")),
+        )
         return g[0], cos[0]
 
 
@@ -177,7 +194,9 @@ def save_bundle(
                         raise BundleError(f"The expert directory {src} has no {name}.")
                     shutil.copyfile(src / name, edir / name)
             else:
-                write_safetensors(edir / "adapter_model.safetensors", {k2: to_numpy(v) for k2, v in expert.items()})
+                write_safetensors(
+                    edir / "adapter_model.safetensors", {k2: to_numpy(v) for k2, v in expert.items()}
+                )
                 (edir / "adapter_config.json").write_text(json.dumps(_expert_config(manifest), indent=2))
         cents = to_numpy(centroids).astype(np.float32)
         norms = np.linalg.norm(cents, axis=1, keepdims=True)
@@ -229,10 +248,13 @@ def _check_files(path: Path, manifest: dict[str, Any]) -> None:
     files = manifest["files"]
     if not isinstance(files, dict):
         raise BundleError(f"The manifest of {path} has a malformed 'files' table.")
-    K = int(manifest["K"])  # noqa: N806
+    K = int(manifest["K"])
     required = ["centroids.safetensors", "hypernet.safetensors"]
     for k in range(K):
-        required += [f"experts/expert_{k}/adapter_model.safetensors", f"experts/expert_{k}/adapter_config.json"]
+        required += [
+            f"experts/expert_{k}/adapter_model.safetensors",
+            f"experts/expert_{k}/adapter_config.json",
+        ]
     for rel in required:
         if rel not in files:
             raise BundleError(f"The solver bundle {path} does not list {rel} (expected for K={K}).")
@@ -244,11 +266,18 @@ def _check_files(path: Path, manifest: dict[str, Any]) -> None:
             raise BundleError(f"The bundle file {p} is truncated or modified (sha256 mismatch).")
     expert_dirs = sorted(d.name for d in (path / "experts").iterdir() if d.is_dir())
     if len(expert_dirs) != K:
-        raise BundleError(f"The solver bundle {path} holds {len(expert_dirs)} experts but its manifest says K={K}.")
+        raise BundleError(
+            f"The solver bundle {path} holds {len(expert_dirs)} experts but its manifest says K={K}."
+        )
 
 
-def _load_expert(edir: Path, manifest: dict[str, Any], n_layers: int, targets: tuple[str, ...],
-                 shapes: dict[str, tuple[int, int]]) -> ExpertWeights:
+def _load_expert(
+    edir: Path,
+    manifest: dict[str, Any],
+    n_layers: int,
+    targets: tuple[str, ...],
+    shapes: dict[str, tuple[int, int]],
+) -> ExpertWeights:
     try:
         config = json.loads((edir / "adapter_config.json").read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -257,7 +286,9 @@ def _load_expert(edir: Path, manifest: dict[str, Any], n_layers: int, targets: t
     if int(config.get("r", -1)) != r:
         raise BundleError(f"The expert {edir} has rank {config.get('r')} but the bundle says r={r}.")
     if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise BundleError(f"The expert {edir} uses rank_pattern/alpha_pattern, which DisenLoRA does not support.")
+        raise BundleError(
+            f"The expert {edir} uses rank_pattern/alpha_pattern, which DisenLoRA does not support."
+        )
     if config.get("use_dora"):
         raise BundleError(f"The expert {edir} is a DoRA adapter, which DisenLoRA does not support.")
     scale = expert_scale(float(config.get("lora_alpha", r)), r, bool(config.get("use_rslora", False)))
@@ -272,21 +303,25 @@ def _load_expert(edir: Path, manifest: dict[str, Any], n_layers: int, targets: t
         if module not in targets:
             continue
         if layer >= n_layers:
-            raise BundleError(f"The expert {edir} has weights for layer {layer} but the base has {n_layers} layers.")
+            raise BundleError(
+                f"The expert {edir} has weights for layer {layer} but the base has {n_layers} layers."
+            )
         (a if which == "A" else b)[(layer, module)] = arr
     for layer in range(n_layers):
         for module in targets:
             key = (layer, module)
             if key not in a or key not in b:
                 raise BundleError(f"The expert {edir} has no LoRA weights for layer {layer} {module}.")
-            A, B = a[key], b[key]  # noqa: N806
+            A, B = a[key], b[key]
             if A.ndim != 2 or B.ndim != 2 or A.shape[0] != r or B.shape[1] != r:
                 raise BundleError(
                     f"The expert {edir} has {module} of layer {layer} with shapes A{A.shape} B{B.shape}, not rank {r}."
                 )
             io = (A.shape[1], B.shape[0])
             if shapes.setdefault(module, io) != io:
-                raise BundleError(f"The expert {edir} has {module} of layer {layer} shaped {io}, not {shapes[module]}.")
+                raise BundleError(
+                    f"The expert {edir} has {module} of layer {layer} shaped {io}, not {shapes[module]}."
+                )
     return ExpertWeights(A=a, B=b, scale=scale, rank=r)
 
 
@@ -296,33 +331,47 @@ def load_bundle(path: Path, *, expect_base: BaseIdentity | None = None) -> Bundl
     manifest = _read_manifest(path)
     try:
         base = BaseIdentity.from_dict(manifest["base"])
-        K, r = int(manifest["K"]), int(manifest["r"])  # noqa: N806
+        K, r = int(manifest["K"]), int(manifest["r"])
         targets = mods.check_targets(manifest["target_modules"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"The manifest of {path} has a malformed base/K/r/target_modules entry: {exc}.") from exc
+        raise BundleError(
+            f"The manifest of {path} has a malformed base/K/r/target_modules entry: {exc}."
+        ) from exc
     if K < 1 or r < 1 or not targets:
         raise BundleError(f"The manifest of {path} needs K ≥ 1, r ≥ 1 and at least one target module.")
     if expect_base is not None:
         require_same_base(base, expect_base, path)
     _check_files(path, manifest)
     shapes: dict[str, tuple[int, int]] = {}
-    experts = [_load_expert(path / "experts" / f"expert_{k}", manifest, base.n_layers, targets, shapes)
-               for k in range(K)]
+    experts = [
+        _load_expert(path / "experts" / f"expert_{k}", manifest, base.n_layers, targets, shapes)
+        for k in range(K)
+    ]
     centroids = read_safetensors(path / "centroids.safetensors", what="centroids file").get("centroids")
     if centroids is None or centroids.ndim != 2 or centroids.shape[0] != K:
         got = None if centroids is None else centroids.shape
         raise BundleError(f"The centroids of {path} have shape {got}, expected [K={K}, d].")
     enc_dim = manifest["encoder"].get("dim")
     if enc_dim is not None and int(enc_dim) != centroids.shape[1]:
-        raise BundleError(f"The centroids of {path} are {centroids.shape[1]}-dim but the encoder is {enc_dim}-dim.")
+        raise BundleError(
+            f"The centroids of {path} are {centroids.shape[1]}-dim but the encoder is {enc_dim}-dim."
+        )
     state = read_safetensors(path / "hypernet.safetensors", what="hypernetwork file")
     _check_hypernet(path, manifest, state, centroids.shape[1], base.n_layers, K, r)
-    return Bundle(path=path, manifest=manifest, base=base, experts=experts, centroids=centroids,
-                  hypernet_state=state, shapes=shapes)
+    return Bundle(
+        path=path,
+        manifest=manifest,
+        base=base,
+        experts=experts,
+        centroids=centroids,
+        hypernet_state=state,
+        shapes=shapes,
+    )
 
 
-def _check_hypernet(path: Path, manifest: dict[str, Any], state: dict[str, np.ndarray], d: int, n_layers: int,
-                    K: int, r: int) -> None:  # noqa: N803
+def _check_hypernet(
+    path: Path, manifest: dict[str, Any], state: dict[str, np.ndarray], d: int, n_layers: int, K: int, r: int
+) -> None:
     cfg = manifest["hypernet"]
     norm = cfg.get("normalization", "sigmoid")
     if norm not in NORMALIZATIONS:

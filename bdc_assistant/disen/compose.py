@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 class ExpertWeights:
     """One peft LoRA expert: per (layer, module) its A [r, in] and B [out, r], and its scale s_k."""
 
-    A: dict[tuple[int, str], np.ndarray]  # noqa: N815
-    B: dict[tuple[int, str], np.ndarray]  # noqa: N815
+    A: dict[tuple[int, str], np.ndarray]
+    B: dict[tuple[int, str], np.ndarray]
     scale: float
     rank: int
 
@@ -48,14 +48,14 @@ def expert_scale(lora_alpha: float, r: int, use_rslora: bool) -> float:
 class CatLora:
     """A_cat / B_cat for every targeted (layer, module), float32, built once per bundle."""
 
-    A: dict[tuple[int, str], np.ndarray]  # noqa: N815  [K·r, in], scales folded in
-    B: dict[tuple[int, str], np.ndarray]  # noqa: N815  [out, K·r]
+    A: dict[tuple[int, str], np.ndarray]
+    B: dict[tuple[int, str], np.ndarray]
     n_layers: int
     n_experts: int
     rank: int
     targets: tuple[str, ...]
 
-    def keys(self) -> Iterator[tuple[int, str]]:
+    def layer_modules(self) -> Iterator[tuple[int, str]]:
         for layer in range(self.n_layers):
             for module in self.targets:
                 yield layer, module
@@ -81,8 +81,9 @@ def build_cat(experts: list[ExpertWeights], targets: tuple[str, ...], n_layers: 
         for module in targets:
             key = (layer, module)
             a_cat[key] = np.ascontiguousarray(
-                np.concatenate([np.asarray(ex.A[key], np.float64) * ex.scale for ex in experts], axis=0)
-                .astype(np.float32)
+                np.concatenate(
+                    [np.asarray(ex.A[key], np.float64) * ex.scale for ex in experts], axis=0
+                ).astype(np.float32)
             )
             b_cat[key] = np.ascontiguousarray(
                 np.concatenate([np.asarray(ex.B[key], np.float32) for ex in experts], axis=1)
@@ -96,14 +97,17 @@ def reference_delta(experts: list[ExpertWeights], g: np.ndarray, layer: int, mod
     out: np.ndarray | None = None
     for k, ex in enumerate(experts):
         gk = np.asarray(g[layer][k * ex.rank : (k + 1) * ex.rank], np.float64)
-        term = ex.scale * (np.asarray(ex.B[key], np.float64) @ (gk[:, None] * np.asarray(ex.A[key], np.float64)))
+        term = ex.scale * (
+            np.asarray(ex.B[key], np.float64) @ (gk[:, None] * np.asarray(ex.A[key], np.float64))
+        )
         out = term if out is None else out + term
     assert out is not None
     return out
 
 
-def gates_from_g(g: np.ndarray, n_experts: int, rank: int, cos: np.ndarray | None = None,
-                 names: tuple[str, ...] = ()) -> Gates:
+def gates_from_g(
+    g: np.ndarray, n_experts: int, rank: int, cos: np.ndarray | None = None, names: tuple[str, ...] = ()
+) -> Gates:
     """Wrap g as the frozen, loggable :class:`Gates` value."""
     values = tuple(tuple(float(x) for x in row) for row in np.asarray(g, np.float64))
     sims = tuple(float(x) for x in cos) if cos is not None else ()
@@ -134,5 +138,9 @@ class Customization:
     def from_g(cls, bundle: Bundle, g: np.ndarray, *, label: str = "") -> Customization:
         """A customization from explicit gates (tests, benchmarks, the trainer's evaluation)."""
         g = np.asarray(g, np.float32)
-        return cls(bundle=bundle, g=g, gates=gates_from_g(g, bundle.K, bundle.r, names=bundle.cluster_names),
-                   label=label)
+        return cls(
+            bundle=bundle,
+            g=g,
+            gates=gates_from_g(g, bundle.K, bundle.r, names=bundle.cluster_names),
+            label=label,
+        )

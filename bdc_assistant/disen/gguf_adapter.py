@@ -70,7 +70,9 @@ class AdapterTemplate:
                 a_star = (g[key[0]][:, None] * cat.A[key]).astype(self.np_dtype)
                 raw = a_star.reshape(-1).view(np.uint8)
                 if raw.size != slot.n_bytes:
-                    raise BundleError(f"The adapter template {self.path} does not match its bundle (tensor size).")
+                    raise BundleError(
+                        f"The adapter template {self.path} does not match its bundle (tensor size)."
+                    )
                 mm[slot.offset : slot.offset + slot.n_bytes] = raw
             mm.flush()
         finally:
@@ -81,9 +83,18 @@ class AdapterTemplate:
         return target
 
 
-def write_template(cat: CatLora, path: Path, *, arch: str, n_heads: int, n_kv_heads: int,
-                   bundle_id: str, dtype: Dtype = "f16", permute_qk: bool = True,
-                   g: np.ndarray | None = None) -> AdapterTemplate:
+def write_template(
+    cat: CatLora,
+    path: Path,
+    *,
+    arch: str,
+    n_heads: int,
+    n_kv_heads: int,
+    bundle_id: str,
+    dtype: Dtype = "f16",
+    permute_qk: bool = True,
+    g: np.ndarray | None = None,
+) -> AdapterTemplate:
     """Write the adapter GGUF (``lora_a`` = g ⊙ A_cat, default g = 1; ``lora_b`` = B_cat) and index it.
 
     ``permute_qk=False`` exists only as a negative control for the Llama parity test.
@@ -103,7 +114,7 @@ def write_template(cat: CatLora, path: Path, *, arch: str, n_heads: int, n_kv_he
     writer.add_bool(PERMUTED_KEY, bool(arch == "llama" and permute_qk))
     ones = np.ones((cat.n_layers, cat.n_experts * cat.rank), np.float32)
     gates = ones if g is None else np.asarray(g, np.float32)
-    for layer, module in cat.keys():
+    for layer, module in cat.layer_modules():
         b = cat.B[(layer, module)]
         if arch == "llama" and permute_qk and module in ("q_proj", "k_proj"):
             b = llama_permute(b, n_heads if module == "q_proj" else n_kv_heads)
@@ -142,13 +153,21 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
         parts = t.name.split(".")  # blk.{l}.{stem}.weight.lora_a
         layer, module = int(parts[1]), stem_to_module[parts[2]]
         dtype = "f16" if t.tensor_type == gguf.GGMLQuantizationType.F16 else "f32"
-        slots[(layer, module)] = TensorSlot(int(t.data_offset), int(t.n_bytes), (int(t.shape[1]), int(t.shape[0])))
+        slots[(layer, module)] = TensorSlot(
+            int(t.data_offset), int(t.n_bytes), (int(t.shape[1]), int(t.shape[0]))
+        )
     del reader
     return AdapterTemplate(path=Path(path), arch=arch, dtype=dtype, a_slots=slots, bundle_id=bundle_id)
 
 
-def read_adapter_delta(path: Path, layer: int, module: str, *, n_heads: int = 0, n_kv_heads: int = 0,
-                       ) -> np.ndarray:
+def read_adapter_delta(
+    path: Path,
+    layer: int,
+    module: str,
+    *,
+    n_heads: int = 0,
+    n_kv_heads: int = 0,
+) -> np.ndarray:
     """ΔW = B·A as llama.cpp will apply it, read back from an adapter file (q/k rows un-permuted for Llama)."""
     import gguf
 

@@ -48,7 +48,7 @@ def build_hypernet(
     embed_dim: int,
     n_clusters: int,
     n_layers: int,
-    K: int,  # noqa: N803 - the paper's symbol
+    K: int,
     r: int,
     hidden: int = DEFAULT_HIDDEN,
     normalization: str = "sigmoid",
@@ -89,8 +89,14 @@ def build_hypernet(
 
         def config(self) -> dict[str, Any]:
             return {
-                "embed_dim": embed_dim, "n_clusters": n_clusters, "n_layers": n_layers, "K": K, "r": r,
-                "hidden": hidden, "normalization": normalization, "activation": "silu",
+                "embed_dim": embed_dim,
+                "n_clusters": n_clusters,
+                "n_layers": n_layers,
+                "K": K,
+                "r": r,
+                "hidden": hidden,
+                "normalization": normalization,
+                "activation": "silu",
             }
 
     if seed is not None:
@@ -108,8 +114,13 @@ def hypernet_from_state(state: dict[str, Any], config: dict[str, Any]) -> Any:
     import torch
 
     net = build_hypernet(
-        int(config["embed_dim"]), int(config["n_clusters"]), int(config["n_layers"]), int(config["K"]),
-        int(config["r"]), hidden=int(config["hidden"]), normalization=str(config["normalization"]),
+        int(config["embed_dim"]),
+        int(config["n_clusters"]),
+        int(config["n_layers"]),
+        int(config["K"]),
+        int(config["r"]),
+        hidden=int(config["hidden"]),
+        normalization=str(config["normalization"]),
     )
     net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
     return net
@@ -119,8 +130,16 @@ def _silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-def hypernet_numpy(state: dict[str, np.ndarray], e: np.ndarray, cos: np.ndarray, *, n_layers: int,
-                   K: int, r: int, normalization: str = "sigmoid") -> np.ndarray:  # noqa: N803
+def hypernet_numpy(
+    state: dict[str, np.ndarray],
+    e: np.ndarray,
+    cos: np.ndarray,
+    *,
+    n_layers: int,
+    K: int,
+    r: int,
+    normalization: str = "sigmoid",
+) -> np.ndarray:
     """The same forward as the torch module, in float32 numpy: e [B, d], cos [B, K] → g [B, L, K·r]."""
     x = np.concatenate([np.asarray(e, np.float32), np.asarray(cos, np.float32)], axis=-1)
     h = _silu(x @ state["fc1.weight"].T + state["fc1.bias"])

@@ -110,11 +110,16 @@ class BaseIdentity:
 def shape_from_hf_config(config: dict[str, Any]) -> ModelShape:
     """Read the shape fields from an HF ``config.json`` dict (``text_config`` of a multimodal Gemma-3)."""
     if "text_config" in config and isinstance(config["text_config"], dict):
-        config = {**config["text_config"], "model_type": config["text_config"].get("model_type", "gemma3_text")}
+        config = {
+            **config["text_config"],
+            "model_type": config["text_config"].get("model_type", "gemma3_text"),
+        }
     model_type = str(config.get("model_type", ""))
     arch = _ARCH_FROM_MODEL_TYPE.get(model_type)
     if arch is None:
-        raise ModelError(f"Model type '{model_type}' is not supported by DisenLoRA (supported: gemma3, llama).")
+        raise ModelError(
+            f"Model type '{model_type}' is not supported by DisenLoRA (supported: gemma3, llama)."
+        )
     n_heads = int(config["num_attention_heads"])
     hidden = int(config["hidden_size"])
     head_dim = config.get("head_dim") or hidden // n_heads
@@ -149,7 +154,9 @@ def shape_from_gguf(path: Path) -> ModelShape:
     arch_field = reader.fields.get("general.architecture")
     arch = _field_str(arch_field) if arch_field is not None else ""
     if arch not in ("gemma3", "llama"):
-        raise ModelError(f"GGUF architecture '{arch}' is not supported by DisenLoRA (supported: gemma3, llama).")
+        raise ModelError(
+            f"GGUF architecture '{arch}' is not supported by DisenLoRA (supported: gemma3, llama)."
+        )
     shapes = {t.name: [int(x) for x in t.shape] for t in reader.tensors}
 
     def ne(name: str) -> list[int]:
@@ -207,7 +214,10 @@ def _field_str(field: Any) -> str:
 
 def identity_for(shape: ModelShape, *, name: str, gguf_sha256: str | None) -> BaseIdentity:
     return BaseIdentity(
-        name=name, arch=shape.arch, gguf_sha256=gguf_sha256, hf_config_hash=shape.config_hash(),
+        name=name,
+        arch=shape.arch,
+        gguf_sha256=gguf_sha256,
+        hf_config_hash=shape.config_hash(),
         n_layers=shape.n_layers,
     )
 
@@ -220,8 +230,12 @@ def identity_of_gguf(path: Path, *, name: str | None = None) -> tuple[BaseIdenti
     return identity_for(shape, name=name or Path(path).name, gguf_sha256=cached_sha256(Path(path))), shape
 
 
-def identity_of_hf_dir(hf_dir: Path, *, name: str | None = None, gguf_sha256: str | None = None,
-                       ) -> tuple[BaseIdentity, ModelShape]:
+def identity_of_hf_dir(
+    hf_dir: Path,
+    *,
+    name: str | None = None,
+    gguf_sha256: str | None = None,
+) -> tuple[BaseIdentity, ModelShape]:
     shape = shape_from_hf_dir(hf_dir)
     return identity_for(shape, name=name or Path(hf_dir).name, gguf_sha256=gguf_sha256), shape
 

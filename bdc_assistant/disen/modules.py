@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import re
 
-TARGET_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TARGET_MODULES: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
 
 # HF module name → (parent block, GGUF tensor stem)
 _MODULE_INFO: dict[str, tuple[str, str]] = {
@@ -29,7 +37,9 @@ PEFT_KEY = re.compile(
     r"\.lora_([AB])(?:\.default)?\.weight$"
 )
 # HF module path inside a transformers model: model.layers.3.mlp.up_proj
-HF_MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$")
+HF_MODULE = re.compile(
+    r"(?:^|\.)layers\.(\d+)\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+)
 
 
 def parent_of(module: str) -> str:

@@ -24,7 +24,9 @@ from .compose import expert_scale
 from .identity import ModelShape, identity_for, shape_from_gguf, shape_from_hf_dir
 
 
-def base_shape_and_identity(base: Path | ModelShape, *, name: str | None = None) -> tuple[ModelShape, dict[str, Any]]:
+def base_shape_and_identity(
+    base: Path | ModelShape, *, name: str | None = None
+) -> tuple[ModelShape, dict[str, Any]]:
     """Shape and manifest ``base`` entry for an HF dir, a GGUF file or an explicit ModelShape."""
     if isinstance(base, ModelShape):
         shape, sha = base, None
@@ -44,7 +46,7 @@ def base_shape_and_identity(base: Path | ModelShape, *, name: str | None = None)
 def make_random_bundle(
     base: Path | ModelShape,
     out_dir: Path,
-    K: int = 3,  # noqa: N803
+    K: int = 3,
     r: int = 4,
     seed: int = 0,
     scale: float = 0.05,
@@ -75,8 +77,12 @@ def make_random_bundle(
                 # x ~ N(0, I): ‖A x‖ ≈ √r with std_a = 1/√in, ‖s B A x‖ ≈ s·std_b·√(r·out) =: scale·√in
                 std_a = 1.0 / math.sqrt(n_in)
                 std_b = scale * math.sqrt(n_in) / (s * math.sqrt(r * n_out))
-                sd[mods.peft_key(layer, module, "A")] = (rng.standard_normal((r, n_in)) * std_a).astype(np.float32)
-                sd[mods.peft_key(layer, module, "B")] = (rng.standard_normal((n_out, r)) * std_b).astype(np.float32)
+                sd[mods.peft_key(layer, module, "A")] = (rng.standard_normal((r, n_in)) * std_a).astype(
+                    np.float32
+                )
+                sd[mods.peft_key(layer, module, "B")] = (rng.standard_normal((n_out, r)) * std_b).astype(
+                    np.float32
+                )
         experts.append(sd)
     centroids = rng.standard_normal((K, embed_dim)).astype(np.float32)
     d_in = embed_dim + K
@@ -97,11 +103,25 @@ def make_random_bundle(
         "target_modules": list(targets),
         "use_rslora": use_rslora,
         "lora_alpha": alpha,
-        "hypernet": {"hidden": hidden, "normalization": normalization, "activation": "silu",
-                     "embed_dim": embed_dim, "n_clusters": K, "n_layers": shape.n_layers, "K": K, "r": r},
+        "hypernet": {
+            "hidden": hidden,
+            "normalization": normalization,
+            "activation": "silu",
+            "embed_dim": embed_dim,
+            "n_clusters": K,
+            "n_layers": shape.n_layers,
+            "K": K,
+            "r": r,
+        },
         "clusters": {"names": [f"random-{k}" for k in range(K)]},
         "provenance": {"how": "make_random_bundle", "seed": seed, "scale": scale},
         "metrics": {},
     }
-    return save_bundle(out_dir, manifest=manifest, experts=experts, centroids=centroids,
-                       hypernet_state=state, overwrite=overwrite)
+    return save_bundle(
+        out_dir,
+        manifest=manifest,
+        experts=experts,
+        centroids=centroids,
+        hypernet_state=state,
+        overwrite=overwrite,
+    )

@@ -44,5 +44,11 @@ class Customizer:
         g, cos = self.bundle.gates_for(e[0])
         t2 = time.perf_counter()
         gates = gates_from_g(g, self.bundle.K, self.bundle.r, cos, self.bundle.cluster_names)
-        return Customization(bundle=self.bundle, g=g, gates=gates, embed_ms=(t1 - t0) * 1e3,
-                             hypernet_ms=(t2 - t1) * 1e3, label=text[:40])
+        return Customization(
+            bundle=self.bundle,
+            g=g,
+            gates=gates,
+            embed_ms=(t1 - t0) * 1e3,
+            hypernet_ms=(t2 - t1) * 1e3,
+            label=text[:40],
+        )

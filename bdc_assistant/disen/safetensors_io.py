@@ -47,7 +47,9 @@ def read_safetensors(path: Path, *, what: str = "tensor file") -> dict[str, np.n
             continue
         dtype = _DTYPES.get(info.get("dtype", ""))
         if dtype is None:
-            raise BundleError(f"The {what} {path} stores tensor {name} as unsupported type {info.get('dtype')}.")
+            raise BundleError(
+                f"The {what} {path} stores tensor {name} as unsupported type {info.get('dtype')}."
+            )
         start, end = (int(x) for x in info["data_offsets"])
         shape = tuple(int(x) for x in info["shape"])
         count = int(np.prod(shape)) if shape else 1
@@ -64,7 +66,9 @@ def read_safetensors(path: Path, *, what: str = "tensor file") -> dict[str, np.n
     return out
 
 
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+def write_safetensors(
+    path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None
+) -> None:
     from safetensors.numpy import save_file
 
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)

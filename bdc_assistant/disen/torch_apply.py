@@ -47,7 +47,9 @@ class _CatCache:
         self.A: dict[tuple[int, str], Any] = {}
         self.B: dict[tuple[int, str], Any] = {}
 
-    def get(self, bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash: str | None = None) -> _CatCache:
+    def get(
+        self, bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash: str | None = None
+    ) -> _CatCache:
         import torch
 
         if self._bundle_id == bundle.bundle_id:
@@ -55,7 +57,7 @@ class _CatCache:
         _check_fit(bundle, linears, config_hash)
         cat = bundle.cat
         self.A, self.B = {}, {}
-        for key in cat.keys():
+        for key in cat.layer_modules():
             dev = linears[key].weight.device
             self.A[key] = torch.from_numpy(cat.A[key]).to(dev)
             self.B[key] = torch.from_numpy(cat.B[key]).to(dev)
@@ -89,7 +91,7 @@ def _check_fit(bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash:
         raise BundleError(
             f"The solver bundle {bundle.path} is for {bundle.n_layers} layers but the loaded model has {n_model}."
         )
-    for key in bundle.cat.keys():
+    for key in bundle.cat.layer_modules():
         lin = linears.get(key)
         want = (bundle.cat.B[key].shape[0], bundle.cat.A[key].shape[1])
         if lin is None or tuple(lin.weight.shape) != want:

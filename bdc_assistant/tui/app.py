@@ -10,6 +10,7 @@ cancel token and detaches the view at once: late tokens from the backend are dro
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -250,6 +251,10 @@ class BdcApp(App[None]):
     def main(self) -> Screen[Any]:
         return self.screen_stack[0]
 
+    @on(AnswerView.Selected)
+    def on_answer_selected(self, msg: AnswerView.Selected) -> None:
+        self.main.query_one(MixturePanel).show(msg.view.gates, msg.view.bundle)
+
     @on(ProblemEditor.Submitted)
     def on_submit(self, msg: ProblemEditor.Submitted) -> None:
         self.ask(msg.text)
@@ -331,6 +336,7 @@ class BdcApp(App[None]):
                 self.info, backend=ev.backend, model=ev.model, bundle=ev.bundle, state="ready"
             )
             if ev.gates is not None:
+                run.view.gates, run.view.bundle = ev.gates, ev.bundle
                 self.main.query_one(MixturePanel).show(ev.gates, ev.bundle)
             self.refresh_status()
         elif isinstance(ev, ThoughtToken):
@@ -357,7 +363,7 @@ class BdcApp(App[None]):
         if run.plan_stream is not None:
             await run.plan_stream.stop()
             run.plan_stream = None
-            await run.view.plan.update(text.strip() or "_(no plan)_")
+            await run.view.plan.update(plan_markdown(text))
         elif not run.thought and text:
             await run.view.plan.update(text.strip())
 
@@ -380,6 +386,7 @@ class BdcApp(App[None]):
             + (" · cancelled" if ans.cancelled else ""),
             kind,
         )
+        run.view.gates, run.view.bundle = ans.gates, ans.bundle
         self.main.query_one(MixturePanel).show(ans.gates, ans.bundle)
         if self.history is not None and self.conversation_id is not None:
             self.history.add_answer(self.conversation_id, ans)
@@ -405,7 +412,7 @@ class BdcApp(App[None]):
             if stream is not None:
                 await stream.stop()
         run.plan_stream = run.code_stream = None
-        await run.view.plan.update(run.thought.strip() or "_(no plan)_")
+        await run.view.plan.update(plan_markdown(run.thought))
         await run.view.code.update(fence(run.code) if run.code.strip() else "_(no code)_")
         if run.code.strip():
             block = CodeBlock(len(self.blocks) + 1, "python", run.code)
@@ -472,7 +479,8 @@ class BdcApp(App[None]):
         block = self._block(number)
         if block is None:
             return
-        result = copy_text(block.source, self.copy_to_clipboard, native=not self.is_headless)
+        native = self.settings.tui.native_clipboard and not self.is_headless
+        result = copy_text(block.source, self.copy_to_clipboard, native=native)
         self.last_copy = block.source
         self.notify(f"Copied code block {block.number} ({result.chars} chars, {result.method}).", timeout=3)
 
@@ -607,7 +615,7 @@ class BdcApp(App[None]):
             elif m.role == "assistant":
                 view = AnswerView(problem, len(self.answers) + 1)
                 await transcript.mount(view)
-                await view.plan.update(m.thought.strip() or "_(no plan)_")
+                await view.plan.update(plan_markdown(m.thought))
                 await view.code.update(fence(m.code) if m.code.strip() else "_(no code)_")
                 if m.code.strip():
                     self.blocks.append(CodeBlock(len(self.blocks) + 1, "python", m.code))
@@ -617,6 +625,7 @@ class BdcApp(App[None]):
                     + (" · cancelled" if m.cancelled else ""),
                     "cancelled" if m.cancelled else "",
                 )
+                view.gates, view.bundle = m.gates, m.bundle
                 self.main.query_one(MixturePanel).show(m.gates, m.bundle)
                 self.answers.append(_answer_from(problem, m))
         self.problem = problem
@@ -725,6 +734,12 @@ def _answer_from(problem: str, m: Any) -> Answer:
         cancelled=m.cancelled,
         gates=m.gates,
     )
+
+
+def plan_markdown(thought: str) -> str:
+    """The plan as shown: empty numbered steps ("7.") that small base models emit are dropped."""
+    lines = [ln for ln in thought.strip().splitlines() if not re.fullmatch(r"\s*\d+[.)]\s*", ln)]
+    return "\n".join(lines).strip() or "_(no plan)_"
 
 
 def merge_tokens(events: list[SolverEvent]) -> list[SolverEvent]:

@@ -72,6 +72,8 @@ class AnswerView(Vertical):
         super().__init__()
         self.problem = problem
         self.number = number
+        self.gates: Gates | None = None
+        self.bundle: str | None = None
         from textual.widgets import Markdown  # markdown-it loads with the first answer, not at start-up
 
         self.plan = Markdown("", classes="plan")
@@ -86,6 +88,15 @@ class AnswerView(Vertical):
         yield self.code_label
         yield self.code
         yield self.stats
+
+    @dataclass
+    class Selected(Message):
+        """The user clicked this answer: show its mixture in the side panel."""
+
+        view: AnswerView
+
+    def on_click(self) -> None:
+        self.post_message(self.Selected(self))
 
     def set_block_number(self, n: int) -> None:
         self.code_label.update(f"code [{n}]  · ^y copy · ^s save · ^t test · /copy {n}")

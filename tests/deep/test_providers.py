@@ -118,3 +118,26 @@ def test_completion_agents_use_few_shot_frames_on_v1_completions(store) -> None:
     assert res.stopped_by == "solved" and res.refined == 1 and res.public_pass_rate == 1.0
     rows = store.nodes(res.run_id)
     assert rows[1]["thoughts"] == ["Subtract b from a."] and rows[1]["status"] == "replaced"
+
+
+def test_completion_agent_continues_a_function_body(store) -> None:
+    from bdc_assistant.types import Problem, TestCase
+
+    header = 'def add(a, b):\n    """Return a + b.\n    >>> add(1, 2)\n    3\n    """'
+    prob = Problem("h/add", header, public_tests=(TestCase("assert add(1, 2) == 3", kind="call"),),
+                   kind="call", entry_point="add", starter_code=header + "\n")
+
+    def body(model: str, messages: list[dict[str, str]]) -> str:
+        prompt = messages[-1]["content"]
+        return "    return a + b\n\n\ndef check():\n    pass" if prompt.endswith('"""\n') else " x"
+
+    with FakeLLMServer(Script(body)) as srv:
+        runner = make_runner(store, [srv.url])
+        from bdc_assistant.deep.runner import default_evaluator
+
+        runner.evaluator_factory = default_evaluator  # the real sandbox runs the assembled function
+        res = runner.run(prob, [f"completion:{srv.url}:base"], Budgets(max_calls=5, budget_usd=0))
+        first = srv.script.requests[0]["body"]
+    assert first["prompt"] == header + "\n" and "\ndef " in first["stop"]
+    assert res.stopped_by == "solved"
+    assert res.best_code == header + "\n    return a + b\n"

@@ -46,8 +46,17 @@ def loaded_bundles(tiny_bundles: dict[str, Path]) -> dict[str, Bundle]:
 def open_llama(gguf_path: Path, n_ctx: int = 128) -> Any:
     from llama_cpp import Llama
 
-    return Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=2, n_threads_batch=2, logits_all=True,
-                 verbose=False, type_k=0, type_v=0, seed=0)
+    return Llama(
+        model_path=str(gguf_path),
+        n_ctx=n_ctx,
+        n_threads=2,
+        n_threads_batch=2,
+        logits_all=True,
+        verbose=False,
+        type_k=0,
+        type_v=0,
+        seed=0,
+    )
 
 
 def llama_logits(llm: Any, ids: list[int]) -> np.ndarray:
@@ -76,7 +85,11 @@ def token_ids(vocab_size: int, n: int = 20, seed: int = 0) -> list[int]:
 
 
 def random_g(bundle: Bundle, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0.0, 1.0, (bundle.n_layers, bundle.K * bundle.r)).astype(np.float32)
+    return (
+        np.random.default_rng(seed)
+        .uniform(0.0, 1.0, (bundle.n_layers, bundle.K * bundle.r))
+        .astype(np.float32)
+    )
 
 
 @pytest.fixture()

@@ -40,8 +40,11 @@ def test_round_trip(tiny_models, bundle_copy):
     assert np.allclose(np.linalg.norm(bundle.centroids, axis=1), 1.0, atol=1e-6)
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and "created_at" in manifest["provenance"]
-    assert set(manifest["files"]) >= {"centroids.safetensors", "hypernet.safetensors",
-                                      "experts/expert_2/adapter_model.safetensors"}
+    assert set(manifest["files"]) >= {
+        "centroids.safetensors",
+        "hypernet.safetensors",
+        "experts/expert_2/adapter_model.safetensors",
+    }
     cfg = json.loads((bundle_copy / "experts/expert_0/adapter_config.json").read_text())
     assert cfg["peft_type"] == "LORA" and cfg["r"] == 4
 
@@ -115,9 +118,13 @@ def test_wrong_rank_in_expert_is_refused(tiny_models, tmp_path):
     manifest = json.loads((src / "manifest.json").read_text())
     manifest.pop("files")
     experts = [src / "experts/expert_0", other / "experts/expert_1"]
-    save_bundle(tmp_path / "mixed", manifest=manifest, experts=experts,
-                centroids=read_safetensors(src / "centroids.safetensors")["centroids"],
-                hypernet_state=read_safetensors(src / "hypernet.safetensors"))
+    save_bundle(
+        tmp_path / "mixed",
+        manifest=manifest,
+        experts=experts,
+        centroids=read_safetensors(src / "centroids.safetensors")["centroids"],
+        hypernet_state=read_safetensors(src / "hypernet.safetensors"),
+    )
     with pytest.raises(BundleError) as err:
         load_bundle(tmp_path / "mixed")
     assert "rank 8" in _one_sentence(err.value)
@@ -128,12 +135,19 @@ def test_save_refuses_k_mismatch_and_nonempty_dir(bundle_copy, tmp_path):
     state = read_safetensors(bundle_copy / "hypernet.safetensors")
     cents = read_safetensors(bundle_copy / "centroids.safetensors")["centroids"]
     with pytest.raises(BundleError, match="K=3"):
-        save_bundle(tmp_path / "x", manifest=manifest, experts=[bundle_copy / "experts/expert_0"],
-                    centroids=cents, hypernet_state=state)
+        save_bundle(
+            tmp_path / "x",
+            manifest=manifest,
+            experts=[bundle_copy / "experts/expert_0"],
+            centroids=cents,
+            hypernet_state=state,
+        )
     experts = [bundle_copy / f"experts/expert_{k}" for k in range(3)]
     with pytest.raises(BundleError, match="not empty"):
         save_bundle(bundle_copy, manifest=manifest, experts=experts, centroids=cents, hypernet_state=state)
-    out = save_bundle(tmp_path / "copy", manifest=manifest, experts=experts, centroids=cents, hypernet_state=state)
+    out = save_bundle(
+        tmp_path / "copy", manifest=manifest, experts=experts, centroids=cents, hypernet_state=state
+    )
     assert load_bundle(out).K == 3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".copy")]  # no temp dir left behind
 
@@ -151,6 +165,11 @@ def test_bf16_expert_from_torch_state_dict(tiny_models, bundle_copy, tmp_path):
         assert np.allclose(back[k], bf16[k].float().numpy())
         assert np.abs(back[k] - v).max() <= np.abs(v).max() * 2**-7
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
-    out = save_bundle(tmp_path / "torch_sd", manifest=manifest, experts=[bf16, bf16, bf16],
-                      centroids=torch.randn(3, 384), hypernet_state=read_safetensors(bundle_copy / "hypernet.safetensors"))
+    out = save_bundle(
+        tmp_path / "torch_sd",
+        manifest=manifest,
+        experts=[bf16, bf16, bf16],
+        centroids=torch.randn(3, 384),
+        hypernet_state=read_safetensors(bundle_copy / "hypernet.safetensors"),
+    )
     assert load_bundle(out).experts[2].A[(1, "v_proj")].dtype == np.float32

@@ -10,8 +10,8 @@ import pytest
 
 from bdc_assistant.disen.bundle import load_bundle
 from bdc_assistant.disen.compose import Customization, build_cat, reference_delta
-from bdc_assistant.disen.modules import parent_of
 from bdc_assistant.disen.gguf_adapter import read_adapter_delta, read_template, write_template
+from bdc_assistant.disen.modules import parent_of
 from bdc_assistant.disen.random_bundle import make_random_bundle
 from bdc_assistant.disen.torch_apply import TorchMergeSlot
 
@@ -29,11 +29,11 @@ def test_torch_merge_delta_equals_reference(arch, tiny_models, loaded_bundles):
     slot = TorchMergeSlot(model)
     g = random_g(bundle, 1)
     slot.apply(Customization.from_g(bundle, g))
-    for layer, module in bundle.cat.keys():
+    for layer, module in bundle.cat.layer_modules():
         ref = reference_delta(bundle.experts, g, layer, module)
         assert rel(slot.current_delta(layer, module), ref) <= 1e-6, (layer, module)
     slot.clear()
-    for layer, module in bundle.cat.keys():
+    for layer, module in bundle.cat.layer_modules():
         assert np.all(slot.current_delta(layer, module) == 0.0)
 
 
@@ -42,11 +42,18 @@ def test_torch_merge_delta_equals_reference(arch, tiny_models, loaded_bundles):
 def test_gguf_adapter_delta_equals_reference(arch, dtype, tol, loaded_bundles, tmp_path):
     bundle = loaded_bundles[arch]
     g = random_g(bundle, 2)
-    template = write_template(bundle.cat, tmp_path / "t.gguf", arch=arch, n_heads=4, n_kv_heads=2,
-                              bundle_id=bundle.bundle_id, dtype=dtype)
+    template = write_template(
+        bundle.cat,
+        tmp_path / "t.gguf",
+        arch=arch,
+        n_heads=4,
+        n_kv_heads=2,
+        bundle_id=bundle.bundle_id,
+        dtype=dtype,
+    )
     patched = template.private_copy(tmp_path / "q.gguf")
     template.patch(patched, bundle.cat, g)
-    for layer, module in bundle.cat.keys():
+    for layer, module in bundle.cat.layer_modules():
         got = read_adapter_delta(patched, layer, module, n_heads=4, n_kv_heads=2)
         ref = reference_delta(bundle.experts, g, layer, module)
         assert rel(got, ref) <= tol, (layer, module, rel(got, ref))
@@ -56,12 +63,20 @@ def test_template_patch_equals_direct_write(loaded_bundles, tmp_path):
     """Patching A* into the template gives the same bytes as writing the adapter with g directly."""
     bundle = loaded_bundles["llama"]
     g = random_g(bundle, 3)
-    template = write_template(bundle.cat, tmp_path / "t.gguf", arch="llama", n_heads=4, n_kv_heads=2,
-                              bundle_id=bundle.bundle_id)
+    template = write_template(
+        bundle.cat, tmp_path / "t.gguf", arch="llama", n_heads=4, n_kv_heads=2, bundle_id=bundle.bundle_id
+    )
     patched = template.private_copy(tmp_path / "p.gguf")
     template.patch(patched, bundle.cat, g)
-    direct = write_template(bundle.cat, tmp_path / "d.gguf", arch="llama", n_heads=4, n_kv_heads=2,
-                            bundle_id=bundle.bundle_id, g=g)
+    direct = write_template(
+        bundle.cat,
+        tmp_path / "d.gguf",
+        arch="llama",
+        n_heads=4,
+        n_kv_heads=2,
+        bundle_id=bundle.bundle_id,
+        g=g,
+    )
     assert patched.read_bytes() == direct.path.read_bytes()
     assert len(read_template(patched).a_slots) == bundle.n_layers * 7
 
@@ -69,7 +84,7 @@ def test_template_patch_equals_direct_write(loaded_bundles, tmp_path):
 def test_zero_gates_give_zero_delta(loaded_bundles):
     bundle = loaded_bundles["gemma3"]
     g = np.zeros((bundle.n_layers, bundle.K * bundle.r), np.float32)
-    for layer, module in bundle.cat.keys():
+    for layer, module in bundle.cat.layer_modules():
         assert np.all(bundle.cat.delta(g, layer, module) == 0.0)
         assert np.all(reference_delta(bundle.experts, g, layer, module) == 0.0)
 
@@ -83,8 +98,10 @@ def test_one_hot_gates_give_exactly_one_expert(k, tiny_models, loaded_bundles):
     slot = TorchMergeSlot(model)
     slot.apply(Customization.from_g(bundle, g))
     ex = bundle.experts[k]
-    for layer, module in bundle.cat.keys():
-        only_k = ex.scale * (ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64))
+    for layer, module in bundle.cat.layer_modules():
+        only_k = ex.scale * (
+            ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64)
+        )
         assert rel(slot.current_delta(layer, module), only_k) <= 1e-6
         assert rel(bundle.cat.delta(g, layer, module).astype(np.float64), only_k) <= 1e-6
 
@@ -92,20 +109,23 @@ def test_one_hot_gates_give_exactly_one_expert(k, tiny_models, loaded_bundles):
 def test_all_ones_gives_sum_of_experts(loaded_bundles):
     bundle = loaded_bundles["gemma3"]
     g = np.ones((bundle.n_layers, bundle.K * bundle.r), np.float32)
-    for layer, module in bundle.cat.keys():
-        total = sum(ex.scale * (ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64))
-                    for ex in bundle.experts)
+    for layer, module in bundle.cat.layer_modules():
+        total = sum(
+            ex.scale * (ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64))
+            for ex in bundle.experts
+        )
         assert rel(bundle.cat.delta(g, layer, module).astype(np.float64), total) <= 1e-6
 
 
 def test_rslora_scale_is_alpha_over_sqrt_r(tiny_models, tmp_path: Path):
     """rsLoRA experts: s = α/√r folded into A_cat (peft's cat merge would over-scale by √(K·r))."""
-    path = make_random_bundle(tiny_models["llama"].hf_dir, tmp_path / "rs", K=3, r=4, seed=3, use_rslora=True,
-                              lora_alpha=8.0)
+    path = make_random_bundle(
+        tiny_models["llama"].hf_dir, tmp_path / "rs", K=3, r=4, seed=3, use_rslora=True, lora_alpha=8.0
+    )
     bundle = load_bundle(path)
     assert all(ex.scale == pytest.approx(8.0 / 2.0) for ex in bundle.experts)
     g = random_g(bundle, 4)
-    for layer, module in list(bundle.cat.keys())[:5]:
+    for layer, module in list(bundle.cat.layer_modules())[:5]:
         ref = reference_delta(bundle.experts, g, layer, module)
         assert rel(bundle.cat.delta(g, layer, module).astype(np.float64), ref) <= 1e-6
 
@@ -134,5 +154,7 @@ def test_peft_get_delta_weight_agrees(tiny_models, loaded_bundles):
             parent = peft_model.base_model.model.model.layers[layer]
             lora_layer = getattr(getattr(parent, parent_of(module)), module)
             theirs = lora_layer.get_delta_weight("default").double().numpy()
-            ours = ex.scale * (ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64))
+            ours = ex.scale * (
+                ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64)
+            )
             assert rel(ours, theirs) <= 1e-6

@@ -62,10 +62,17 @@ def test_query_a_then_b_equals_fresh_process_b(tiny_models, tiny_bundles, tmp_pa
     finally:
         llm.close()
     np.save(tmp_path / "g_b.npy", g_b)
-    args = {"bundle": str(tiny_bundles["gemma3"]), "gguf": str(tm.gguf_path), "g": str(tmp_path / "g_b.npy"),
-            "ids": ids, "out": str(tmp_path / "fresh.npy")}
+    args = {
+        "bundle": str(tiny_bundles["gemma3"]),
+        "gguf": str(tm.gguf_path),
+        "g": str(tmp_path / "g_b.npy"),
+        "ids": ids,
+        "out": str(tmp_path / "fresh.npy"),
+    }
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-c", _FRESH, json.dumps(args)], check=True, cwd=REPO, env=env, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", _FRESH, json.dumps(args)], check=True, cwd=REPO, env=env, timeout=120
+    )
     fresh_b = np.load(tmp_path / "fresh.npy")
     assert np.abs(after_a - fresh_b).max() > 0.05  # A and B really differ
     assert np.array_equal(in_process_b, fresh_b)

@@ -30,7 +30,7 @@ def _randomize(net, seed: int = 0) -> None:
 def test_numpy_forward_matches_torch(normalization):
     import torch
 
-    L, K, r, d = 5, 3, 4, 32  # noqa: N806
+    L, K, r, d = 5, 3, 4, 32
     net = build_hypernet(d, K, L, K, r, hidden=16, normalization=normalization, seed=0)
     _randomize(net)
     e, cos = _inputs(6, d, K)
@@ -46,13 +46,16 @@ def test_numpy_forward_matches_torch(normalization):
         assert np.allclose(per_slot, K, atol=1e-5)
     rebuilt = hypernet_from_state(state_to_numpy(net), net.config())
     with torch.no_grad():
-        assert torch.equal(rebuilt(torch.from_numpy(e), torch.from_numpy(cos)), net(torch.from_numpy(e), torch.from_numpy(cos)))
+        assert torch.equal(
+            rebuilt(torch.from_numpy(e), torch.from_numpy(cos)),
+            net(torch.from_numpy(e), torch.from_numpy(cos)),
+        )
 
 
 def test_initial_gates_are_uniform_half_and_input_aware_after_training_step():
     import torch
 
-    L, K, r, d = 2, 3, 4, 8  # noqa: N806
+    L, K, r, d = 2, 3, 4, 8
     net = build_hypernet(d, K, L, K, r, hidden=8, seed=1)
     e, cos = _inputs(2, d, K, seed=1)
     g = net(torch.from_numpy(e), torch.from_numpy(cos))
@@ -77,4 +80,6 @@ def test_seed_is_reproducible_and_leaves_global_rng_alone():
     after = torch.rand(1)
     b = build_hypernet(8, 2, 2, 2, 2, hidden=4, seed=5)
     assert torch.equal(before, after)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )

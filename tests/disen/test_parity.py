@@ -55,17 +55,33 @@ def _torch_side(model: Any, bundle: Any, g: np.ndarray, ids: list[int]) -> tuple
         slot.clear()
 
 
-def _cpp_side(llm: Any, bundle: Any, g: np.ndarray, ids: list[int], tmp_path, *, permute_qk: bool = True,
-              cat: Any = None, dtype: str = "f16") -> np.ndarray:
+def _cpp_side(
+    llm: Any,
+    bundle: Any,
+    g: np.ndarray,
+    ids: list[int],
+    tmp_path,
+    *,
+    permute_qk: bool = True,
+    cat: Any = None,
+    dtype: str = "f16",
+) -> np.ndarray:
     slot = LlamaCppAdapterSlot(llm, dtype=dtype)
     try:
         if cat is None and permute_qk:
             slot.apply(Customization.from_g(bundle, g))
         else:
             cat = cat or bundle.cat
-            template = write_template(cat, tmp_path / "control.gguf", arch=slot.arch, n_heads=slot.n_heads,
-                                      n_kv_heads=slot.n_kv_heads, bundle_id=bundle.bundle_id, dtype=dtype,
-                                      permute_qk=permute_qk)
+            template = write_template(
+                cat,
+                tmp_path / "control.gguf",
+                arch=slot.arch,
+                n_heads=slot.n_heads,
+                n_kv_heads=slot.n_kv_heads,
+                bundle_id=bundle.bundle_id,
+                dtype=dtype,
+                permute_qk=permute_qk,
+            )
             slot.apply_template(template, cat, g)
         return llama_logits(llm, ids)
     finally:

@@ -58,14 +58,23 @@ def test_real_model_adapter_effect_agrees_between_backends(embedded_base_gguf: P
     hf_id, _ = identity_of_hf_dir(hf_dir, gguf_sha256=gguf_id.gguf_sha256)
     assert gguf_id.hf_config_hash == hf_id.hf_config_hash  # both backends accept the same bundle
 
-    bundle_dir = make_random_bundle(embedded_base_gguf, tmp_path_factory.mktemp("real") / "b", K=3, r=4, seed=0,
-                                    scale=SCALE)
+    bundle_dir = make_random_bundle(
+        embedded_base_gguf, tmp_path_factory.mktemp("real") / "b", K=3, r=4, seed=0, scale=SCALE
+    )
     bundle = load_bundle(bundle_dir, expect_base=gguf_id)
     customizer = Customizer(bundle, Encoder(encoder_path()))
 
     torch.set_num_threads(2)
-    llm = Llama(model_path=str(embedded_base_gguf), n_ctx=256, n_threads=2, n_threads_batch=2, logits_all=True,
-                verbose=False, type_k=0, type_v=0)
+    llm = Llama(
+        model_path=str(embedded_base_gguf),
+        n_ctx=256,
+        n_threads=2,
+        n_threads_batch=2,
+        logits_all=True,
+        verbose=False,
+        type_k=0,
+        type_v=0,
+    )
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     cpp_slot, torch_slot = LlamaCppAdapterSlot(llm), TorchMergeSlot(model)
     results = []
@@ -73,14 +82,14 @@ def test_real_model_adapter_effect_agrees_between_backends(embedded_base_gguf: P
         for prompt in PROMPTS:
             ids = llm.tokenize(prompt.encode())
 
-            def cpp() -> np.ndarray:
+            def cpp(ids: list[int] = ids) -> np.ndarray:
                 llm.reset()
                 llm.eval(ids)
-                return np.array(llm.scores[: len(ids)], dtype=np.float64)  # noqa: B023
+                return np.array(llm.scores[: len(ids)], dtype=np.float64)
 
-            def tch() -> np.ndarray:
+            def tch(ids: list[int] = ids) -> np.ndarray:
                 with torch.no_grad():
-                    return model(torch.tensor([ids])).logits[0].double().numpy()  # noqa: B023
+                    return model(torch.tensor([ids])).logits[0].double().numpy()
 
             custom = customizer.for_query(prompt)
             cpp_slot.clear()

@@ -22,7 +22,7 @@ from tests.tui.fakes import CODE, FakeEngine
 SIZE = (120, 36)
 
 
-async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -413,5 +413,22 @@ def test_command_palette_runs_copy_code_block_n() -> None:
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.last_copy == CODE)
+
+    drive(app, body)
+
+
+def test_clicking_an_answer_shows_its_own_mixture() -> None:
+    app = make_app()
+
+    async def body(pilot: Any) -> None:
+        await ask(pilot, app)
+        await wait_until(pilot, lambda: app.current is None and len(app.answers) == 1)
+        panel = app.main.query_one("#mixture")
+        first = app.main.query_one(AnswerView)
+        panel.show(None, None)  # type: ignore[attr-defined]
+        assert str(panel.query_one("#mix-summary").render()).startswith("plain base model")
+        await pilot.click(AnswerView, offset=(2, 0))
+        await wait_until(pilot, lambda: str(panel.query_one("#mix-summary").render()).startswith("K=3"))
+        assert first.gates is not None and first.gates.cluster_names[0] == "greedy"
 
     drive(app, body)

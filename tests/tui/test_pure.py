@@ -116,3 +116,36 @@ def test_bars_truncate_long_cluster_names() -> None:
     g = Gates(((0.5, 0.25),), n_experts=2, rank=1, cluster_names=("dynamic programming on trees", "io"))
     lines = mixture.bars(g, width=8, name_width=6).plain.splitlines()
     assert lines[0].startswith("dynam… ") and lines[1].startswith("io     ")
+
+
+def test_clipboard_tries_native_tool_then_always_osc52(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from bdc_assistant.tui.clipboard import copy_text
+
+    out = tmp_path / "clip.txt"
+    tool = tmp_path / "xclip"
+    tool.write_text(
+        f"#!{sys.executable}\nimport sys\nopen({str(out)!r}, 'wb').write(sys.stdin.buffer.read())\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    sent: list[str] = []
+    result = copy_text("def f():\n    return 1\n", sent.append)
+    assert result.method == "xclip" and out.read_text() == "def f():\n    return 1\n"
+    assert sent == ["def f():\n    return 1\n"]  # OSC 52 too: it is what reaches the terminal over SSH
+    tool.write_text("#!/bin/sh\nexit 1\n")  # a broken native tool falls back to OSC 52 alone
+    assert copy_text("x", sent.append).method == "osc52" and sent[-1] == "x"
+    assert copy_text("y", sent.append, native=False).method == "osc52"
+
+
+def test_plan_markdown_drops_empty_numbered_steps() -> None:
+    from bdc_assistant.tui.app import plan_markdown
+
+    assert plan_markdown("1. Read n.\n2.\n3. \n4) \n5. Print it.") == "1. Read n.\n5. Print it."
+    assert plan_markdown("1.\n2.\n") == "_(no plan)_"
