@@ -123,6 +123,11 @@ class HypernetSection(_Section):
     normalization: str = Field(
         "", description="passed to build_hypernet when it accepts it; empty = its default"
     )
+    init_gate: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="start every gate at this value (sets f's output bias; sigmoid/none); 0 = f's own init (0.5). "
+        "Near 1 starts DisenLoRA at the sum of the experts, which helps when f gets few steps",
+    )
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(0, ge=0)
     lr: float = Field(1e-3, gt=0)

@@ -13,6 +13,7 @@ returns its metrics (the runner records them in ``stage.json`` with the resolved
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 from dataclasses import asdict
@@ -300,6 +301,9 @@ def stage_hypernet(ctx: Context) -> dict[str, Any]:
     d = int(enc_info["dim"])
     norm = h.normalization or "sigmoid"
     f = build_hypernet(d, k, n_layers, k, r, hidden=h.hidden, normalization=norm, seed=cfg.run.seed)
+    if h.init_gate > 0 and norm in ("sigmoid", "none"):
+        with torch.no_grad():
+            f.out.bias.fill_(math.log(h.init_gate / (1 - h.init_gate)) if norm == "sigmoid" else h.init_gate)
     manifest = {
         "base": ref.identity,
         "encoder": enc_info,
