@@ -29,14 +29,12 @@ class FakeGenerator:
         self.calls.append((prompt, params))
         text = self.script[len(self.calls) - 1] if len(self.calls) <= len(self.script) else ""
         text, _ = truncate_at_stop(text, params.stop)
-        emitted = 0
-        for i in range(0, len(text), self.chunk):
+        for emitted, i in enumerate(range(0, len(text), self.chunk), start=1):
             if cancel is not None and cancel.cancelled:
                 return
-            if emitted >= params.max_tokens:
+            if emitted > params.max_tokens:
                 return
             yield text[i : i + self.chunk]
-            emitted += 1
             if self.cancel_after is not None and emitted >= self.cancel_after and cancel is not None:
                 cancel.cancel()
 

@@ -124,7 +124,9 @@ class HypernetSection(_Section):
         "", description="passed to build_hypernet when it accepts it; empty = its default"
     )
     init_gate: float = Field(
-        0.0, ge=0.0, lt=1.0,
+        0.0,
+        ge=0.0,
+        lt=1.0,
         description="start every gate at this value (sets f's output bias; sigmoid/none); 0 = f's own init (0.5). "
         "Near 1 starts DisenLoRA at the sum of the experts, which helps when f gets few steps",
     )

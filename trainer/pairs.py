@@ -39,24 +39,33 @@ def numbered_plan(thought: str) -> str:
 
 
 def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
+    """The p2t and t2s pairs of one trajectory, shaped like the solver's prompts and stops.
+
+    Completion style: the plan continues the frame's "1." and ends with the blank line the solver stops
+    on; the code ends with the closing fence. When the problem is a code stub (HumanEval/MBPP style) the
+    solver's t2s prompt already contains the stub and the model writes only the body — so the target is
+    the body; a solution that does not start with the stub gives no t2s pair (it would teach the model to
+    restate the program after the stub).
+    """
     plan = numbered_plan(rec.thought) or "1. Solve it directly."
-    code = (
-        app_prompts.extract_code(rec.solution) if "```" in rec.solution else rec.solution.strip("\n") + "\n"
-    )
+    code = app_prompts.extract_code(rec.solution) if "```" in rec.solution else rec.solution.strip("\n") + "\n"
     p2t = app_prompts.thought_prompt(rec.problem, style)
     t2s = app_prompts.solution_prompt(rec.problem, plan, style)
-    if style == "completion":
-        # the prompt ends with "1."; the model continues the plan and then starts the next section, which
-        # the solver's stop string "\n### " cuts; the code ends with the fence the t2s stop "\n```" cuts.
-        thought_target = plan[len(p2t.prefix) :] if plan.startswith(p2t.prefix) else " " + plan
+    if style == "chat":
         return [
-            Pair("p2t", p2t.text, thought_target + "\n### Solution", rec.problem, index),
-            Pair("t2s", t2s.text, code.rstrip("\n") + "\n```", rec.problem, index),
+            Pair("p2t", p2t.text, plan, rec.problem, index),
+            Pair("t2s", t2s.text, "```python\n" + code.rstrip("\n") + "\n```", rec.problem, index),
         ]
-    return [
-        Pair("p2t", p2t.text, plan, rec.problem, index),
-        Pair("t2s", t2s.text, "```python\n" + code.rstrip("\n") + "\n```", rec.problem, index),
-    ]
+    thought_target = plan[len(p2t.prefix) :] if plan.startswith(p2t.prefix) else " " + plan
+    out = [Pair("p2t", p2t.text, thought_target + "\n\n", rec.problem, index)]
+    if t2s.prefix:  # a stub: the prompt ends with it, the target is the body
+        if code.startswith(t2s.prefix):
+            body = code[len(t2s.prefix) :].rstrip("\n")
+            if body.strip():
+                out.append(Pair("t2s", t2s.text, body + "\n```", rec.problem, index))
+        return out
+    out.append(Pair("t2s", t2s.text, code.rstrip("\n") + "\n```", rec.problem, index))
+    return out
 
 
 def build_pairs(records: list[Trajectory], style: Style) -> list[Pair]:

@@ -18,7 +18,7 @@ A :class:`Customization` is that g plus the bundle it belongs to; both backends 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,7 +124,6 @@ class Customization:
     embed_ms: float = 0.0
     hypernet_ms: float = 0.0
     label: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         g = np.ascontiguousarray(self.g, dtype=np.float32)

@@ -74,6 +74,9 @@ def build_hypernet(
             self.out = nn.Linear(hidden, n_layers * K * r)
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
+            # makes the state dict self-describing: hypernet_numpy(state, e, cos) needs nothing else
+            dims = [n_layers, K, r, NORMALIZATIONS.index(normalization)]
+            self.register_buffer("dims", torch.tensor(dims, dtype=torch.int64))
 
         def forward(self, e: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
             x = torch.cat([e, cos], dim=-1)
@@ -122,7 +125,9 @@ def hypernet_from_state(state: dict[str, Any], config: dict[str, Any]) -> Any:
         hidden=int(config["hidden"]),
         normalization=str(config["normalization"]),
     )
-    net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+    tensors = {k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}
+    tensors.setdefault("dims", net.dims.clone())  # bundles written before the buffer existed
+    net.load_state_dict({k: v.to(net.state_dict()[k].dtype) for k, v in tensors.items()})
     return net
 
 
@@ -135,12 +140,23 @@ def hypernet_numpy(
     e: np.ndarray,
     cos: np.ndarray,
     *,
-    n_layers: int,
-    K: int,
-    r: int,
-    normalization: str = "sigmoid",
+    n_layers: int | None = None,
+    K: int | None = None,
+    r: int | None = None,
+    normalization: str | None = None,
 ) -> np.ndarray:
-    """The same forward as the torch module, in float32 numpy: e [B, d], cos [B, K] → g [B, L, K·r]."""
+    """The same forward as the torch module, in float32 numpy: e [B, d], cos [B, K] → g [B, L, K·r].
+
+    Shapes and normalisation come from the state's ``dims`` buffer unless given explicitly.
+    """
+    if n_layers is None or K is None or r is None or normalization is None:
+        if "dims" not in state:
+            raise ValueError("this hypernetwork state has no 'dims'; pass n_layers, K, r and normalization")
+        dims = [int(x) for x in np.asarray(state["dims"]).reshape(-1)]
+        n_layers = dims[0] if n_layers is None else n_layers
+        K = dims[1] if K is None else K
+        r = dims[2] if r is None else r
+        normalization = NORMALIZATIONS[dims[3]] if normalization is None else normalization
     x = np.concatenate([np.asarray(e, np.float32), np.asarray(cos, np.float32)], axis=-1)
     h = _silu(x @ state["fc1.weight"].T + state["fc1.bias"])
     h = _silu(h @ state["fc2.weight"].T + state["fc2.bias"])
@@ -150,4 +166,8 @@ def hypernet_numpy(
 
 def state_to_numpy(module: Any) -> dict[str, np.ndarray]:
     """A torch module's state dict as contiguous float32 numpy arrays (what the bundle stores)."""
-    return {k: v.detach().to("cpu").float().contiguous().numpy() for k, v in module.state_dict().items()}
+    out = {}
+    for k, v in module.state_dict().items():
+        t = v.detach().to("cpu")
+        out[k] = (t.float() if t.is_floating_point() else t).contiguous().numpy()
+    return out

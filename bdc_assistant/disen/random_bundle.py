@@ -21,6 +21,7 @@ import numpy as np
 from . import modules as mods
 from .bundle import save_bundle
 from .compose import expert_scale
+from .hypernet import NORMALIZATIONS
 from .identity import ModelShape, identity_for, shape_from_gguf, shape_from_hf_dir
 
 
@@ -94,6 +95,7 @@ def make_random_bundle(
         "fc2.bias": np.zeros(hidden, np.float32),
         "out.weight": (rng.standard_normal((n_out, hidden)) * 3.0 / math.sqrt(hidden)).astype(np.float32),
         "out.bias": np.zeros(n_out, np.float32),
+        "dims": np.array([shape.n_layers, K, r, NORMALIZATIONS.index(normalization)], np.int64),
     }
     manifest = {
         "base": base_entry,

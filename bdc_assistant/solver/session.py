@@ -125,11 +125,10 @@ class Solver:
         return prompts.extract_code(solution_text)
 
     def answer(self, problem: str, max_tokens: int | None = None, cancel: CancelToken | None = None) -> Answer:
-        last: SolverEvent | None = None
-        for last in self.solve(problem, cancel=cancel, max_tokens=max_tokens):
-            pass
-        assert isinstance(last, Answer)
-        return last
+        events = list(self.solve(problem, cancel=cancel, max_tokens=max_tokens))
+        answer = events[-1]
+        assert isinstance(answer, Answer)
+        return answer
 
     def close(self) -> None:
         self.generator.close()

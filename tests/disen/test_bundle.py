@@ -173,3 +173,23 @@ def test_bf16_expert_from_torch_state_dict(tiny_models, bundle_copy, tmp_path):
         hypernet_state=read_safetensors(bundle_copy / "hypernet.safetensors"),
     )
     assert load_bundle(out).experts[2].A[(1, "v_proj")].dtype == np.float32
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_gguf_hf_and_llama_metadata_give_the_same_identity(arch, tiny_models):
+    """A GGUF and the HF dir with the same weights hash alike, so both backends accept the same bundles."""
+    from bdc_assistant.disen.identity import identity_of_gguf, shape_from_gguf, shape_from_llama_metadata
+
+    from .conftest import open_llama
+
+    tm = tiny_models[arch]
+    from_gguf, _ = identity_of_gguf(tm.gguf_path)
+    from_hf, _ = identity_of_hf_dir(tm.hf_dir)
+    assert from_gguf.hf_config_hash == from_hf.hf_config_hash
+    assert from_gguf.gguf_sha256 and from_hf.gguf_sha256 is None
+    assert from_gguf.mismatch(from_hf) is None
+    llm = open_llama(tm.gguf_path)
+    try:
+        assert shape_from_llama_metadata(llm.metadata, llm.n_vocab()) == shape_from_gguf(tm.gguf_path)
+    finally:
+        llm.close()

@@ -38,6 +38,7 @@ def test_numpy_forward_matches_torch(normalization):
         g_t = net(torch.from_numpy(e), torch.from_numpy(cos)).numpy()
     g_n = hypernet_numpy(state_to_numpy(net), e, cos, n_layers=L, K=K, r=r, normalization=normalization)
     assert g_t.shape == g_n.shape == (6, L, K * r)
+    assert np.array_equal(hypernet_numpy(state_to_numpy(net), e, cos), g_n)  # the state describes itself
     assert np.abs(g_t - g_n).max() <= 1e-5
     if normalization == "sigmoid":
         assert g_n.min() > 0 and g_n.max() < 1

@@ -64,21 +64,24 @@ def test_crashed_stage_reruns_from_a_clean_dir(tmp_path: Path) -> None:
 
 
 def test_pairs_use_the_app_prompts_and_the_solver_stops() -> None:
-    rec = Trajectory(
-        "p1", "Write f(x) returning 2x.", "Multiply by two. Return it.", "def f(x):\n    return 2 * x\n"
-    )
+    rec = Trajectory("p1", "Write f(x) returning 2x.", "Multiply by two. Return it.", "def f(x):\n    return 2 * x\n")
     p2t, t2s = build_pairs([rec], "completion")
     assert p2t.prompt == app_prompts.thought_prompt(rec.problem, "completion").text
-    assert p2t.prompt.rstrip("\n").endswith("1.") and p2t.target.startswith(
-        " Multiply by two.\n2. Return it."
-    )
-    assert p2t.target.endswith("\n### Solution")  # the solver's p2t stop "\n### " cuts here
-    assert (
-        t2s.prompt
-        == app_prompts.solution_prompt(rec.problem, "1. Multiply by two.\n2. Return it.", "completion").text
-    )
+    assert p2t.prompt.rstrip("\n").endswith("1.") and p2t.target == " Multiply by two.\n2. Return it.\n\n"
+    assert "\n\n" in app_prompts.thought_prompt(rec.problem, "completion").stops  # the solver cuts the plan there
+    plan = "1. Multiply by two.\n2. Return it."
+    assert t2s.prompt == app_prompts.solution_prompt(rec.problem, plan, "completion").text
     assert t2s.target == "def f(x):\n    return 2 * x\n```"
     assert numbered_plan("1. a\n2. b") == "1. a\n2. b"
+
+
+def test_stub_problems_train_the_body_only() -> None:
+    stub = 'def double(x):\n    """Return 2x."""\n'
+    rec = Trajectory("p2", stub, "Multiply.", stub + "    return 2 * x\n")
+    _, t2s = build_pairs([rec], "completion")
+    assert t2s.prompt.endswith(stub) and t2s.target == "    return 2 * x\n```"
+    other = Trajectory("p3", stub, "Multiply.", "def double(y):\n    return y + y\n")  # does not continue the stub
+    assert [p.kind for p in build_pairs([other], "completion")] == ["p2t"]
 
 
 def test_loss_is_on_answer_tokens_only(tiny_llama) -> None:
@@ -122,9 +125,15 @@ def test_long_answers_keep_prompt_context_and_loss_handles_answer_at_position_ze
     rec = Trajectory("p", "Write f.", "Do it.", "def f():\n" + "    x = 1\n" * 60 + "    return x\n")
     ex = encode(tok, build_pairs([rec], "completion"), max_len=128, style="completion")[1]
     assert len(ex.input_ids) == 128
-    assert ex.labels[:64] == (-100,) * 64 and all(lab != -100 for lab in ex.labels[64:])  # half prompt, half answer
+    assert ex.labels[:64] == (-100,) * 64 and all(
+        lab != -100 for lab in ex.labels[64:]
+    )  # half prompt, half answer
     model = AutoModelForCausalLM.from_pretrained(tiny_llama.hf_dir)
     ids = torch.tensor([ex.input_ids])
-    batch = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}  # every token a label
+    batch = {
+        "input_ids": ids,
+        "labels": ids.clone(),
+        "attention_mask": torch.ones_like(ids),
+    }  # every token a label
     with torch.no_grad():
         assert answer_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
