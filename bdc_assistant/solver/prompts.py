@@ -36,7 +36,7 @@ def thought_prompt(problem: str, style: PromptStyle) -> StagePrompt:
     if style == "chat":
         return StagePrompt(_template("p2t_chat.txt").format(problem=problem.strip()), stops=("```",))
     text = _template("p2t_completion.txt").format(problem=problem.strip())
-    return StagePrompt(text, stops=("\n### ", "###", "```", "\n\n"), prefix="1.")
+    return StagePrompt(text, stops=("\n### ", "###", "```", "\n\n", "\n5."), prefix="1.")
 
 
 # After a function stub, the next top-level statement ends the body (the usual HumanEval stops, minus
