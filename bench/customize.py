@@ -3,10 +3,11 @@
 For each of ``--queries`` coding prompts, ``setup_ms`` times what a query pays before its first token:
 encoder embedding + numpy hypernetwork + (llama.cpp) A* patch, adapter load, activate, free the old
 handle and reset — the median is reported, with a per-stage breakdown. Decode speed is measured on the
-same loaded model, alternating plain base and customized adapter for ``--rounds`` rounds, greedy,
-``--tokens`` tokens each; tok/s = 1 / median gap between tokens (robust when other processes share the
-cores). ``decode_ratio`` = customized ÷ plain. The torch backend runs in merge mode (ΔW folded into W,
-so its ratio should be ~1) and, with ``--hook``/on CUDA, in hook mode (unmerged, per-sample gates).
+same loaded model: ``--rounds`` pairs of greedy ``--tokens``-token runs, plain base vs customized, in ABBA
+order; tok/s = 1 / median gap between tokens (robust when other processes share the cores), and
+``decode_ratio`` = median over pairs of customized ÷ plain. The torch backend runs in merge mode (ΔW
+folded into W, so its ratio should be ~1) and, with ``--hook``/on CUDA, in hook mode (unmerged,
+per-sample gates).
 
     python bench/customize.py --json                                  # llama.cpp + torch merge, CPU
     python bench/customize.py --backend torch --device cuda --json    # torch merge + hook on a GPU
@@ -73,22 +74,30 @@ def _tok_s(gen: Any, ids: list[int], tokens: int) -> float:
 
 
 def _side_by_side(
-    gen: Any,
-    ids: list[int],
-    tokens: int,
-    rounds: int,
-    customize: Any,
-    plain: Any,
+    gen: Any, ids: list[int], tokens: int, rounds: int, customize: Any, plain: Any
 ) -> dict[str, float]:
-    plain_rates, custom_rates = [], []
-    for _ in range(rounds):
-        plain()
-        plain_rates.append(_tok_s(gen, ids, tokens))
-        customize()
-        custom_rates.append(_tok_s(gen, ids, tokens))
+    """Paired runs in ABBA order (plain, custom, custom, plain, …); ratio = median of per-pair ratios.
+
+    Pairing adjacent runs and alternating the order cancels slow drifts in machine load, which on a
+    shared box otherwise swing a plain-vs-custom ratio by ±30 % between runs.
+    """
+    plain_rates, custom_rates, ratios = [], [], []
+    for i in range(rounds):
+        order = ("p", "c") if i % 2 == 0 else ("c", "p")
+        rates = {}
+        for side in order:
+            (plain if side == "p" else customize)()
+            rates[side] = _tok_s(gen, ids, tokens)
+        plain_rates.append(rates["p"])
+        custom_rates.append(rates["c"])
+        ratios.append(rates["c"] / rates["p"])
     plain()
-    p, c = statistics.median(plain_rates), statistics.median(custom_rates)
-    return {"plain_tok_s": round(p, 2), "custom_tok_s": round(c, 2), "ratio": round(c / p, 4)}
+    return {
+        "plain_tok_s": round(statistics.median(plain_rates), 2),
+        "custom_tok_s": round(statistics.median(custom_rates), 2),
+        "ratio": round(statistics.median(ratios), 4),
+        "ratios": [round(x, 3) for x in ratios],
+    }
 
 
 def _bundle(args: argparse.Namespace, gguf: Path) -> Path:
@@ -154,6 +163,7 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
             "decode_tok_s_plain": dec["plain_tok_s"],
             "decode_tok_s_custom": dec["custom_tok_s"],
             "decode_ratio": dec["ratio"],
+            "decode_ratio_per_round": dec["ratios"],
             "live_handles": gen._slot.live_handles,
         }
     finally:
@@ -240,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         help="torch intra-op threads for the encoder on CPU (1: no fight with llama.cpp's threads)",
     )
     parser.add_argument("--queries", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6, help="paired plain/custom decode runs (ABBA order)")
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--bundle", default="", help="bundle dir; default: a cached random bundle")
     parser.add_argument("--K", type=int, default=3)

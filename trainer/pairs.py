@@ -48,7 +48,9 @@ def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
     restate the program after the stub).
     """
     plan = numbered_plan(rec.thought) or "1. Solve it directly."
-    code = app_prompts.extract_code(rec.solution) if "```" in rec.solution else rec.solution.strip("\n") + "\n"
+    code = (
+        app_prompts.extract_code(rec.solution) if "```" in rec.solution else rec.solution.strip("\n") + "\n"
+    )
     p2t = app_prompts.thought_prompt(rec.problem, style)
     t2s = app_prompts.solution_prompt(rec.problem, plan, style)
     if style == "chat":

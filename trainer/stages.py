@@ -564,18 +564,21 @@ def stage_export(ctx: Context) -> dict[str, Any]:
     if cfg.export.provenance_note:
         prov["note"] = cfg.export.provenance_note
     k = int(manifest["K"])
-    experts: list[Any] = []
+    experts: list[Path] = []
     for j in range(k):
         edir = src / "experts" / f"expert_{j}"
-        if cfg.export.dtype == "float16":
-            experts.append(
-                {
-                    key: v.astype(np.float16)
-                    for key, v in read_safetensors(edir / "adapter_model.safetensors").items()
-                }
+        if cfg.export.dtype == "float16":  # write f16 peft files ourselves (save_bundle's dict path is fp32)
+            from bdc_assistant.disen.safetensors_io import write_safetensors
+
+            half = ctx.dir("export") / "f16_experts" / f"expert_{j}"
+            half.mkdir(parents=True, exist_ok=True)
+            tensors = read_safetensors(edir / "adapter_model.safetensors")
+            write_safetensors(
+                half / "adapter_model.safetensors", {n: v.astype(np.float16) for n, v in tensors.items()}
             )
-        else:
-            experts.append(edir)
+            (half / "adapter_config.json").write_text((edir / "adapter_config.json").read_text())
+            edir = half
+        experts.append(edir)
     cents = read_safetensors(src / "centroids.safetensors")["centroids"]
     state = read_safetensors(src / "hypernet.safetensors")
     out = save_bundle(

@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -194,8 +194,9 @@ def save_bundle(
                         raise BundleError(f"The expert directory {src} has no {name}.")
                     shutil.copyfile(src / name, edir / name)
             else:
+                state = cast(dict[str, Any], expert)
                 write_safetensors(
-                    edir / "adapter_model.safetensors", {k2: to_numpy(v) for k2, v in expert.items()}
+                    edir / "adapter_model.safetensors", {k2: to_numpy(v) for k2, v in state.items()}
                 )
                 (edir / "adapter_config.json").write_text(json.dumps(_expert_config(manifest), indent=2))
         cents = to_numpy(centroids).astype(np.float32)
@@ -295,8 +296,8 @@ def _load_expert(
     tensors = read_safetensors(edir / "adapter_model.safetensors", what="expert weights file")
     a: dict[tuple[int, str], np.ndarray] = {}
     b: dict[tuple[int, str], np.ndarray] = {}
-    for key, arr in tensors.items():
-        m = mods.PEFT_KEY.search(key)
+    for name, arr in tensors.items():
+        m = mods.PEFT_KEY.search(name)
         if m is None:
             continue
         layer, module, which = int(m.group(1)), m.group(3), m.group(4)

@@ -46,12 +46,12 @@ class AdapterApi:
 
 def detect_api(module: Any | None = None) -> AdapterApi:
     """Feature-detect the adapter API names of the installed llama-cpp-python."""
-    if module is None:
+    lc: Any = module
+    if lc is None:
         try:
-            import llama_cpp as module
+            import llama_cpp as lc
         except ImportError as exc:
             raise BackendUnavailable("llama-cpp-python is not installed; run `make install`.") from exc
-    lc = module
     if hasattr(lc, "llama_set_adapters_lora") and hasattr(lc, "llama_adapter_lora_init"):
 
         def activate(ctx: Any, handle: Any) -> None:

@@ -209,6 +209,9 @@ class GateHooks:
             raise BundleError(
                 f"The gates have shape {tuple(g.shape)}, expected [B, {self.n_layers}, {self.width}]."
             )
+        if g is not None and self._cat.A:
+            a_any = next(iter(self._cat.A.values()))
+            g = g.to(device=a_any.device, dtype=a_any.dtype)  # once here, not per module per token
         self._g = g
 
     def remove(self) -> None:

@@ -64,11 +64,15 @@ def test_crashed_stage_reruns_from_a_clean_dir(tmp_path: Path) -> None:
 
 
 def test_pairs_use_the_app_prompts_and_the_solver_stops() -> None:
-    rec = Trajectory("p1", "Write f(x) returning 2x.", "Multiply by two. Return it.", "def f(x):\n    return 2 * x\n")
+    rec = Trajectory(
+        "p1", "Write f(x) returning 2x.", "Multiply by two. Return it.", "def f(x):\n    return 2 * x\n"
+    )
     p2t, t2s = build_pairs([rec], "completion")
     assert p2t.prompt == app_prompts.thought_prompt(rec.problem, "completion").text
     assert p2t.prompt.rstrip("\n").endswith("1.") and p2t.target == " Multiply by two.\n2. Return it.\n\n"
-    assert "\n\n" in app_prompts.thought_prompt(rec.problem, "completion").stops  # the solver cuts the plan there
+    assert (
+        "\n\n" in app_prompts.thought_prompt(rec.problem, "completion").stops
+    )  # the solver cuts the plan there
     plan = "1. Multiply by two.\n2. Return it."
     assert t2s.prompt == app_prompts.solution_prompt(rec.problem, plan, "completion").text
     assert t2s.target == "def f(x):\n    return 2 * x\n```"
@@ -80,7 +84,9 @@ def test_stub_problems_train_the_body_only() -> None:
     rec = Trajectory("p2", stub, "Multiply.", stub + "    return 2 * x\n")
     _, t2s = build_pairs([rec], "completion")
     assert t2s.prompt.endswith(stub) and t2s.target == "    return 2 * x\n```"
-    other = Trajectory("p3", stub, "Multiply.", "def double(y):\n    return y + y\n")  # does not continue the stub
+    other = Trajectory(
+        "p3", stub, "Multiply.", "def double(y):\n    return y + y\n"
+    )  # does not continue the stub
     assert [p.kind for p in build_pairs([other], "completion")] == ["p2t"]
 
 
