@@ -245,6 +245,8 @@ def test_deep_consent_allowed_runs_and_draws_the_tree() -> None:
         assert engine.consent_recorded == 1
         await pilot.click("#start")
         await wait_until(pilot, lambda: engine.deep_runs == 1 and not app.screen.running)  # type: ignore[attr-defined]
+        # the final refresh of the state line and the tree may land a frame after the run ends
+        await wait_until(pilot, lambda: "solved" in str(app.screen.query_one("#deep-state").render()))
         tree = app.screen.query_one("#tree")
         labels = [str(n.label) for n in tree.root.children[0].children]  # type: ignore[attr-defined]
         assert any("pruned" in x and "refined" in x for x in labels)
