@@ -103,3 +103,21 @@ def test_doctor_json_reports_models_and_backend(embedded_base_gguf: Path) -> Non
     assert data["gpu"]["cuda"] in (True, False)
     assert data["backend"]["chosen"] in ("llamacpp", "torch")
     assert data["packages"]["llama-cpp-python"]
+
+
+@pytest.mark.slow
+def test_ask_json_on_the_embedded_model_offline(embedded_base_gguf: Path) -> None:
+    """Issue acceptance: `bdc ask --json --backend llamacpp` answers from the embedded model, offline."""
+    proc = run_bdc(
+        "ask", "--json", "--backend", "llamacpp", "--bundle", "none",
+        "Write a Python function is_palindrome(s) that returns True when s reads the same forwards and backwards.",
+        env={"HF_HUB_OFFLINE": "1", "BDC_BACKEND__THREADS": "2", "NO_PROXY": "*", "HTTPS_PROXY": "http://0.0.0.0:9"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("thought", "code", "backend", "model", "tokens", "seconds"):
+        assert key in data
+    assert data["backend"] == "llamacpp" and data["model"] == "gemma-3-270m-q4_k_m.gguf"
+    assert "def is_palindrome" in data["code"]
+    compile(data["code"], "answer.py", "exec")
+    assert data["tokens"] > 0 and data["bundle"] is None and "plain base model" in data["bundle_note"]
