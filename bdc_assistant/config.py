@@ -25,11 +25,15 @@ class _Section(BaseModel):
 class ModelsSettings(_Section):
     """Which model files to use. Empty paths mean the embedded defaults."""
 
-    base_gguf: str = Field("", description="GGUF of the base solver model; empty = embedded gemma-3-270m Q4_K_M")
+    base_gguf: str = Field(
+        "", description="GGUF of the base solver model; empty = embedded gemma-3-270m Q4_K_M"
+    )
     base_hf_dir: str = Field(
         "", description="HF model dir for the torch backend; empty = dequantize base_gguf once and cache it"
     )
-    small_gguf: str = Field("", description="GGUF of the small second agent; empty = embedded SmolLM2-135M-Instruct")
+    small_gguf: str = Field(
+        "", description="GGUF of the small second agent; empty = embedded SmolLM2-135M-Instruct"
+    )
     encoder: str = Field("", description="sentence-transformers model dir; empty = embedded all-MiniLM-L6-v2")
     chat_template: Literal["auto", "completion", "chat"] = Field(
         "auto", description="'completion' for base models (few-shot frame), 'chat' for instruction-tuned ones"
@@ -39,7 +43,9 @@ class ModelsSettings(_Section):
 class BackendSettings(_Section):
     """Which generation backend runs the local solver."""
 
-    name: Literal["auto", "llamacpp", "torch"] = Field("auto", description="auto: CUDA → torch, else llama.cpp")
+    name: Literal["auto", "llamacpp", "torch"] = Field(
+        "auto", description="auto: CUDA → torch, else llama.cpp"
+    )
     threads: int = Field(0, ge=0, le=512, description="CPU threads for llama.cpp; 0 = all cores")
     n_ctx: int = Field(4096, ge=256, le=131072, description="context window in tokens")
     device: Literal["auto", "cuda", "cpu"] = Field(
@@ -63,7 +69,9 @@ class SolverSettings(_Section):
 class BundleSettings(_Section):
     """The DisenLoRA solver bundle (experts + hypernetwork)."""
 
-    path: str = Field("", description="bundle directory; empty = the active registered bundle, else the shipped one")
+    path: str = Field(
+        "", description="bundle directory; empty = the active registered bundle, else the shipped one"
+    )
     enabled: bool = Field(True, description="false = always answer with the plain base model")
 
 
@@ -79,7 +87,9 @@ class SandboxSettings(_Section):
         description="strict = namespaces + chroot + own uid + seccomp (refuses to start if the machine does not "
         "allow it); weak = rlimits + seccomp + clean env only, the program can read and write your files",
     )
-    scratch_mb: int = Field(64, ge=1, le=4096, description="size of each worker's tmpfs scratch dir (disk cap)")
+    scratch_mb: int = Field(
+        64, ge=1, le=4096, description="size of each worker's tmpfs scratch dir (disk cap)"
+    )
     nproc: int = Field(32, ge=1, le=4096, description="max processes/threads per run (RLIMIT_NPROC, own uid)")
 
 
@@ -92,17 +102,23 @@ class DeepSettings(_Section):
 
     agents: list[str] = Field(default_factory=list, description="provider:URL:MODEL specs")
     max_calls: int = Field(60, ge=1, le=100000, description="cap on LLM calls per problem (cache hits count)")
-    budget_usd: float = Field(1.0, ge=0.0, description="cap on spend per problem; a call is refused if its worst case would pass it")
+    budget_usd: float = Field(
+        1.0, ge=0.0, description="cap on spend per problem; a call is refused if its worst case would pass it"
+    )
     max_tokens_total: int = Field(0, ge=0, description="cap on input+output tokens per problem; 0 = none")
     wall_clock_s: float = Field(0.0, ge=0.0, description="cap on search wall time per problem; 0 = none")
     rollouts: int = Field(8, ge=1, le=10000)
     width: int = Field(2, ge=1, le=16, description="thoughts proposed by each policy per expansion")
-    samples: int = Field(1, ge=1, le=8, description="solutions each policy writes per simulation (BDC code: 2)")
+    samples: int = Field(
+        1, ge=1, le=8, description="solutions each policy writes per simulation (BDC code: 2)"
+    )
     max_depth: int = Field(4, ge=1, le=64, description="a node with this many thoughts is terminal")
     gamma: float = Field(0.9, gt=0.0, le=1.0)
     c_puct: float = Field(1.0, ge=0.0)
     selection: Literal["pucb", "var_p_ucb"] = "pucb"
-    q_mode: Literal["mean", "max"] = Field("mean", description="Q(S) from backed-up returns: mean, or max as in the BDC code")
+    q_mode: Literal["mean", "max"] = Field(
+        "mean", description="Q(S) from backed-up returns: mean, or max as in the BDC code"
+    )
     prune: bool = True
     refine: bool = True
     refine_local_limit: int = Field(1, ge=0, le=16, description="refines per tree slot")
@@ -124,15 +140,21 @@ class TuiSettings(_Section):
     enter_sends: bool = Field(
         True, description="Enter sends the problem and Ctrl+J inserts a newline; false swaps the two keys"
     )
-    history: bool = Field(True, description="keep every conversation in the local SQLite history (FTS search)")
+    history: bool = Field(
+        True, description="keep every conversation in the local SQLite history (FTS search)"
+    )
     native_clipboard: bool = Field(
         True, description="copy with pbcopy / wl-copy / xclip when present, then OSC 52; false = OSC 52 only"
     )
 
 
 class RetrainSettings(_Section):
-    min_new: int = Field(50, ge=1, description="trajectories needed since the active bundle before retraining")
-    config: str = Field("", description="trainer config; empty = trainer/configs/cpu.toml (gpu.toml with CUDA)")
+    min_new: int = Field(
+        50, ge=1, description="trajectories needed since the active bundle before retraining"
+    )
+    config: str = Field(
+        "", description="trainer config; empty = trainer/configs/cpu.toml (gpu.toml with CUDA)"
+    )
 
 
 _SECTIONS: dict[str, type[_Section]] = {

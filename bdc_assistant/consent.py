@@ -59,7 +59,9 @@ def has_consent(store: RunStore, base_urls: Sequence[str], run_id: str | None = 
     return wanted <= granted
 
 
-def record_consent(store: RunStore, base_urls: Sequence[str], *, scope: str, run_id: str | None = None) -> None:
+def record_consent(
+    store: RunStore, base_urls: Sequence[str], *, scope: str, run_id: str | None = None
+) -> None:
     text = consent_text(base_urls)
     store.add_consent(CONSENT_VERSION, scope, run_id, hosts(base_urls), _sha(text))
 

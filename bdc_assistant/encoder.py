@@ -55,7 +55,6 @@ class Encoder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Return float32 [n, d], L2-normalised."""
         import numpy as np
-
         import torch
 
         with self._lock:

@@ -52,7 +52,9 @@ def _backend():  # type: ignore[no-untyped-def]
         import keyring
         from keyring.backends import fail
     except ImportError as exc:  # pragma: no cover - keyring is a dependency
-        raise KeyringUnavailable("The keyring package is not installed; set keys in the environment.") from exc
+        raise KeyringUnavailable(
+            "The keyring package is not installed; set keys in the environment."
+        ) from exc
     backend = keyring.get_keyring()
     names = {type(backend).__name__, type(backend).__module__}
     if isinstance(backend, fail.Keyring) or "keyring.backends.null" in names or _priority(backend) <= 0:

@@ -25,7 +25,9 @@ class FakeGenerator:
     cancel_after: int | None = None  # cancel the token after this many chunks (simulates Esc)
     closed: bool = False
 
-    def generate(self, prompt: str, params: GenerationParams, cancel: CancelToken | None = None) -> Iterator[str]:
+    def generate(
+        self, prompt: str, params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[str]:
         self.calls.append((prompt, params))
         text = self.script[len(self.calls) - 1] if len(self.calls) <= len(self.script) else ""
         text, _ = truncate_at_stop(text, params.stop)

@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="max tokens of the solution stage")
     p.add_argument("--thought-tokens", type=int, help="max tokens of the plan stage")
     p.add_argument("--bundle", help="solver bundle directory ('none' = plain base model)")
-    p.add_argument("--json", action="store_true", help="print one JSON object at the end instead of streaming")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object at the end instead of streaming"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     answer: Answer | None = None
     try:
-        for ev in solver.solve(problem, cancel=cancel, max_tokens=args.max_tokens, thought_tokens=args.thought_tokens):
+        for ev in solver.solve(
+            problem, cancel=cancel, max_tokens=args.max_tokens, thought_tokens=args.thought_tokens
+        ):
             if isinstance(ev, Answer):
                 answer = ev
             elif args.json:

@@ -23,9 +23,16 @@ from ..errors import ProviderError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("problem", help="problem text, a file holding it, or - for stdin")
-    p.add_argument("--tests", type=Path, help="tests file (.json/.jsonl of input/output or assert; .py asserts)")
-    p.add_argument("--agent", action="append", default=[], metavar="PROVIDER:URL:MODEL",
-                   help="an LLM agent (repeat); URL may be empty: anthropic::MODEL")
+    p.add_argument(
+        "--tests", type=Path, help="tests file (.json/.jsonl of input/output or assert; .py asserts)"
+    )
+    p.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="PROVIDER:URL:MODEL",
+        help="an LLM agent (repeat); URL may be empty: anthropic::MODEL",
+    )
     p.add_argument("--max-calls", type=int, help="cap on LLM calls (cache hits count)")
     p.add_argument("--budget-usd", type=float, help="cap on spend in USD (never exceeded)")
     p.add_argument("--max-tokens", type=int, help="cap on input+output tokens")
@@ -39,7 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-examples", action="store_true", help="do not use examples parsed from the statement")
     p.add_argument("--generate-tests", type=int, metavar="N", help="ask the first agent for N extra tests")
     p.add_argument("--seed", type=int)
-    p.add_argument("--yes", action="store_true", help="consent to sending the problem to the agents, for this run")
+    p.add_argument(
+        "--yes", action="store_true", help="consent to sending the problem to the agents, for this run"
+    )
     p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
 
 
@@ -72,10 +81,14 @@ class Progress:
         elif isinstance(e, ev.NodePruned):
             line = f"  pruned node {e.node_id}: PR {e.pass_rate:.3f} < parent {e.parent_pass_rate:.3f}"
         elif isinstance(e, ev.NodeRefined):
-            line = f"  refined node {e.ill_node_id} -> {e.new_node_id} ({e.critic} reviewed, {e.author} rewrote)"
+            line = (
+                f"  refined node {e.ill_node_id} -> {e.new_node_id} ({e.critic} reviewed, {e.author} rewrote)"
+            )
         elif isinstance(e, ev.RolloutDone):
-            line = (f"rollout {e.rollout}: best public PR {e.best_public_pass_rate:.3f}, nodes {e.nodes}, "
-                    f"calls {e.calls}, spend ${e.spend_usd:.4f}")
+            line = (
+                f"rollout {e.rollout}: best public PR {e.best_public_pass_rate:.3f}, nodes {e.nodes}, "
+                f"calls {e.calls}, spend ${e.spend_usd:.4f}"
+            )
         elif isinstance(e, ev.Finished):
             line = f"stopped by {e.stopped_by}: best public PR {e.public_pass_rate:.3f}"
         if line:
@@ -115,8 +128,11 @@ def finish(result: Any, args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print(json.dumps(result.as_json()), flush=True)
     else:
-        print(f"\nbest public pass rate {result.public_pass_rate:.3f} after {result.calls} calls "
-              f"(${result.spend_usd:.4f}); stopped by {result.stopped_by}; run {result.run_id}", file=out)
+        print(
+            f"\nbest public pass rate {result.public_pass_rate:.3f} after {result.calls} calls "
+            f"(${result.spend_usd:.4f}); stopped by {result.stopped_by}; run {result.run_id}",
+            file=out,
+        )
         print(result.best_code, file=out)
     if result.stopped_by.startswith("provider_"):
         print(f"bdc: the run stopped on a provider error: {result.detail}", file=sys.stderr)

@@ -38,9 +38,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("No agents: pass --agent PROVIDER:URL:MODEL (twice or more to compare).")
     if args.max_calls < 1 or args.limit < 1:
         raise ConfigError("--max-calls and --limit must be at least 1.")
-    deep = settings.deep.model_copy(update={
-        k: v for k, v in {"rollouts": args.rollouts or 10000, "width": args.width}.items() if v is not None
-    })
+    deep = settings.deep.model_copy(
+        update={
+            k: v
+            for k, v in {"rollouts": args.rollouts or 10000, "width": args.width}.items()
+            if v is not None
+        }
+    )
     problems = load_dataset(args.dataset, limit=args.limit)
     store = RunStore()
     urls = [a.base_url for a in agents]
@@ -57,13 +61,22 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     runner = DeepRunner(store=store, settings=deep)
     report = run_bench(
-        runner, problems, agents, max_calls=args.max_calls, budget_usd=args.budget_usd,
-        sandbox=default_sandbox(), on_progress=lambda s: print(s, file=out, flush=True), consent=consent,
+        runner,
+        problems,
+        agents,
+        max_calls=args.max_calls,
+        budget_usd=args.budget_usd,
+        sandbox=default_sandbox(),
+        on_progress=lambda s: print(s, file=out, flush=True),
+        consent=consent,
     )
     report["dataset"] = args.dataset
     width = max(len(n) for n in report["methods"])
-    print(f"\n{'method':<{width}}  AC%     PR%     calls/problem  ({report['problems']} problems, "
-          f"budget {args.max_calls} calls, {report['wall_s']} s)", file=out)
+    print(
+        f"\n{'method':<{width}}  AC%     PR%     calls/problem  ({report['problems']} problems, "
+        f"budget {args.max_calls} calls, {report['wall_s']} s)",
+        file=out,
+    )
     for name, m in report["methods"].items():
         print(f"{name:<{width}}  {m['ac']:<7} {m['pr']:<7} {m['calls_per_problem']}", file=out)
     if args.json:

@@ -51,7 +51,10 @@ def collect(verify: bool = True) -> dict[str, Any]:
 
         report["gpu"] = {"cuda": cuda_available()}
         try:
-            report["backend"] = {"configured": settings.backend.name, "chosen": resolve_backend_name(settings, None)}
+            report["backend"] = {
+                "configured": settings.backend.name,
+                "chosen": resolve_backend_name(settings, None),
+            }
         except BdcError as exc:
             report["backend"] = {"configured": settings.backend.name, "chosen": None, "error": str(exc)}
             report["problems"].append(str(exc))

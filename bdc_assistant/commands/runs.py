@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rs = sub.add_parser("resume", help="continue a killed or cancelled run from its last rollout")
     rs.add_argument("run_id")
     rs.add_argument("--json", action="store_true")
-    rp = sub.add_parser("replay", help="rebuild a run from the response cache only and check the tree is identical")
+    rp = sub.add_parser(
+        "replay", help="rebuild a run from the response cache only and check the tree is identical"
+    )
     rp.add_argument("run_id")
     rp.add_argument("--json", action="store_true")
 
@@ -36,12 +38,19 @@ def run(args: argparse.Namespace) -> int:
         rows = store.list_runs(args.limit)
         if args.json:
             for r in rows:
-                print(json.dumps({
-                    "run_id": r.run_id, "problem_id": r.problem_id, "status": r.status,
-                    "stopped_by": r.stopped_by, "created_at": r.created_at,
-                    "public_pass_rate": (r.result or {}).get("public_pass_rate"),
-                    "calls": (r.meter or {}).get("calls", 0),
-                }))
+                print(
+                    json.dumps(
+                        {
+                            "run_id": r.run_id,
+                            "problem_id": r.problem_id,
+                            "status": r.status,
+                            "stopped_by": r.stopped_by,
+                            "created_at": r.created_at,
+                            "public_pass_rate": (r.result or {}).get("public_pass_rate"),
+                            "calls": (r.meter or {}).get("calls", 0),
+                        }
+                    )
+                )
             return 0
         if not rows:
             print("no deep-mode runs yet")
@@ -49,14 +58,27 @@ def run(args: argparse.Namespace) -> int:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
             pr = (r.result or {}).get("public_pass_rate")
             pr_text = f"{pr:.3f}" if isinstance(pr, float | int) else "-"
-            print(f"{r.run_id}  {when}  {r.status:<8} {r.stopped_by or '-':<14} PR {pr_text}  "
-                  f"calls {(r.meter or {}).get('calls', 0):<4} {r.problem_id}")
+            print(
+                f"{r.run_id}  {when}  {r.status:<8} {r.stopped_by or '-':<14} PR {pr_text}  "
+                f"calls {(r.meter or {}).get('calls', 0):<4} {r.problem_id}"
+            )
         return 0
     if args.runs_cmd == "show":
         r = store.get_run(args.run_id)
-        print(json.dumps({"run_id": r.run_id, "status": r.status, "stopped_by": r.stopped_by,
-                          "result": r.result, "meter": r.meter, "agents": [a["spec"] for a in r.agents],
-                          "nodes": len(store.nodes(r.run_id))}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "stopped_by": r.stopped_by,
+                    "result": r.result,
+                    "meter": r.meter,
+                    "agents": [a["spec"] for a in r.agents],
+                    "nodes": len(store.nodes(r.run_id)),
+                },
+                indent=1,
+            )
+        )
         return 0
     if args.runs_cmd == "export":
         from ..deep.exports import export_run
@@ -77,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result.as_json() | {"replay_of": args.run_id, "identical": identical}))
         else:
-            print(f"replay {result.run_id} of {args.run_id}: stopped by {result.stopped_by}; the tree is "
-                  f"{'identical' if identical else 'DIFFERENT'}")
+            print(
+                f"replay {result.run_id} of {args.run_id}: stopped by {result.stopped_by}; the tree is "
+                f"{'identical' if identical else 'DIFFERENT'}"
+            )
         return 0 if identical else 1
     # resume
     from ..deep.runner import DeepRunner

@@ -29,8 +29,16 @@ from .search import Failure, PublicProblem, State
 from .tree import Proposal
 
 PROMPTS = (
-    "system", "propose", "solve", "summarise", "regenerate", "testgen",
-    "propose_completion", "solve_completion", "summarise_completion", "regenerate_completion",
+    "system",
+    "propose",
+    "solve",
+    "summarise",
+    "regenerate",
+    "testgen",
+    "propose_completion",
+    "solve_completion",
+    "summarise_completion",
+    "regenerate_completion",
 )
 
 
@@ -165,7 +173,11 @@ def parse_tests(text: str, problem: PublicProblem, limit: int) -> list[TestCase]
             continue
         for item in data:
             if problem.kind == "call":
-                code = item if isinstance(item, str) else (item.get("assert") if isinstance(item, dict) else None)
+                code = (
+                    item
+                    if isinstance(item, str)
+                    else (item.get("assert") if isinstance(item, dict) else None)
+                )
                 if isinstance(code, str) and code.strip().startswith("assert"):
                     out.append(TestCase(input=code.strip(), kind="call", origin="generated"))
             elif isinstance(item, dict) and "input" in item and "output" in item:
@@ -181,7 +193,9 @@ def parse_tests(text: str, problem: PublicProblem, limit: int) -> list[TestCase]
 class LLMTeam:
     """The search's policies, one per agent, all going through one gateway."""
 
-    def __init__(self, gateway: Gateway, names: Sequence[str], *, max_tokens: int, temperature: float) -> None:
+    def __init__(
+        self, gateway: Gateway, names: Sequence[str], *, max_tokens: int, temperature: float
+    ) -> None:
         self.gateway = gateway
         self.names = tuple(names)
         self.max_tokens = max_tokens
@@ -216,9 +230,13 @@ class LLMTeam:
             width=width,
             step=len(state.thoughts) + 1,
         )
-        frame = Template(prompt("propose_completion")).safe_substitute(
-            problem=state.problem.statement.strip(), plan=_numbered(state.thoughts, next_step=True)
-        ).rstrip("\n")  # end on "k." so the model writes step k
+        frame = (
+            Template(prompt("propose_completion"))
+            .safe_substitute(
+                problem=state.problem.statement.strip(), plan=_numbered(state.thoughts, next_step=True)
+            )
+            .rstrip("\n")
+        )  # end on "k." so the model writes step k
         calls = [
             Call(a, "propose", self._completion(a, frame, 96, ("\n", "###", "```")))
             if self._is_completion(a)
@@ -295,21 +313,31 @@ class LLMTeam:
 
     def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
         if self._is_completion(author):
-            frame = Template(prompt("regenerate_completion")).safe_substitute(
-                problem=parent.problem.statement.strip(),
-                plan=_numbered(parent.thoughts),
-                step=len(parent.thoughts) + 1,
-                ill_thought=ill_thought,
-                summary=summary,
-            ).rstrip("\n")
-            (resp,) = self.gateway.batch([Call(author, "regenerate", self._completion(author, frame, 96, ("\n",)))])
+            frame = (
+                Template(prompt("regenerate_completion"))
+                .safe_substitute(
+                    problem=parent.problem.statement.strip(),
+                    plan=_numbered(parent.thoughts),
+                    step=len(parent.thoughts) + 1,
+                    ill_thought=ill_thought,
+                    summary=summary,
+                )
+                .rstrip("\n")
+            )
+            (resp,) = self.gateway.batch(
+                [Call(author, "regenerate", self._completion(author, frame, 96, ("\n",)))]
+            )
         else:
-            user = Template(prompt("regenerate")).safe_substitute(
-                problem=parent.problem.statement,
-                thoughts=render_thoughts(parent.thoughts),
-                ill_thought=ill_thought,
-                summary=summary,
-            ).rstrip("\n")
+            user = (
+                Template(prompt("regenerate"))
+                .safe_substitute(
+                    problem=parent.problem.statement,
+                    thoughts=render_thoughts(parent.thoughts),
+                    ill_thought=ill_thought,
+                    summary=summary,
+                )
+                .rstrip("\n")
+            )
             (resp,) = self.gateway.batch([Call(author, "regenerate", self._request(author, user, 256))])
         return clean_thought(resp.text) or ill_thought
 
@@ -354,7 +382,10 @@ def _defines(code: str, name: str) -> bool:
         tree = ast.parse(code)
     except SyntaxError:
         return f"def {name}(" in code
-    return any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.name == name for n in tree.body)
+    return any(
+        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.name == name
+        for n in tree.body
+    )
 
 
 def _with_starter(code: str, problem: PublicProblem) -> str:

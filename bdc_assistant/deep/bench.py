@@ -104,8 +104,12 @@ def run_bench(
             start = time.monotonic()
             config = replace(search_config(runner.settings), **m.overrides)
             result = runner.run(
-                problem, list(m.agents), Budgets(max_calls=m.max_calls, budget_usd=budget_usd),
-                config=config, run_id=run_id, generate_tests=0,
+                problem,
+                list(m.agents),
+                Budgets(max_calls=m.max_calls, budget_usd=budget_usd),
+                config=config,
+                run_id=run_id,
+                generate_tests=0,
             )
             private = private_score(sandbox, problem, result.best_code)
             s = scores[m.name]

@@ -28,8 +28,15 @@ from .tree import Node, Tree, child_score
 def _tree(store: RunStore, run_id: str) -> tuple[Tree, dict[str, Any]]:
     row = store.get_run(run_id)
     nodes = store.nodes(run_id)
-    data = row.checkpoint or {"nodes": nodes, "next_id": len(nodes), "rollout": 0, "refines_total": 0,
-                              "refines_effective": 0, "refines_failed": 0, "pruned_total": 0}
+    data = row.checkpoint or {
+        "nodes": nodes,
+        "next_id": len(nodes),
+        "rollout": 0,
+        "refines_total": 0,
+        "refines_effective": 0,
+        "refines_failed": 0,
+        "pruned_total": 0,
+    }
     return Tree.from_json(data), {"row": row}
 
 
@@ -80,7 +87,9 @@ def rethinkmcts(store: RunStore, run_id: str) -> dict[str, Any]:
         "rethink_effective_nums": tree.refines_effective,
         "rethink_failed_nums": tree.refines_failed,
         "rethink_success_nums": sum(
-            1 for n in tree.nodes.values() if n.refined_from is not None and (n.best_solution() or _Zero).pass_rate >= 1
+            1
+            for n in tree.nodes.values()
+            if n.refined_from is not None and (n.best_solution() or _Zero).pass_rate >= 1
         ),
     }
 
@@ -120,8 +129,14 @@ def bdc_trace(store: RunStore, run_id: str) -> dict[str, Any]:
 
 
 def _score(tree: Tree, parent: Node, node: Node, conf: dict[str, Any]) -> float:
-    return child_score(tree, parent, node, selection="var_p_ucb", c=conf.get("c_puct", 1.0),
-                       q_mode=conf.get("q_mode", "mean"))
+    return child_score(
+        tree,
+        parent,
+        node,
+        selection="var_p_ucb",
+        c=conf.get("c_puct", 1.0),
+        q_mode=conf.get("q_mode", "mean"),
+    )
 
 
 def safe_name(text: str) -> str:

@@ -157,10 +157,13 @@ class Gateway:
         if b.max_tokens_total and m.tokens_in + m.tokens_out + worst_tokens > b.max_tokens_total:
             raise StopSearch("max_tokens", f"{m.tokens_in + m.tokens_out} tokens used")
         worst_cost = sum(
-            self.agents[c.agent].price.cost(worst_case_tokens_in(c.request), c.request.max_tokens) for c in calls
+            self.agents[c.agent].price.cost(worst_case_tokens_in(c.request), c.request.max_tokens)
+            for c in calls
         )
         if m.spend_usd + worst_cost > b.budget_usd + 1e-12:
-            raise StopSearch("budget_usd", f"${m.spend_usd:.4f} spent, the next batch could cost ${worst_cost:.4f}")
+            raise StopSearch(
+                "budget_usd", f"${m.spend_usd:.4f} spent, the next batch could cost ${worst_cost:.4f}"
+            )
 
     # ---- calls --------------------------------------------------------------------------------------
 
@@ -228,7 +231,9 @@ class Gateway:
         if hit is not None:
             return ChatResponse(**hit), True
         if self.replay_only:
-            raise ProviderFailure("not_cached", f"replay: no cached response for a {call.phase} call of {agent.name}")
+            raise ProviderFailure(
+                "not_cached", f"replay: no cached response for a {call.phase} call of {agent.name}"
+            )
         provider = self.providers[call.agent]
 
         def attempt() -> ChatResponse:

@@ -38,7 +38,9 @@ def load_tests_file(path: Path) -> list[TestCase]:
             else json.loads(text)
         )
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"The tests file {path} is not valid JSON (line {exc.lineno}): {exc.msg}.") from exc
+        raise DatasetError(
+            f"The tests file {path} is not valid JSON (line {exc.lineno}): {exc.msg}."
+        ) from exc
     if isinstance(items, dict):
         items = items.get("tests", [items])
     if not isinstance(items, list):

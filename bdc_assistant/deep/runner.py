@@ -194,7 +194,9 @@ class DeepRunner:
             "prompts_version": prompts_version(),
         }
         self.store.create_run(run_id, _problem_json(pub), run_conf, [_agent_json(a) for a in specs])
-        return self._execute(run_id, pub, specs, providers, run_conf, config, budgets, None, Meter(), on_event, cancel)
+        return self._execute(
+            run_id, pub, specs, providers, run_conf, config, budgets, None, Meter(), on_event, cancel
+        )
 
     def resume(
         self,
@@ -204,7 +206,9 @@ class DeepRunner:
     ) -> DeepResult:
         row = self.store.get_run(run_id)
         if row.status == "finished":
-            raise StoreError(f"Run {run_id} already finished (stopped by {row.stopped_by}); nothing to resume.")
+            raise StoreError(
+                f"Run {run_id} already finished (stopped by {row.stopped_by}); nothing to resume."
+            )
         if pid_alive(row.pid):
             raise StoreError(f"Run {run_id} is still running in process {row.pid}.")
         specs = [AgentSpec(**(a | {"price": _price(a["price"])})) for a in row.agents]
@@ -218,10 +222,13 @@ class DeepRunner:
         tree = Tree.from_json(row.checkpoint) if row.checkpoint else None
         meter = Meter.restore(row.meter)
         pub = _problem_from_json(row.problem)
-        return self._execute(run_id, pub, specs, providers, conf, config, budgets, tree, meter, on_event, cancel,
-                             resumed=True)
+        return self._execute(
+            run_id, pub, specs, providers, conf, config, budgets, tree, meter, on_event, cancel, resumed=True
+        )
 
-    def replay(self, run_id: str, on_event: Callable[[ev.DeepEvent], None] | None = None) -> tuple[DeepResult, bool]:
+    def replay(
+        self, run_id: str, on_event: Callable[[ev.DeepEvent], None] | None = None
+    ) -> tuple[DeepResult, bool]:
         """Re-run a stored run from the response cache only (nothing is sent; a cache miss ends the replay
         with ``stopped_by="replay_miss"``). Returns the new run's result and whether its tree is identical
         to the original's."""
@@ -232,8 +239,20 @@ class DeepRunner:
         pub = replace(pub, public_tests=tuple(t for t in pub.public_tests if t.origin != "generated"))
         new_id = new_run_id() + "-replay"
         self.store.create_run(new_id, _problem_json(pub), conf | {"replay_of": run_id}, row.agents)
-        result = self._execute(new_id, pub, specs, {}, conf, SearchConfig(**conf["search"]),
-                               Budgets(**conf["budgets"]), None, Meter(), on_event, None, replay_only=True)
+        result = self._execute(
+            new_id,
+            pub,
+            specs,
+            {},
+            conf,
+            SearchConfig(**conf["search"]),
+            Budgets(**conf["budgets"]),
+            None,
+            Meter(),
+            on_event,
+            None,
+            replay_only=True,
+        )
         original = row.checkpoint
         again = self.store.get_run(new_id).checkpoint
         return result, original is not None and original == again
@@ -255,9 +274,7 @@ class DeepRunner:
             key = found[0] if found else None
             if key is None and a.key_required:
                 env = " or ".join(keymod.env_names(a.preset))
-                raise ProviderError(
-                    f"No API key for {a.preset}: run `bdc keys set {a.preset}` or set {env}."
-                )
+                raise ProviderError(f"No API key for {a.preset}: run `bdc keys set {a.preset}` or set {env}.")
             redactor.add(key)
             providers[a.name] = self.provider_factory(a, key)
         return redactor, providers
@@ -331,7 +348,11 @@ class DeepRunner:
             self.store.checkpoint(run_id, t.to_json(), meter.snapshot(), list(buffer))
             buffer.clear()
 
-        sink(ev.RunStarted(run_id=run_id, problem_id=pub.id, agents=tuple(a.name for a in specs), resumed=resumed))
+        sink(
+            ev.RunStarted(
+                run_id=run_id, problem_id=pub.id, agents=tuple(a.name for a in specs), resumed=resumed
+            )
+        )
         status = "failed"
         try:
             stop: StopSearch | None = None
@@ -344,8 +365,13 @@ class DeepRunner:
             if stop is None and not pub.public_tests:
                 stop = StopSearch("no_tests", "no public test could be obtained")
             search = Search(
-                pub, team, self.evaluator_factory(pub) if stop is None else _NullEvaluator(), config,
-                emit=emit, on_checkpoint=checkpoint, check_stop=check_stop,
+                pub,
+                team,
+                self.evaluator_factory(pub) if stop is None else _NullEvaluator(),
+                config,
+                emit=emit,
+                on_checkpoint=checkpoint,
+                check_stop=check_stop,
             )
             if tree is not None:
                 search.tree = tree
@@ -407,7 +433,11 @@ class DeepRunner:
         with self.store._tx() as c:  # tests and the meter that paid for them, together
             c.execute(
                 "UPDATE deep_runs SET problem_json = ?, meter_json = ? WHERE run_id = ?",
-                (self.store._dump(_problem_json(pub)), self.store._dump(team.gateway.meter.snapshot()), run_id),
+                (
+                    self.store._dump(_problem_json(pub)),
+                    self.store._dump(team.gateway.meter.snapshot()),
+                    run_id,
+                ),
             )
         return pub
 

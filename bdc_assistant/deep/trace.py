@@ -15,7 +15,7 @@ from ..types import TestCase
 
 MARKER = "@@BDC_TRACE@@"
 
-_PRELUDE = r'''
+_PRELUDE = r"""
 import sys as _s, json as _j
 _SRC = __SRC__
 _FN = "<solution>"
@@ -81,7 +81,7 @@ except BaseException as _e:
     _err = type(_e).__name__ + ": " + str(_e)[:200]
 finally:
     _dump(_err)
-'''
+"""
 
 
 def traced_program(code: str, test: TestCase) -> tuple[str, str]:
@@ -107,7 +107,9 @@ def render(record: dict | None, source: str) -> str:
     lines = source.splitlines()
     out = [f"{record.get('total', 0)} blocks executed; showing the first and last (at most 5 each)."]
     for i, b in enumerate(record.get("blocks", [])):
-        code = "\n".join(f"    {lines[n - 1]}" for n in range(b["start"], b["end"] + 1) if 0 < n <= len(lines))
+        code = "\n".join(
+            f"    {lines[n - 1]}" for n in range(b["start"], b["end"] + 1) if 0 < n <= len(lines)
+        )
         vars_ = ", ".join(f"{k}={v}" for k, v in b.get("vars", {}).items())
         out.append(f"[block {i}] {b['fn']} lines {b['start']}-{b['end']}\n{code}\n  state: {vars_ or '-'}")
     if record.get("error"):

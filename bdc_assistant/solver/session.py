@@ -124,7 +124,9 @@ class Solver:
             return prompts.extract_code("```python\n" + (stub or "") + solution_text + "\n```")
         return prompts.extract_code(solution_text)
 
-    def answer(self, problem: str, max_tokens: int | None = None, cancel: CancelToken | None = None) -> Answer:
+    def answer(
+        self, problem: str, max_tokens: int | None = None, cancel: CancelToken | None = None
+    ) -> Answer:
         events = list(self.solve(problem, cancel=cancel, max_tokens=max_tokens))
         answer = events[-1]
         assert isinstance(answer, Answer)

@@ -186,7 +186,9 @@ class RunStore:
         """Atomically: upsert all nodes, append events, store tree + meter."""
         with self._tx() as c:
             self._write_nodes(c, run_id, tree)
-            row = c.execute("SELECT COALESCE(MAX(seq), -1) FROM deep_events WHERE run_id = ?", (run_id,)).fetchone()
+            row = c.execute(
+                "SELECT COALESCE(MAX(seq), -1) FROM deep_events WHERE run_id = ?", (run_id,)
+            ).fetchone()
             seq = int(row[0]) + 1
             for ts, rollout, kind, node_id, payload in events:
                 c.execute(
@@ -246,7 +248,9 @@ class RunStore:
         return _row(row)
 
     def list_runs(self, limit: int = 50) -> list[RunRow]:
-        rows = self.conn.execute("SELECT * FROM deep_runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        rows = self.conn.execute(
+            "SELECT * FROM deep_runs ORDER BY created_at DESC LIMIT ?", (limit,)
+        ).fetchall()
         return [_row(r) for r in rows]
 
     def nodes(self, run_id: str) -> list[dict[str, Any]]:
@@ -261,7 +265,14 @@ class RunStore:
             (run_id,),
         ).fetchall()
         return [
-            {"seq": r[0], "ts": r[1], "rollout": r[2], "kind": r[3], "node_id": r[4], "payload": json.loads(r[5])}
+            {
+                "seq": r[0],
+                "ts": r[1],
+                "rollout": r[2],
+                "kind": r[3],
+                "node_id": r[4],
+                "payload": json.loads(r[5]),
+            }
             for r in rows
         ]
 
@@ -304,7 +315,9 @@ class RunStore:
 
     # ---- consent ------------------------------------------------------------------------------------
 
-    def add_consent(self, version: int, scope: str, run_id: str | None, recipients: Sequence[str], sha: str) -> None:
+    def add_consent(
+        self, version: int, scope: str, run_id: str | None, recipients: Sequence[str], sha: str
+    ) -> None:
         with self._tx() as c:
             c.execute(
                 "INSERT INTO deep_consent(version, granted_at, scope, run_id, recipients_json, text_sha256)"

@@ -13,7 +13,9 @@ from bdc_assistant.types import Problem, TestCase
 from .fakes import TableEvaluator
 from .httpfakes import FakeLLMServer, Script, adder_responder
 
-ADD = Problem("add", "Read a and b, print a+b.", public_tests=(TestCase("1 2\n", "3\n"), TestCase("6 7\n", "13\n")))
+ADD = Problem(
+    "add", "Read a and b, print a+b.", public_tests=(TestCase("1 2\n", "3\n"), TestCase("6 7\n", "13\n"))
+)
 
 
 @pytest.fixture

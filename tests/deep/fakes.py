@@ -102,7 +102,8 @@ class TableEvaluator:
         rate = self.table.get(code, 0.0)
         n_pass = round(rate * 2)
         failures = tuple(
-            Failure(index=i, input=f"{i} {i}", expected=str(2 * i), got="0", status="wrong") for i in range(n_pass, 2)
+            Failure(index=i, input=f"{i} {i}", expected=str(2 * i), got="0", status="wrong")
+            for i in range(n_pass, 2)
         )
         return Evaluation(rate, tuple(["pass"] * n_pass + ["wrong"] * (2 - n_pass)), failures)
 

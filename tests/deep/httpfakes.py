@@ -19,7 +19,9 @@ Responder = Callable[[str, list[dict[str, str]]], str]
 @dataclass
 class Script:
     responder: Responder
-    failures: list[str] = field(default_factory=list)  # consumed one per request: "429" "500" "slow" "malformed" "401"
+    failures: list[str] = field(
+        default_factory=list
+    )  # consumed one per request: "429" "500" "slow" "malformed" "401"
     slow_s: float = 3.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -52,7 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
         if s.delay_s:
             time.sleep(s.delay_s)
         if failure == "429":
-            self._send(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}', {"retry-after": "0"})
+            self._send(
+                429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}', {"retry-after": "0"}
+            )
             return
         if failure == "500":
             self._send(500, b'{"error": {"message": "boom", "type": "server_error"}}')
@@ -84,8 +88,14 @@ class _Handler(BaseHTTPRequestHandler):
             "created": 0,
             "model": body["model"],
             "system_fingerprint": "fp_test",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_len, "completion_tokens": out_len, "total_tokens": prompt_len + out_len},
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_len,
+                "completion_tokens": out_len,
+                "total_tokens": prompt_len + out_len,
+            },
         }
         self._send(200, json.dumps(resp).encode())
 
@@ -100,8 +110,11 @@ class _Handler(BaseHTTPRequestHandler):
             "created": 0,
             "model": body["model"],
             "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": len(body["prompt"]) // 4 + 1, "completion_tokens": len(text) // 4 + 1,
-                      "total_tokens": len(body["prompt"]) // 4 + len(text) // 4 + 2},
+            "usage": {
+                "prompt_tokens": len(body["prompt"]) // 4 + 1,
+                "completion_tokens": len(text) // 4 + 1,
+                "total_tokens": len(body["prompt"]) // 4 + len(text) // 4 + 2,
+            },
         }
         self._send(200, json.dumps(resp).encode())
 
@@ -119,7 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
             "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": prompt_len, "output_tokens": min(len(text) // 4 + 1, body["max_tokens"])},
+            "usage": {
+                "input_tokens": prompt_len,
+                "output_tokens": min(len(text) // 4 + 1, body["max_tokens"]),
+            },
         }
         self._send(200, json.dumps(resp).encode())
 
@@ -164,13 +180,21 @@ def adder_responder(model: str, messages: list[dict[str, str]]) -> str:
         depth = user.count("Step ") - user.count("Step $")  # steps already in the plan appear as "Step i:"
         if model.endswith("b"):
             return json.dumps(
-                [{"thought": f"use the sum of a and b (d{depth})", "reasonableness": 0.4},
-                 {"thought": f"handle small numbers (d{depth})", "reasonableness": 0.6}]
+                [
+                    {"thought": f"use the sum of a and b (d{depth})", "reasonableness": 0.4},
+                    {"thought": f"handle small numbers (d{depth})", "reasonableness": 0.6},
+                ]
             )
-        return "```json\n" + json.dumps(
-            [{"thought": f"subtract the numbers (d{depth})", "reasonableness": 0.9},
-             {"thought": f"handle small numbers first (d{depth})", "reasonableness": 0.1},]
-        ) + "\n```"
+        return (
+            "```json\n"
+            + json.dumps(
+                [
+                    {"thought": f"subtract the numbers (d{depth})", "reasonableness": 0.9},
+                    {"thought": f"handle small numbers first (d{depth})", "reasonableness": 0.1},
+                ]
+            )
+            + "\n```"
+        )
     if "Write the complete Python 3 program" in user:
         plan = user.split("Follow this plan:")[-1]
         if "sum" in plan:
@@ -193,10 +217,18 @@ def grower_responder(model: str, messages: list[dict[str, str]]) -> str:
     depth = user.count("\nStep ")
     if "Propose" in user:
         if model.endswith("a"):
-            return json.dumps([{"thought": f"subtract them at depth {depth}", "reasonableness": 0.7},
-                               {"thought": f"handle small values at depth {depth}", "reasonableness": 0.3}])
-        return json.dumps([{"thought": f"check the input format at depth {depth}", "reasonableness": 0.5},
-                           {"thought": f"print the result at depth {depth}", "reasonableness": 0.5}])
+            return json.dumps(
+                [
+                    {"thought": f"subtract them at depth {depth}", "reasonableness": 0.7},
+                    {"thought": f"handle small values at depth {depth}", "reasonableness": 0.3},
+                ]
+            )
+        return json.dumps(
+            [
+                {"thought": f"check the input format at depth {depth}", "reasonableness": 0.5},
+                {"thought": f"print the result at depth {depth}", "reasonableness": 0.5},
+            ]
+        )
     if "Write a better replacement" in user:
         return "subtract them once more"
     if "explain what is wrong" in user:

@@ -20,8 +20,15 @@ STATEMENT = "Read two integers a and b from one line and print a+b.\n\nExamples\
 def cli(args: list[str], home: Path, extra_env: dict[str, str] | None = None, timeout: float = 120):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env |= {"BDC_HOME": str(home), "PYTHONPATH": str(ROOT)} | (extra_env or {})
-    return subprocess.run([sys.executable, "-m", "bdc_assistant", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "bdc_assistant", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -33,8 +40,10 @@ def tests_file(tmp_path: Path) -> Path:
 
 def test_without_consent_and_no_terminal_nothing_is_sent(bdc_home: Path, tests_file: Path) -> None:
     with FakeLLMServer(Script(adder_responder)) as srv:
-        r = cli(["deep", STATEMENT, "--tests", str(tests_file), "--agent", f"openai:{srv.url}:model-a", "--json"],
-                bdc_home)
+        r = cli(
+            ["deep", STATEMENT, "--tests", str(tests_file), "--agent", f"openai:{srv.url}:model-a", "--json"],
+            bdc_home,
+        )
         assert r.returncode == 8, r.stderr
         assert r.stderr.startswith("bdc: Deep mode sends") and "--yes" in r.stderr
         assert srv.script.requests == []
@@ -48,19 +57,37 @@ def test_deep_json_contract_and_planted_key_never_stored(bdc_home: Path, tests_f
     with FakeLLMServer(Script(leaky)) as srv:
         agents = ["--agent", f"openai:{srv.url}:model-a", "--agent", f"openai:{srv.url}:model-b"]
         env = {"OPENAI_API_KEY": PLANTED}
-        r = cli(["deep", STATEMENT, "--tests", str(tests_file), *agents, "--max-calls", "20", "--yes", "--json"],
-                bdc_home, env)
+        r = cli(
+            ["deep", STATEMENT, "--tests", str(tests_file), *agents, "--max-calls", "20", "--yes", "--json"],
+            bdc_home,
+            env,
+        )
         assert r.returncode == 0, r.stderr
-        auth = [{k.lower(): v for k, v in req["headers"].items()}.get("authorization") for req in srv.script.requests]
+        auth = [
+            {k.lower(): v for k, v in req["headers"].items()}.get("authorization")
+            for req in srv.script.requests
+        ]
         assert f"Bearer {PLANTED}" in auth  # the key really was used
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
-    assert set(out) == {"best_code", "public_pass_rate", "nodes", "pruned", "refined", "calls", "run_id", "stopped_by"}
+    assert set(out) == {
+        "best_code",
+        "public_pass_rate",
+        "nodes",
+        "pruned",
+        "refined",
+        "calls",
+        "run_id",
+        "stopped_by",
+    }
     assert out["public_pass_rate"] == 1.0 and out["stopped_by"] == "solved" and out["refined"] == 1
     assert out["calls"] <= 20 and "print(a + b)" in out["best_code"]
     assert "rollout 1: best public PR 1.000" in r.stderr
-    exports = [cli(["runs", "export", out["run_id"], "--format", f], bdc_home) for f in ("jsonl", "rethinkmcts", "bdc")]
+    exports = [
+        cli(["runs", "export", out["run_id"], "--format", f], bdc_home)
+        for f in ("jsonl", "rethinkmcts", "bdc")
+    ]
     assert all(e.returncode == 0 for e in exports)
     listing = cli(["runs", "list"], bdc_home)
     assert out["run_id"] in listing.stdout

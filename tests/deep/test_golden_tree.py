@@ -124,7 +124,9 @@ def test_refine_local_and_global_limits() -> None:
         rates={"": {"A": 0.5, "B": 0.5}},
         default_rate=0.25,  # every child is ill, refined or not
     )
-    search, seen = make(team, rollouts=2, prune=True, refine=True, refine_local_limit=1, refine_global_limit=1)
+    search, seen = make(
+        team, rollouts=2, prune=True, refine=True, refine_local_limit=1, refine_global_limit=1
+    )
     out = search.run()
     t = out.tree
     # rollout 1: node 1 ill -> B summarises, A regenerates -> node 5 replaces it, still ill -> pruned
@@ -148,7 +150,9 @@ def test_refine_local_limit_two_refines_twice_then_succeeds() -> None:
         rates={"": {"A": 0.5, "B": 0.5}, "A1.0''": {"A": 1.0, "B": 1.0}},
         default_rate=0.0,
     )
-    search, _ = make(team, rollouts=1, width=1, prune=True, refine=True, refine_local_limit=2, refine_global_limit=9)
+    search, _ = make(
+        team, rollouts=1, width=1, prune=True, refine=True, refine_local_limit=2, refine_global_limit=9
+    )
     out = search.run()
     t = out.tree
     assert [t.nodes[i].thoughts for i in (1, 3, 4)] == [("A1.0",), ("A1.0'",), ("A1.0''",)]
@@ -201,7 +205,9 @@ def test_backup_and_priors_pure() -> None:
     a = t.add(r.id, ("x",), ("A",), 0.5)
     b = t.add(a.id, ("x", "y"), ("A", "B"), 0.5)
     assert backup(t, b.id, 1.0, 0.5) == [(2, 1.0), (1, 0.5), (0, 0.25)]
-    pri = normalize_priors([[Proposal("a", 0.6), Proposal("b", 0.2)], [Proposal("c", None), Proposal("d", 1)], []])
+    pri = normalize_priors(
+        [[Proposal("a", 0.6), Proposal("b", 0.2)], [Proposal("c", None), Proposal("d", 1)], []]
+    )
     assert pri == [pytest.approx([0.25, 1 / 12]), pytest.approx([1 / 6, 1 / 6]), []]
 
 

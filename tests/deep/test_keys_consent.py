@@ -75,16 +75,24 @@ def test_redactor_scrubs_every_occurrence() -> None:
 
 def _cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bdc_assistant", *args], input=stdin, capture_output=True, text=True,
-        env=env, cwd=ROOT, timeout=60,
+        [sys.executable, "-m", "bdc_assistant", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
     )
 
 
 @pytest.mark.slow
 def test_keys_cli_roundtrip_and_no_keyring_message(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env |= {"PYTHONPATH": str(ROOT), "PYTHON_KEYRING_BACKEND": "tests.deep.memkeyring.FileKeyring",
-            "TEST_KEYRING_FILE": str(tmp_path / "ring.json")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PYTHON_KEYRING_BACKEND": "tests.deep.memkeyring.FileKeyring",
+        "TEST_KEYRING_FILE": str(tmp_path / "ring.json"),
+    }
     r = _cli(["keys", "set", "anthropic"], env, stdin="sk-ant-cli-7654321\n")
     assert r.returncode == 0, r.stderr
     r = _cli(["keys", "list"], env)
@@ -119,9 +127,13 @@ def test_consent_flows(server, store) -> None:
     assert ensure_consent(store, urls, yes=True, run_id="r1", ask=None) == "yes"
     assert has_consent(store, urls, "r1") and not has_consent(store, urls, "r2")
     shown: list[str] = []
-    assert ensure_consent(store, urls, yes=False, run_id="r2", ask=lambda t: shown.append(t) or True) == "asked"
+    assert (
+        ensure_consent(store, urls, yes=False, run_id="r2", ask=lambda t: shown.append(t) or True) == "asked"
+    )
     assert "127.0.0.1" in shown[0] and "public tests" in shown[0]
     assert has_consent(store, urls, "r3")  # "always" covers later runs to the same host
     assert not has_consent(store, ["https://api.openai.com/v1"], "r3")  # a new recipient asks again
     rows = store.consents()
-    assert [r["scope"] for r in rows] == ["run", "always"] and all(r["granted_at"] > 0 and r["version"] == 1 for r in rows)
+    assert [r["scope"] for r in rows] == ["run", "always"] and all(
+        r["granted_at"] > 0 and r["version"] == 1 for r in rows
+    )

@@ -37,13 +37,24 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     conf = tmp_path_factory.mktemp("llama") / "server.json"
     common = {"n_ctx": 2048, "n_threads": 1, "verbose": False}
-    conf.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": [
-        {"model": str(base), "model_alias": "gemma", "chat_format": "gemma", **common},
-        {"model": str(small), "model_alias": "smollm2", "chat_format": "chatml", **common},
-    ]}))
+    conf.write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "models": [
+                    {"model": str(base), "model_alias": "gemma", "chat_format": "gemma", **common},
+                    {"model": str(small), "model_alias": "smollm2", "chat_format": "chatml", **common},
+                ],
+            }
+        )
+    )
     log = conf.with_suffix(".log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--config_file", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 180
@@ -69,8 +80,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return env | {"BDC_HOME": str(home), "PYTHONPATH": str(ROOT), "BDC_DEEP__MAX_OUTPUT_TOKENS": "160",
-                  "BDC_DEEP__TIMEOUT_S": "300", "BDC_DEEP__WIDTH": "1"}
+    return env | {
+        "BDC_HOME": str(home),
+        "PYTHONPATH": str(ROOT),
+        "BDC_DEEP__MAX_OUTPUT_TOKENS": "160",
+        "BDC_DEEP__TIMEOUT_S": "300",
+        "BDC_DEEP__WIDTH": "1",
+    }
 
 
 def test_whole_search_against_llama_cpp_server(llama_server: str, bdc_home: Path, tmp_path: Path) -> None:
@@ -78,9 +94,27 @@ def test_whole_search_against_llama_cpp_server(llama_server: str, bdc_home: Path
     tests.write_text("assert add(2, 3) == 5\nassert add(-1, 1) == 0\n")
     agents = ["--agent", f"openai:{llama_server}:gemma", "--agent", f"openai:{llama_server}:smollm2"]
     r = subprocess.run(
-        [sys.executable, "-m", "bdc_assistant", "deep", "Write a Python function add(a, b) that returns a + b.",
-         "--tests", str(tests), *agents, "--max-calls", "6", "--rollouts", "2", "--yes", "--json"],
-        env=_env(bdc_home), cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "bdc_assistant",
+            "deep",
+            "Write a Python function add(a, b) that returns a + b.",
+            "--tests",
+            str(tests),
+            *agents,
+            "--max-calls",
+            "6",
+            "--rollouts",
+            "2",
+            "--yes",
+            "--json",
+        ],
+        env=_env(bdc_home),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -101,15 +135,37 @@ def test_deep_bench_runs_on_humaneval(llama_server: str, bdc_home: Path) -> None
     agents = ["--agent", f"openai:{llama_server}:gemma", "--agent", f"openai:{llama_server}:smollm2"]
     t0 = time.time()
     r = subprocess.run(
-        [sys.executable, "-m", "bdc_assistant", "deep-bench", "--dataset", "humaneval", "--limit", "1",
-         *agents, "--max-calls", "2", "--yes", "--json"],
-        env=_env(bdc_home), cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "bdc_assistant",
+            "deep-bench",
+            "--dataset",
+            "humaneval",
+            "--limit",
+            "1",
+            *agents,
+            "--max-calls",
+            "2",
+            "--yes",
+            "--json",
+        ],
+        env=_env(bdc_home),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(report["methods"]) == {
-        "zero-shot[openai:gemma]", "zero-shot[openai:smollm2]", "single[openai:gemma]", "single[openai:smollm2]",
-        "mc-toa", "mc-toa+prune", "mc-toa+prune+refine",
+        "zero-shot[openai:gemma]",
+        "zero-shot[openai:smollm2]",
+        "single[openai:gemma]",
+        "single[openai:smollm2]",
+        "mc-toa",
+        "mc-toa+prune",
+        "mc-toa+prune+refine",
     }
     for name, m in report["methods"].items():
         assert m["problems"] == 1 and 0 <= m["ac"] <= 100

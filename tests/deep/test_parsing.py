@@ -62,7 +62,12 @@ def test_generated_tests_are_marked() -> None:
 def test_agent_specs() -> None:
     a = parse_agent("openai:http://127.0.0.1:8080/v1:gemma")
     assert (a.kind, a.base_url, a.model, a.local, a.key_required) == (
-        "openai", "http://127.0.0.1:8080/v1", "gemma", True, False)
+        "openai",
+        "http://127.0.0.1:8080/v1",
+        "gemma",
+        True,
+        False,
+    )
     assert a.price.cost(10**6, 10**6) == 0
     b = parse_agent("anthropic::claude-3-5-haiku-20241022")
     assert b.base_url == "https://api.anthropic.com" and b.key_required and b.price.input == 0.8
@@ -70,8 +75,12 @@ def test_agent_specs() -> None:
     assert c.preset == "openrouter" and c.model == "openai/gpt-4o-mini"
     unknown = parse_agent("openai::some-new-model")
     assert unknown.price.input >= 10  # unknown cloud models are charged at a deliberately high price
-    for bad, msg in [("openai", "PROVIDER:URL:MODEL"), ("nope::m", "Unknown provider"), ("openai:x:", "names no model"),
-                     ("openai:ftp://h:m", "http")]:
+    for bad, msg in [
+        ("openai", "PROVIDER:URL:MODEL"),
+        ("nope::m", "Unknown provider"),
+        ("openai:x:", "names no model"),
+        ("openai:ftp://h:m", "http"),
+    ]:
         with pytest.raises(ConfigError, match=msg):
             parse_agent(bad)
     names = [a.name for a in unique_names([a, a, b])]
@@ -105,7 +114,9 @@ def test_tracer_program_records_blocks(tmp_path) -> None:
 
     code = "n = int(input())\ns = 0\nfor i in range(n):\n    s += i\nprint(s)\n"
     program, stdin = traced_program(code, TestCase("3\n", "3\n"))
-    r = subprocess.run([sys.executable, "-c", program], input=stdin, capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-c", program], input=stdin, capture_output=True, text=True, timeout=30
+    )
     record = parse(r.stderr)
     assert record is not None and record["total"] >= 4 and len(record["blocks"]) <= 10
     text = render(record, code)

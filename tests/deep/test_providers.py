@@ -29,8 +29,12 @@ def test_429_500_timeout_malformed_are_retried_then_succeed(server, store) -> No
 
 @pytest.mark.parametrize(
     ("failure", "reason"),
-    [("500", "provider_server"), ("429", "provider_rate_limit"), ("malformed", "provider_malformed"),
-     ("slow", "provider_timeout")],
+    [
+        ("500", "provider_server"),
+        ("429", "provider_rate_limit"),
+        ("malformed", "provider_malformed"),
+        ("slow", "provider_timeout"),
+    ],
 )
 def test_exhausted_retries_end_the_run_with_a_clear_stopped_by(server, store, failure, reason) -> None:
     server.script.failures = [failure] * 50
@@ -98,7 +102,9 @@ def test_budget_usd_is_never_exceeded(store) -> None:
         assert 0.1 < res.spend_usd <= 0.5  # the next batch's worst case would pass the cap
         assert res.calls == len(srv.script.requests)
         # the accounting matches the tokens the server reported
-        expected = sum(t["tokens_in"] * 200 + t["tokens_out"] * 400 for t in res.meter["per_agent"].values()) / 1e6
+        expected = (
+            sum(t["tokens_in"] * 200 + t["tokens_out"] * 400 for t in res.meter["per_agent"].values()) / 1e6
+        )
         assert res.spend_usd == pytest.approx(expected)
 
 
@@ -107,8 +113,11 @@ def test_completion_agents_use_few_shot_frames_on_v1_completions(store) -> None:
 
     with FakeLLMServer(Script(completion_responder)) as srv:
         runner = make_runner(store, [srv.url])
-        res = runner.run(ADD, [f"completion:{srv.url}:base-a", f"completion:{srv.url}:base-b"],
-                         Budgets(max_calls=30, budget_usd=0))
+        res = runner.run(
+            ADD,
+            [f"completion:{srv.url}:base-a", f"completion:{srv.url}:base-b"],
+            Budgets(max_calls=30, budget_usd=0),
+        )
         bodies = [r["body"] for r in srv.script.requests]
     assert all(r["path"].endswith("/v1/completions") for r in srv.script.requests)
     assert all(len(b.get("stop") or []) <= 4 for b in bodies)
@@ -124,8 +133,14 @@ def test_completion_agent_continues_a_function_body(store) -> None:
     from bdc_assistant.types import Problem, TestCase
 
     header = 'def add(a, b):\n    """Return a + b.\n    >>> add(1, 2)\n    3\n    """'
-    prob = Problem("h/add", header, public_tests=(TestCase("assert add(1, 2) == 3", kind="call"),),
-                   kind="call", entry_point="add", starter_code=header + "\n")
+    prob = Problem(
+        "h/add",
+        header,
+        public_tests=(TestCase("assert add(1, 2) == 3", kind="call"),),
+        kind="call",
+        entry_point="add",
+        starter_code=header + "\n",
+    )
 
     def body(model: str, messages: list[dict[str, str]]) -> str:
         prompt = messages[-1]["content"]

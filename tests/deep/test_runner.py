@@ -17,8 +17,12 @@ from .conftest import ADD, make_runner
 def test_events_tell_the_whole_story_in_order(server, store) -> None:
     seen: list[object] = []
     runner = make_runner(store, [server.url])
-    res = runner.run(ADD, [f"openai:{server.url}:model-a", f"openai:{server.url}:model-b"],
-                     Budgets(max_calls=30, budget_usd=0), on_event=seen.append)
+    res = runner.run(
+        ADD,
+        [f"openai:{server.url}:model-a", f"openai:{server.url}:model-b"],
+        Budgets(max_calls=30, budget_usd=0),
+        on_event=seen.append,
+    )
     kinds = [type(e).__name__ for e in seen]
     assert kinds[0] == "RunStarted" and kinds[-1] == "Finished"
     assert kinds.index("NodeRefined") > kinds.index("NodeSimulated")
@@ -47,9 +51,13 @@ def test_private_tests_never_reach_the_search(server, store) -> None:
 def test_generated_tests_are_public_and_marked(server, store) -> None:
     prob = Problem("add0", ADD.statement)
     runner = make_runner(store, [server.url])
-    res = runner.run(prob, [f"openai:{server.url}:model-b"], Budgets(max_calls=10, budget_usd=0), generate_tests=3)
+    res = runner.run(
+        prob, [f"openai:{server.url}:model-b"], Budgets(max_calls=10, budget_usd=0), generate_tests=3
+    )
     tests = store.get_run(res.run_id).problem["public_tests"]
-    assert tests == [{"input": "7 8\n", "output": "15\n", "kind": "stdio", "fn_name": None, "origin": "generated"}]
+    assert tests == [
+        {"input": "7 8\n", "output": "15\n", "kind": "stdio", "fn_name": None, "origin": "generated"}
+    ]
     assert res.meter["per_phase"]["testgen"] == 1
 
 
@@ -82,10 +90,17 @@ def test_cancel_leaves_a_resumable_run_and_resume_finishes_it(server, store) -> 
 
 def test_exports_shapes(server, store) -> None:
     runner = make_runner(store, [server.url])
-    res = runner.run(ADD, [f"openai:{server.url}:model-a", f"openai:{server.url}:model-b"],
-                     Budgets(max_calls=30, budget_usd=0))
+    res = runner.run(
+        ADD,
+        [f"openai:{server.url}:model-a", f"openai:{server.url}:model-b"],
+        Budgets(max_calls=30, budget_usd=0),
+    )
     rows = trajectories(store, res.run_id)
-    assert [r["thought"] for r in rows] == ["", "subtract the numbers (d0)", "compute the sum of a and b and print it."]
+    assert [r["thought"] for r in rows] == [
+        "",
+        "subtract the numbers (d0)",
+        "compute the sum of a and b and print it.",
+    ]
     assert [r["public_pass_rate"] for r in rows] == [0.5, 0.0, 1.0]
     assert all(r["source"] == f"deep:{res.run_id}" and r["problem_id"] == "add" for r in rows)
     trace = bdc_trace(store, res.run_id)
@@ -94,14 +109,20 @@ def test_exports_shapes(server, store) -> None:
     assert trace["chance_features"]["1"]["status"] == "replaced"
     r = rethinkmcts(store, res.run_id)
     assert r["train rewards"] == [0.5, 0.5, 0.0, 0.0, 1.0, 1.0] and r["rewards"] == [None] * 6
-    assert r["sample times"] == res.calls and r["rethink_total_nums"] == 1 and r["rethink_effective_nums"] == 1
+    assert (
+        r["sample times"] == res.calls and r["rethink_total_nums"] == 1 and r["rethink_effective_nums"] == 1
+    )
 
 
 def test_wall_clock_and_token_caps(server, store) -> None:
     runner = make_runner(store, [server.url])
-    res = runner.run(ADD, [f"openai:{server.url}:model-a"], Budgets(max_calls=30, budget_usd=0, wall_clock_s=1e-6))
+    res = runner.run(
+        ADD, [f"openai:{server.url}:model-a"], Budgets(max_calls=30, budget_usd=0, wall_clock_s=1e-6)
+    )
     assert res.stopped_by == "wall_clock" and res.calls == 0
-    res = runner.run(ADD, [f"openai:{server.url}:model-a"], Budgets(max_calls=30, budget_usd=0, max_tokens_total=2000))
+    res = runner.run(
+        ADD, [f"openai:{server.url}:model-a"], Budgets(max_calls=30, budget_usd=0, max_tokens_total=2000)
+    )
     assert res.stopped_by == "max_tokens" and res.tokens_in + res.tokens_out <= 2000
 
 
@@ -113,7 +134,9 @@ def test_replay_from_cache_rebuilds_the_same_tree_without_sending(server, store)
     again, identical = runner.replay(res.run_id)
     assert identical and again.as_json() | {"run_id": ""} == res.as_json() | {"run_id": ""}
     assert len(server.script.requests) == sent
-    store.conn.execute("DELETE FROM llm_cache WHERE rowid IN (SELECT rowid FROM llm_cache ORDER BY created_at DESC LIMIT 1)")
+    store.conn.execute(
+        "DELETE FROM llm_cache WHERE rowid IN (SELECT rowid FROM llm_cache ORDER BY created_at DESC LIMIT 1)"
+    )
     partial, identical = runner.replay(res.run_id)
     assert partial.stopped_by == "replay_miss" and not identical
     assert len(server.script.requests) == sent

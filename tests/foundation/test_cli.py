@@ -10,10 +10,21 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "transformers", "llama_cpp", "sentence_transformers", "peft", "textual", "openai", "anthropic")
+HEAVY = (
+    "torch",
+    "transformers",
+    "llama_cpp",
+    "sentence_transformers",
+    "peft",
+    "textual",
+    "openai",
+    "anthropic",
+)
 
 
-def run_bdc(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+def run_bdc(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bdc_assistant", *args],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, input=stdin, timeout=300,
@@ -65,7 +76,9 @@ def test_bad_config_key_is_one_sentence_and_nonzero(bdc_home: Path) -> None:
 
 
 def test_missing_base_gguf_is_one_sentence(tmp_path: Path) -> None:
-    proc = run_bdc("ask", "--backend", "llamacpp", "x", env={"BDC_MODELS__BASE_GGUF": str(tmp_path / "nope.gguf")})
+    proc = run_bdc(
+        "ask", "--backend", "llamacpp", "x", env={"BDC_MODELS__BASE_GGUF": str(tmp_path / "nope.gguf")}
+    )
     assert proc.returncode != 0
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
 

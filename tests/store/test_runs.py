@@ -13,8 +13,14 @@ from bdc_assistant.store.runs import RunStore, pid_alive
 
 def tree(n: int, rollout: int) -> dict:
     nodes = [
-        {"id": i, "parent": None if i == 0 else 0, "thoughts": [] if i == 0 else [f"t{i}"], "status": "open",
-         "pr": 0.5, "visits": 1}
+        {
+            "id": i,
+            "parent": None if i == 0 else 0,
+            "thoughts": [] if i == 0 else [f"t{i}"],
+            "status": "open",
+            "pr": 0.5,
+            "visits": 1,
+        }
         for i in range(n)
     ]
     return {"nodes": nodes, "rollout": rollout}
@@ -56,8 +62,15 @@ def test_failed_checkpoint_leaves_the_previous_one_intact(tmp_path) -> None:
 
 def test_cache_is_content_addressed_and_idempotent(tmp_path) -> None:
     s = RunStore(tmp_path / "x.sqlite3")
-    kw = dict(provider="openai", base_url="http://h/v1", model="m", request={"q": 1}, tokens_in=3, tokens_out=4,
-              cost_usd=0.0)
+    kw = dict(
+        provider="openai",
+        base_url="http://h/v1",
+        model="m",
+        request={"q": 1},
+        tokens_in=3,
+        tokens_out=4,
+        cost_usd=0.0,
+    )
     assert s.cache_get("k") is None
     s.cache_put("k", response={"text": "first"}, **kw)
     s.cache_put("k", response={"text": "second"}, **kw)
@@ -67,9 +80,20 @@ def test_cache_is_content_addressed_and_idempotent(tmp_path) -> None:
 def test_scrub_applies_to_everything_written(tmp_path) -> None:
     s = RunStore(tmp_path / "x.sqlite3", scrub=lambda t: t.replace("sk-SECRET", "[REDACTED]"))
     s.create_run("r1", {"id": "p", "statement": "sk-SECRET", "public_tests": []}, {"k": "sk-SECRET"}, [])
-    s.checkpoint("r1", tree(1, 0) | {"note": "sk-SECRET"}, {"m": "sk-SECRET"}, [(0.0, 0, "E", 0, {"x": "sk-SECRET"})])
-    s.cache_put("k", provider="p", base_url="http://sk-SECRET", model="m", request={"r": "sk-SECRET"},
-                response={"text": "sk-SECRET"}, tokens_in=0, tokens_out=0, cost_usd=0)
+    s.checkpoint(
+        "r1", tree(1, 0) | {"note": "sk-SECRET"}, {"m": "sk-SECRET"}, [(0.0, 0, "E", 0, {"x": "sk-SECRET"})]
+    )
+    s.cache_put(
+        "k",
+        provider="p",
+        base_url="http://sk-SECRET",
+        model="m",
+        request={"r": "sk-SECRET"},
+        response={"text": "sk-SECRET"},
+        tokens_in=0,
+        tokens_out=0,
+        cost_usd=0,
+    )
     s.close()
     con = sqlite3.connect(tmp_path / "x.sqlite3")
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")

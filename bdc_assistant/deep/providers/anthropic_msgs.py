@@ -57,7 +57,9 @@ class AnthropicProvider:
         except anthropic.APIConnectionError as exc:
             raise ProviderFailure("connection", f"cannot reach {self.base_url}: {_short(str(exc))}") from exc
         except (json.JSONDecodeError, ValueError) as exc:
-            raise ProviderFailure("malformed", f"malformed reply from {self.base_url}: {_short(str(exc))}") from exc
+            raise ProviderFailure(
+                "malformed", f"malformed reply from {self.base_url}: {_short(str(exc))}"
+            ) from exc
         try:
             text = "".join(getattr(b, "text", "") for b in resp.content if getattr(b, "type", "") == "text")
             usage = resp.usage

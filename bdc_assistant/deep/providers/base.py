@@ -50,7 +50,9 @@ class ProviderFailure(Exception):
 
     RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection", "malformed"})
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, kind: str, message: str, *, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.kind = kind
         self.status = status

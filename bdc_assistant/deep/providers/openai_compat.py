@@ -51,7 +51,9 @@ class OpenAICompatProvider:
         except openai.APIConnectionError as exc:
             raise ProviderFailure("connection", f"cannot reach {self.base_url}: {_short(str(exc))}") from exc
         except (json.JSONDecodeError, ValueError) as exc:
-            raise ProviderFailure("malformed", f"malformed reply from {self.base_url}: {_short(str(exc))}") from exc
+            raise ProviderFailure(
+                "malformed", f"malformed reply from {self.base_url}: {_short(str(exc))}"
+            ) from exc
         try:
             choice = resp.choices[0]
             text = choice.message.content or ""
@@ -108,7 +110,9 @@ class OpenAICompletionProvider(OpenAICompatProvider):
         except openai.APIConnectionError as exc:
             raise ProviderFailure("connection", f"cannot reach {self.base_url}: {_short(str(exc))}") from exc
         except (json.JSONDecodeError, ValueError) as exc:
-            raise ProviderFailure("malformed", f"malformed reply from {self.base_url}: {_short(str(exc))}") from exc
+            raise ProviderFailure(
+                "malformed", f"malformed reply from {self.base_url}: {_short(str(exc))}"
+            ) from exc
         try:
             choice = resp.choices[0]
             usage = resp.usage

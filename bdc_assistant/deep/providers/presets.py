@@ -111,7 +111,9 @@ def parse_agent(spec: str, presets: dict[str, Preset] | None = None) -> AgentSpe
     url, model = rest.rsplit(":", 1)
     provider = provider.strip().lower()
     if provider not in presets:
-        raise ConfigError(f"Unknown provider '{provider}' in agent '{spec}'; known: {', '.join(sorted(presets))}.")
+        raise ConfigError(
+            f"Unknown provider '{provider}' in agent '{spec}'; known: {', '.join(sorted(presets))}."
+        )
     if not model.strip():
         raise ConfigError(f"Agent '{spec}' names no model (the part after the last colon).")
     preset = presets[provider]
