@@ -83,7 +83,7 @@ class ClusterSection(_Section):
     restarts: int = Field(8, ge=1, le=1000, description="k-means++ restarts; the lowest cost wins")
     encoder: str = Field("", description="sentence-transformers dir; empty = the app's embedded encoder")
     embed_fields: list[Literal["problem", "thought", "solution"]] = Field(
-        default_factory=lambda: ["problem", "thought", "solution"],
+        default=["problem", "thought", "solution"],  # pydantic copies mutable defaults
         description="what text of a trajectory is embedded for clustering (the paper embeds <X, y>)",
     )
     plot: bool = Field(True, description="save a 2-D t-SNE picture of the clusters (clusters.png)")
@@ -140,7 +140,7 @@ class HypernetSection(_Section):
 class BaselinesSection(_Section):
     """Static merges of the same experts (full-ΔW merges, then truncated SVD back to LoRA form)."""
 
-    methods: list[Literal["ties", "dare"]] = Field(default_factory=lambda: ["ties", "dare"])
+    methods: list[Literal["ties", "dare"]] = Field(default=["ties", "dare"])
     density: float = Field(0.5, gt=0, le=1, description="TIES trim density and DARE keep probability")
     svd_rank: int = Field(0, ge=0, description="rank of the exported merge; 0 = K·r")
 
@@ -148,9 +148,7 @@ class BaselinesSection(_Section):
 class EvaluateSection(_Section):
     """Table-2-shaped evaluation on held-out problems."""
 
-    datasets: list[Literal["humaneval", "mbpp", "codecontests"]] = Field(
-        default_factory=lambda: ["humaneval"]
-    )
+    datasets: list[Literal["humaneval", "mbpp", "codecontests"]] = Field(default=["humaneval"])
     limit: int = Field(0, ge=0, description="problems per dataset; 0 = all")
     methods: list[str] = Field(
         default_factory=lambda: ["base", "sft_all", "sft_clusters", "ties", "dare", "disenlora"],

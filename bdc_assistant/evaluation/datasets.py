@@ -152,7 +152,7 @@ def load_mbpp(path: Path | None = None) -> list[Problem]:
     for row in _read_jsonl(path):
         prompt, entry, test = row["prompt"], row["entry_point"], row["test"]
         first = _ASSERT.search(test)
-        public = ()
+        public: tuple[TestCase, ...] = ()
         if first:
             public = (
                 TestCase(
@@ -285,7 +285,7 @@ def _text(value: Any) -> str:
 
 def load_apps(path: Path) -> list[Problem]:
     if path.is_file():
-        problems = []
+        problems: list[Problem] = []
         for row in _read_jsonl(path):
             pid = str(row.get("problem_id", row.get("id", len(problems))))
             problems.append(

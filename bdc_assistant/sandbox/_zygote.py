@@ -286,9 +286,9 @@ def write_msg(fd: int, msg: dict) -> None:
 def _std_streams() -> None:
     """Fresh std streams on fds 0/1/2, opened like a fresh interpreter's (not a tty: block-buffered,
     with the ``mode`` attribute some fast-IO templates read)."""
-    sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", closefd=False)  # noqa: UP020
-    sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", closefd=False)  # noqa: UP020
-    sys.stderr = sys.__stderr__ = open(
+    sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", closefd=False)  # type: ignore[misc]  # noqa: UP020
+    sys.stdout = sys.__stdout__ = io.open(1, "w", encoding="utf-8", closefd=False)  # type: ignore[misc]  # noqa: UP020
+    sys.stderr = sys.__stderr__ = open(  # type: ignore[misc]
         2,
         "w",
         encoding="utf-8",
