@@ -36,13 +36,6 @@ slot.close(); llm.close()
 """
 
 
-def _rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def test_query_a_then_b_equals_fresh_process_b(tiny_models, tiny_bundles, tmp_path):
     tm = tiny_models["gemma3"]
     bundle = load_bundle(tiny_bundles["gemma3"])
@@ -78,56 +71,77 @@ def test_query_a_then_b_equals_fresh_process_b(tiny_models, tiny_bundles, tmp_pa
     assert np.array_equal(in_process_b, fresh_b)
 
 
+# RSS is measured in a fresh interpreter: inside a long pytest process, earlier tests leave freed pages
+# that malloc reuses without RSS growing, which would hide a leak (the negative control caught this).
+_SWAPS = """
+import dataclasses, json, sys
+from pathlib import Path
+from bdc_assistant.disen.bundle import load_bundle
+from bdc_assistant.disen.compose import Customization
+from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot, detect_api
+from tests.disen.conftest import llama_logits, open_llama, random_g, token_ids
+
+def rss_kb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+args = json.loads(sys.argv[1])
+bundle = load_bundle(args["bundle"])
+gs = [Customization.from_g(bundle, random_g(bundle, s)) for s in range(4)]
+ids = token_ids(args["vocab"], 8, seed=2)
+llm = open_llama(args["gguf"])
+api = dataclasses.replace(detect_api(), free=lambda _h: None) if args["leak"] else None
+slot = LlamaCppAdapterSlot(llm, api=api) if api else LlamaCppAdapterSlot(llm)
+for i in range(10):  # warm-up: allocator pools, graph reserve
+    slot.apply(gs[i % 4])
+    llama_logits(llm, ids)
+before = rss_kb()
+live = []
+for i in range(100):
+    slot.apply(gs[i % 4])
+    live.append(slot.live_handles)
+    if i % 10 == 0:
+        llama_logits(llm, ids)
+out = {"grown_kb": rss_kb() - before, "loads": slot.loads, "frees": slot.frees, "live": live}
+if args["leak"]:
+    slot._handle = None  # handles are owned by the model now; it frees them on close
+else:
+    slot.clear()
+    out["live_after_clear"] = slot.live_handles
+    out["active_after_clear"] = bool(slot.active)
+    scratch = list(slot._scratch.values())
+slot.close()
+if not args["leak"]:
+    out["scratch_left"] = [str(p) for p in scratch if p.exists()]
+llm.close()
+print(json.dumps(out))
+"""
+
+
+def _swap_run(tm, bundle_dir, leak: bool) -> dict:
+    args = {"gguf": str(tm.gguf_path), "bundle": str(bundle_dir), "vocab": tm.vocab_size, "leak": leak}
+    proc = subprocess.run(
+        [sys.executable, "-c", _SWAPS, json.dumps(args)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_hundred_swaps_keep_rss_flat_and_free_every_handle(tiny_models, tiny_bundles):
-    tm = tiny_models["llama"]
-    bundle = load_bundle(tiny_bundles["llama"])
-    gs = [Customization.from_g(bundle, random_g(bundle, s)) for s in range(4)]
-    ids = token_ids(tm.vocab_size, 8, seed=2)
-    llm = open_llama(tm.gguf_path)
-    try:
-        slot = LlamaCppAdapterSlot(llm)
-        for i in range(10):  # warm-up: allocator pools, graph reserve
-            slot.apply(gs[i % 4])
-            llama_logits(llm, ids)
-        before = _rss_kb()
-        for i in range(100):
-            slot.apply(gs[i % 4])
-            assert slot.live_handles == 1
-            if i % 10 == 0:
-                llama_logits(llm, ids)
-        grown_kb = _rss_kb() - before
-        assert slot.loads == 110 and slot.frees == 109
-        slot.clear()
-        assert slot.live_handles == 0 and not slot.active
-        scratch = list(slot._scratch.values())
-        slot.close()
-        assert all(not p.exists() for p in scratch)
-    finally:
-        llm.close()
+    out = _swap_run(tiny_models["llama"], tiny_bundles["llama"], leak=False)
+    assert out["live"] == [1] * 100
+    assert out["loads"] == 110 and out["frees"] == 109
+    assert out["live_after_clear"] == 0 and not out["active_after_clear"]
+    assert out["scratch_left"] == []
     # one adapter here is ~60 KB (f16); a leak of every handle would add ≥ 6 MB
-    assert grown_kb < 3 * 1024, f"RSS grew by {grown_kb} KB over 100 swaps"
+    assert out["grown_kb"] < 3 * 1024, f"RSS grew by {out['grown_kb']} KB over 100 swaps"
 
 
 def test_rss_check_catches_a_slot_that_never_frees(tiny_models, tiny_bundles):
     """Negative control for the test above: with ``free`` disabled, the same measurement goes over the bar."""
-    import dataclasses
-
-    from bdc_assistant.disen.llamacpp_adapter import detect_api
-
-    tm = tiny_models["llama"]
-    bundle = load_bundle(tiny_bundles["llama"])
-    gs = [Customization.from_g(bundle, random_g(bundle, s)) for s in range(4)]
-    llm = open_llama(tm.gguf_path)
-    try:
-        slot = LlamaCppAdapterSlot(llm, api=dataclasses.replace(detect_api(), free=lambda _h: None))
-        for i in range(10):
-            slot.apply(gs[i % 4])
-        before = _rss_kb()
-        for i in range(100):
-            slot.apply(gs[i % 4])
-        grown_kb = _rss_kb() - before
-        slot._handle = None  # handles are owned by the model now; it frees them on close
-        slot.close()
-    finally:
-        llm.close()
-    assert grown_kb >= 3 * 1024
+    out = _swap_run(tiny_models["llama"], tiny_bundles["llama"], leak=True)
+    assert out["grown_kb"] >= 3 * 1024
