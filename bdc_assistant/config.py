@@ -8,6 +8,7 @@ the file (or env var) it came from. ``bdc config`` prints the resolved settings.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -255,11 +256,15 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 def settings_as_toml(settings: Settings) -> str:
     """Render settings as TOML (used by ``bdc config`` and saved next to training/eval outputs)."""
+    return sections_to_toml(settings, _SECTIONS)
+
+
+def sections_to_toml(obj: BaseModel, names: Iterable[str]) -> str:
+    """Render the named sub-models of ``obj`` as TOML tables (flat scalar and list values only)."""
     lines: list[str] = []
-    for name in _SECTIONS:
-        section = getattr(settings, name)
+    for name in names:
         lines.append(f"[{name}]")
-        for key, value in section.model_dump().items():
+        for key, value in getattr(obj, name).model_dump(mode="json").items():
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)

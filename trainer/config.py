@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bdc_assistant.config import sections_to_toml
 from bdc_assistant.errors import ConfigError
 
 ALL_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -192,23 +193,7 @@ class TrainerConfig(_Section):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def to_toml(self) -> str:
-        lines: list[str] = []
-        for name in type(self).model_fields:
-            lines.append(f"[{name}]")
-            for key, value in getattr(self, name).model_dump(mode="json").items():
-                lines.append(f"{key} = {_toml_value(value)}")
-            lines.append("")
-        return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
+        return sections_to_toml(self, type(self).model_fields)
 
 
 def _parse_value(raw: str) -> Any:
