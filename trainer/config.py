@@ -159,6 +159,12 @@ class EvaluateSection(_Section):
     thought_tokens: int = Field(96, ge=1)
     max_tokens: int = Field(256, ge=1)
     timeout_s: float = Field(4.0, gt=0)
+    threads: int = Field(
+        0,
+        ge=0,
+        le=512,
+        description="llama.cpp threads while evaluating; 0 = all cores (answers do not change)",
+    )
 
 
 class ExportSection(_Section):

@@ -212,13 +212,14 @@ def heuristic_thought(code: str) -> str:
 
 
 def _shared_data_dir(configured: str) -> Path:
-    if configured:
-        return Path(configured).expanduser()
-    here = Path(__file__).resolve()
-    for cand in (here.parents[1].parent / "shared" / "data", Path("/work/shared/data")):
-        if cand.is_dir():
-            return cand
-    raise DatasetError("The offline problem sets were not found; set data.bootstrap_dir.")
+    from bdc_assistant.evaluation.datasets import shared_data_dir
+
+    path = Path(configured).expanduser() if configured else shared_data_dir()
+    if path.is_dir():
+        return path
+    raise DatasetError(
+        f"The offline problem sets were not found in {path}; set data.bootstrap_dir or BDC_SHARED_DATA."
+    )
 
 
 def bootstrap(sets: Iterable[str], data_dir: str, limit: int) -> list[Trajectory]:

@@ -107,6 +107,18 @@ def pick_device(name: str) -> str:
     return name
 
 
+def device_info(device: str) -> dict[str, Any]:
+    """Where a stage ran, for its metrics (a CUDA run names the GPU and the torch/CUDA versions)."""
+    import torch
+
+    info: dict[str, Any] = {"device": device, "torch": torch.__version__}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        info["cuda"] = torch.version.cuda
+        info["max_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return info
+
+
 def load_base(ref: BaseRef, cfg: TrainerConfig) -> tuple[Any, Any, str]:
     """(model, tokenizer, device): the frozen base in eval mode (dropout off), every parameter frozen."""
     import torch

@@ -205,7 +205,7 @@ def _examples(ctx: Context, tok: Any, style: str, max_len: int) -> tuple[list, l
 
 
 def stage_sft(ctx: Context) -> dict[str, Any]:
-    from .modeling import eval_loss, load_base
+    from .modeling import device_info, eval_loss, load_base
     from .sft import train_adapter
     from .static import save_static_bundle
 
@@ -272,6 +272,7 @@ def stage_sft(ctx: Context) -> dict[str, Any]:
             name=name,
             provenance=_provenance(ctx),
         )
+    metrics["runtime"] = device_info(device)
     return metrics
 
 
@@ -286,7 +287,7 @@ def stage_hypernet(ctx: Context) -> dict[str, Any]:
     from bdc_assistant.disen.torch_apply import GateHooks
 
     from .hypernet import GateFeeder, assert_only_hypernet_trains
-    from .modeling import eval_loss, load_base, total_steps, train_loop
+    from .modeling import device_info, eval_loss, load_base, total_steps, train_loop
 
     cfg = ctx.cfg
     h = cfg.hypernet
@@ -390,6 +391,7 @@ def stage_hypernet(ctx: Context) -> dict[str, Any]:
         "mean_gate_per_expert_by_cluster": routing,
         "hypernet": f.config(),
         "only_hypernet_trained": True,
+        "runtime": device_info(device),
     }
 
 
@@ -469,7 +471,12 @@ def app_settings(ctx: Context, ref: Any) -> Any:
             "encoder": ctx.cfg.cluster.encoder,
             "chat_template": ref.prompt_style,
         },
-        backend={"name": e.backend, "seed": ctx.cfg.run.seed, "device": ctx.cfg.base.device},
+        backend={
+            "name": e.backend,
+            "seed": ctx.cfg.run.seed,
+            "device": ctx.cfg.base.device,
+            "threads": e.threads,
+        },
         solver={"thought_tokens": e.thought_tokens, "max_tokens": e.max_tokens, "temperature": 0.0},
         sandbox={"timeout_s": e.timeout_s},
     )
@@ -477,11 +484,11 @@ def app_settings(ctx: Context, ref: Any) -> Any:
 
 def _eval_runs_dir(ctx: Context) -> Path:
     """Per-problem answer records live outside the stage dir, keyed by everything that changes an answer
-    but not by ``limit`` / ``datasets`` / ``methods``: raising the limit reuses the answers already made."""
+    but not by ``limit`` / ``datasets`` / ``methods`` / ``threads``: raising the limit reuses the answers already made."""
     import hashlib
 
     e = ctx.cfg.evaluate.model_dump(mode="json")
-    for k in ("limit", "datasets", "methods"):
+    for k in ("limit", "datasets", "methods", "threads"):
         e.pop(k)
     key = json.dumps(
         {"e": e, "h": ctx.record("hypernet")["key"], "b": ctx.record("baselines")["key"]}, sort_keys=True
