@@ -8,16 +8,19 @@ stage (with ``all``: every stage). Exit codes: 0 done, the BdcError's code on a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from bdc_assistant.errors import BdcError
 
 from .config import load_config
+from .distributed import ABORT_MARKER, Launch, launch_from_env
 from .runner import STAGES, Context, run_stage
 
 
@@ -63,16 +66,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    started = time.time()
+    out = args.out.expanduser().resolve()
+    launch = Launch()
     try:
+        launch = launch_from_env()
         cfg = load_config(args.config, args.overrides)
-        out = args.out.expanduser().resolve()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.resolved.toml").write_text(cfg.to_toml())
-        from .stages import STAGE_FNS
+        from .stages import STAGE_FNS, sft_worker
 
         ctx = Context(cfg, out, {"data": _input_fingerprint(cfg.data.inputs, cfg.data.app_trajectories)})
         stages = STAGES if args.stage == "all" else (args.stage,)
         forced = args.force
+        if not launch.is_main:  # accelerate launch / torchrun: the other ranks only train adapters
+            if "sft" in stages:
+                sft_worker(ctx, started, fresh=forced)
+            print(f"trainer: rank {launch.rank} of {launch.world} finished its share.", file=sys.stderr)
+            return 0
+        (out / "config.resolved.toml").write_text(cfg.to_toml())
         for stage in stages:
             record = run_stage(ctx, stage, STAGE_FNS[stage], force=forced)
             if args.stage != "all":
@@ -89,11 +100,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 0
     except BdcError as exc:
+        _tell_other_ranks(launch, out, str(exc))
         print(f"trainer: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        _tell_other_ranks(launch, out, "interrupted")
         print("trainer: interrupted.", file=sys.stderr)
         return 130
+    except BaseException as exc:
+        _tell_other_ranks(launch, out, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _tell_other_ranks(launch: Launch, out: Path, message: str) -> None:
+    """Rank 0 failing leaves a marker, so waiting ranks stop with its reason instead of waiting on."""
+    if launch.distributed and launch.is_main:
+        with contextlib.suppress(OSError):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / ABORT_MARKER).write_text(message + "\n")
 
 
 if __name__ == "__main__":

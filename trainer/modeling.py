@@ -19,6 +19,7 @@ from typing import Any
 from bdc_assistant.errors import ModelError
 
 from .config import TrainerConfig
+from .distributed import launch_from_env, rank_device, write_json_atomic
 from .pairs import Pair
 
 
@@ -75,7 +76,7 @@ def resolve_base(cfg: TrainerConfig, work_dir: Path) -> BaseRef:
         identity, _ = identity_of_hf_dir(hf_dir, name=b.name or None)
     ref = BaseRef(str(hf_dir), str(gguf) if gguf else None, identity.as_dict(), style)
     work_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"key": key, "ref": asdict(ref)}, indent=2))
+    write_json_atomic(record, {"key": key, "ref": asdict(ref)})  # other ranks may be polling for it
     return ref
 
 
@@ -98,13 +99,14 @@ def dequantized_hf_dir(gguf: Path) -> Path:
 
 
 def pick_device(name: str) -> str:
+    """``auto`` / ``cuda`` / ``cpu``; under a multi-process launch ``cuda`` means this rank's own GPU."""
     import torch
 
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ModelError("The trainer config asks for CUDA but no CUDA GPU is available.")
-    return name
+    return rank_device(name, launch_from_env())
 
 
 def device_info(device: str) -> dict[str, Any]:
