@@ -100,7 +100,7 @@ def _side_by_side(
     }
 
 
-def _bundle(args: argparse.Namespace, gguf: Path) -> Path:
+def _bundle(args: argparse.Namespace, gguf: Path, embed_dim: int) -> Path:
     if args.bundle:
         return Path(args.bundle)
     from bdc_assistant.disen.random_bundle import make_random_bundle
@@ -110,10 +110,10 @@ def _bundle(args: argparse.Namespace, gguf: Path) -> Path:
     out = (
         app_paths().cache_dir
         / "bench"
-        / f"random-{cached_sha256(gguf)[:12]}-K{args.K}-r{args.r}-s{args.scale}"
+        / f"random-{cached_sha256(gguf)[:12]}-K{args.K}-r{args.r}-s{args.scale}-d{embed_dim}"
     )
     if not (out / "manifest.json").exists():
-        make_random_bundle(gguf, out, K=args.K, r=args.r, seed=0, scale=args.scale)
+        make_random_bundle(gguf, out, K=args.K, r=args.r, seed=0, scale=args.scale, embed_dim=embed_dim)
     return out
 
 
@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="paired plain/custom decode runs (ABBA order)")
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--bundle", default="", help="bundle dir; default: a cached random bundle")
+    parser.add_argument(
+        "--encoder", default="", help="sentence-transformers dir; default: the embedded all-MiniLM-L6-v2"
+    )
     parser.add_argument("--K", type=int, default=3)
     parser.add_argument("--r", type=int, default=4)
     parser.add_argument("--scale", type=float, default=0.05)
@@ -270,11 +273,11 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.encoder_threads)
     gguf = install_base()
-    bundle_dir = _bundle(args, gguf)
+    encoder = Encoder(Path(args.encoder) if args.encoder else encoder_path())
+    encoder.embed(["warm up"])  # model load is a one-time cost, not a per-query one
+    bundle_dir = _bundle(args, gguf, encoder.dim)
     base_id, _ = identity_of_gguf(gguf)
     bundle = load_bundle(bundle_dir, expect_base=base_id)
-    encoder = Encoder(encoder_path())
-    encoder.embed(["warm up"])  # model load is a one-time cost, not a per-query one
     customizer = Customizer(bundle, encoder)
     result: dict[str, Any] = {
         "bench": "customize",
@@ -289,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "queries": args.queries,
         "rounds": args.rounds,
         "cpu": _cpu_name(),
+        "encoder": encoder.name,
         "targets_spec": TARGETS,
     }
     if args.backend in ("both", "llamacpp"):
