@@ -227,39 +227,48 @@ def bootstrap(sets: Iterable[str], data_dir: str, limit: int) -> list[Trajectory
     root = _shared_data_dir(data_dir)
     out: list[Trajectory] = []
     for name in sets:
-        if name == "mbpp":
-            path = root / "mbpp_sanitized_train_val.jsonl"
-            rows = _read_rows(path)
-            for row in rows[: limit or None]:
-                code = row["prompt"] + row["canonical_solution"]
-                out.append(
-                    Trajectory(
-                        problem_id=str(row["task_id"]),
-                        problem=row["prompt"],
-                        thought=heuristic_thought(row["canonical_solution"]),
-                        solution=code,
-                        public_pass_rate=None,
-                        source="bootstrap:mbpp-reference",
-                        policy="reference+rule-thought",
-                    )
+        try:
+            out += _bootstrap_set(root, name, limit)
+        except KeyError as exc:
+            raise DatasetError(f"A row of the '{name}' problem set in {root} lacks the field {exc}.") from exc
+    return out
+
+
+def _bootstrap_set(root: Path, name: str, limit: int) -> list[Trajectory]:
+    out: list[Trajectory] = []
+    if name == "mbpp":
+        path = root / "mbpp_sanitized_train_val.jsonl"
+        rows = _read_rows(path)
+        for row in rows[: limit or None]:
+            code = row["prompt"] + row["canonical_solution"]
+            out.append(
+                Trajectory(
+                    problem_id=str(row["task_id"]),
+                    problem=row["prompt"],
+                    thought=heuristic_thought(row["canonical_solution"]),
+                    solution=code,
+                    public_pass_rate=None,
+                    source="bootstrap:mbpp-reference",
+                    policy="reference+rule-thought",
                 )
-        elif name == "codecontests":
-            path = root / "codecontests_240.jsonl"
-            rows = [r for r in _read_rows(path) if r.get("solution")]
-            for row in rows[: limit or None]:
-                out.append(
-                    Trajectory(
-                        problem_id=f"codecontests/{row['id']}",
-                        problem=row["statement"],
-                        thought=heuristic_thought(row["solution"]),
-                        solution=row["solution"],
-                        public_pass_rate=None,
-                        source="bootstrap:codecontests-reference",
-                        policy="reference+rule-thought",
-                    )
+            )
+    elif name == "codecontests":
+        path = root / "codecontests_240.jsonl"
+        rows = [r for r in _read_rows(path) if r.get("solution")]
+        for row in rows[: limit or None]:
+            out.append(
+                Trajectory(
+                    problem_id=f"codecontests/{row['id']}",
+                    problem=row["statement"],
+                    thought=heuristic_thought(row["solution"]),
+                    solution=row["solution"],
+                    public_pass_rate=None,
+                    source="bootstrap:codecontests-reference",
+                    policy="reference+rule-thought",
                 )
-        else:
-            raise DatasetError(f"Unknown bootstrap set '{name}'.")
+            )
+    else:
+        raise DatasetError(f"Unknown bootstrap set '{name}'.")
     return out
 
 

@@ -141,3 +141,51 @@ def test_expand_inputs_missing_path(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl").write_text("")
     (tmp_path / "a.jsonl").write_text("")
     assert [p.name for p in data.expand_inputs([tmp_path])] == ["a.jsonl", "b.jsonl"]
+
+
+def test_shared_data_dir_follows_bdc_shared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BDC_SHARED_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(
+        DatasetError, match=r"not found in .*elsewhere; set data\.bootstrap_dir or BDC_SHARED_DATA"
+    ):
+        data.bootstrap(["mbpp"], "", 1)
+    (tmp_path / "elsewhere").mkdir()
+    row = {
+        "task_id": "MbppEval/7",
+        "prompt": 'def add(a, b):\n    """Add two numbers."""\n',
+        "canonical_solution": "    return a + b\n",
+        "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n",
+    }
+    (tmp_path / "elsewhere" / "mbpp_sanitized_train_val.jsonl").write_text(json.dumps(row) + "\n")
+    recs = data.bootstrap(["mbpp"], "", 0)
+    assert [r.solution for r in recs] == [row["prompt"] + row["canonical_solution"]]
+    assert recs[0].problem_id == "MbppEval/7" and recs[0].source == "bootstrap:mbpp-reference"
+
+
+def test_evaluate_threads_reach_the_app_backend_but_not_the_answer_cache(tmp_path: Path) -> None:
+    from trainer import stages
+    from trainer.modeling import BaseRef
+    from trainer.runner import Context
+
+    ref = BaseRef("hf", "model.gguf", {}, "completion")
+
+    def ctx_with(threads: int) -> Context:
+        ctx = Context(load_config(None, [f"evaluate.threads={threads}"]), tmp_path)
+        for stage in ("hypernet", "baselines"):
+            (tmp_path / stage).mkdir(exist_ok=True)
+            (tmp_path / stage / "stage.json").write_text(json.dumps({"key": stage * 3}))
+        return ctx
+
+    assert stages.app_settings(ctx_with(1), ref).backend.threads == 1
+    assert stages.app_settings(ctx_with(0), ref).backend.threads == 0
+    assert stages._eval_runs_dir(ctx_with(1)) == stages._eval_runs_dir(ctx_with(3))
+
+
+def test_a_problem_set_row_without_a_field_is_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "mbpp_sanitized_train_val.jsonl").write_text(
+        json.dumps({"task_id": "x", "prompt": "p"}) + "\n"
+    )
+    with pytest.raises(
+        DatasetError, match=r"A row of the 'mbpp' problem set in .* lacks the field 'canonical_solution'"
+    ):
+        data.bootstrap(["mbpp"], str(tmp_path), 0)
