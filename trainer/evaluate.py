@@ -52,8 +52,10 @@ def evaluate_methods(
     *,
     timeout_s: float,
     max_tokens: int | None = None,
+    row_key: Callable[[Path | None], str] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """{method: {group: [harness records]}}. Each (method, dataset) is one resumable harness run."""
+    """{method: {group: [harness records]}}. Each (method, dataset) is one resumable harness run, in
+    ``out_dir/<method slug>[-<row_key(bundle)>]/<dataset>``."""
     from tqdm import tqdm
 
     from bdc_assistant.evaluation.runner import EvalRun, evaluate
@@ -66,7 +68,8 @@ def evaluate_methods(
         try:
             groups: dict[str, list[dict[str, Any]]] = {}
             for dname, problems in datasets.items():
-                run = EvalRun(out_dir / slug(label) / dname, dname)
+                row = slug(label) + (f"-{row_key(bundle)}" if row_key else "")
+                run = EvalRun(out_dir / row / dname, dname)
                 evaluate(
                     problems,
                     solver,

@@ -569,18 +569,30 @@ def app_settings(ctx: Context, ref: Any) -> Any:
     )
 
 
-def _eval_runs_dir(ctx: Context) -> Path:
-    """Per-problem answer records live outside the stage dir, keyed by everything that changes an answer
-    but not by ``limit`` / ``datasets`` / ``methods`` / ``threads``: raising the limit reuses the answers already made."""
+def _eval_runs_dir(ctx: Context, ref: Any) -> Path:
+    """Where answers are cached: keyed by everything that changes an answer *besides the row's bundle* (the
+    evaluation settings and the base), not by ``limit`` / ``datasets`` / ``methods`` / ``threads``. Each row
+    then lives in a subdirectory named by its bundle's content (``row_key``), so raising the limit reuses
+    finished answers and retraining the hypernetwork re-answers only the DisenLoRA row."""
     import hashlib
 
     e = ctx.cfg.evaluate.model_dump(mode="json")
     for k in ("limit", "datasets", "methods", "threads"):
         e.pop(k)
-    key = json.dumps(
-        {"e": e, "h": ctx.record("hypernet")["key"], "b": ctx.record("baselines")["key"]}, sort_keys=True
-    )
+    key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
     return ctx.out / "evaluate_runs" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def row_key(bundle_dir: Path | None) -> str:
+    """The content id of a row's bundle (weights + the manifest fields that shape ΔW); 'base' for none."""
+    import hashlib
+
+    if bundle_dir is None:
+        return "base"
+    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    shaping = {k: manifest.get(k) for k in ("files", "K", "r", "lora_alpha", "use_rslora", "target_modules")}
+    shaping["hypernet"] = manifest.get("hypernet")
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def stage_evaluate(ctx: Context) -> dict[str, Any]:
@@ -608,7 +620,8 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
             datasets,
             lambda b: open_solver(settings, backend=cfg.evaluate.backend, bundle=str(b) if b else "none"),
             sandbox,
-            _eval_runs_dir(ctx),
+            _eval_runs_dir(ctx, ref),
+            row_key=row_key,
             timeout_s=cfg.evaluate.timeout_s,
             max_tokens=cfg.evaluate.max_tokens,
         )

@@ -178,7 +178,7 @@ def test_evaluate_threads_reach_the_app_backend_but_not_the_answer_cache(tmp_pat
 
     assert stages.app_settings(ctx_with(1), ref).backend.threads == 1
     assert stages.app_settings(ctx_with(0), ref).backend.threads == 0
-    assert stages._eval_runs_dir(ctx_with(1)) == stages._eval_runs_dir(ctx_with(3))
+    assert stages._eval_runs_dir(ctx_with(1), ref) == stages._eval_runs_dir(ctx_with(3), ref)
 
 
 def test_a_problem_set_row_without_a_field_is_one_sentence(tmp_path: Path) -> None:

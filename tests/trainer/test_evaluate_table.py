@@ -40,3 +40,72 @@ def test_table_values_and_markdown() -> None:
     md = markdown(tab, "T")
     assert "| DisenLoRA | 75.00 | 50.00 | 100.00 | 100.00 |" in md
     assert "| w/o tuning | 25.00 | 0.00 | – | – |" in md
+
+
+def test_answers_are_cached_per_bundle_content(tmp_path) -> None:
+    """Retraining one row's bundle re-answers that row only; unchanged rows and raised limits reuse answers."""
+    import json
+    from dataclasses import dataclass, field
+
+    from bdc_assistant.types import Answer, TestCase
+    from trainer.evaluate import evaluate_methods
+    from trainer.stages import row_key
+
+    @dataclass
+    class Verdict:
+        passed: bool = True
+        status: str = "pass"
+        detail: str = ""
+        stderr: str = ""
+
+    class PassAll:
+        def run_tests(self, code, tests, *, timeout_s=None, checker=None):
+            return [Verdict() for _ in tests]
+
+    @dataclass
+    class Solver:
+        bundle: object
+        log: list = field(default_factory=list)
+
+        def answer(self, problem: str, max_tokens: int | None = None) -> Answer:
+            self.log.append((self.bundle, problem))
+            return Answer(problem, "", "x = 1", "x = 1", "fake", "fake", None, 3, 0.1, 30.0)
+
+        def close(self) -> None:
+            pass
+
+    def bundle(name: str, digest: str) -> object:
+        d = tmp_path / name
+        d.mkdir(exist_ok=True)
+        (d / "manifest.json").write_text(
+            json.dumps({"files": {"hypernet.safetensors": digest}, "K": 2, "r": 4})
+        )
+        return d
+
+    problems = [
+        Problem(str(i), f"problem {i}", public_tests=(TestCase("", "", origin="dataset"),)) for i in range(3)
+    ]
+    calls: list = []
+
+    def open_solver(b):
+        s = Solver(b.name if b else "base")
+        s.log = calls
+        return s
+
+    rows = [("w/o tuning", None), ("SFT on all", bundle("sft", "aaa")), ("DisenLoRA", bundle("dis", "bbb"))]
+    out = tmp_path / "runs"
+    evaluate_methods(
+        rows, {"humaneval": problems[:2]}, open_solver, PassAll(), out, timeout_s=1, row_key=row_key
+    )
+    assert len(calls) == 6
+    calls.clear()
+    # the hypernetwork is retrained (new weights), and the limit is raised from 2 to 3 problems
+    rows[2] = ("DisenLoRA", bundle("dis", "ccc"))
+    res = evaluate_methods(
+        rows, {"humaneval": problems}, open_solver, PassAll(), out, timeout_s=1, row_key=row_key
+    )
+    assert sorted(calls) == sorted(
+        [("base", "problem 2"), ("sft", "problem 2")] + [("dis", f"problem {i}") for i in range(3)]
+    )
+    assert all(len(res[label]["humaneval"]) == 3 for label, _ in rows)
+    assert row_key(None) == "base" and row_key(rows[1][1]) != row_key(rows[2][1])
