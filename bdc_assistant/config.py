@@ -126,6 +126,13 @@ class DeepSettings(_Section):
     refine_global_limit: int = Field(4, ge=0, le=1000, description="refines per problem")
     early_stop: bool = Field(True, description="stop when a solution passes every public test")
     seed: int = Field(0, description="seeds the per-problem RNG (critic choice, tie-breaks)")
+    idle_rollouts: int = Field(
+        16,
+        ge=0,
+        le=10000,
+        description="stop ('converged') after this many rollouts in a row that spend nothing "
+        "(only finished leaves left to revisit); 0 = never",
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_output_tokens: int = Field(1024, ge=16, le=32768, description="max_tokens of every LLM call")
     timeout_s: float = Field(120.0, gt=0.0, description="per-request timeout")

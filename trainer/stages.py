@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -52,7 +53,8 @@ def _embed(encoder: Any, texts: list[str], desc: str) -> np.ndarray:
     from tqdm import tqdm
 
     chunks = [texts[i : i + 64] for i in range(0, len(texts), 64)]
-    out = [encoder.embed(c) for c in tqdm(chunks, desc=desc, unit="batch", disable=len(chunks) < 2)]
+    quiet = len(chunks) < 2 or os.environ.get("BDC_NO_PROGRESS") == "1"
+    out = [encoder.embed(c) for c in tqdm(chunks, desc=desc, unit="batch", disable=quiet)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
 
 

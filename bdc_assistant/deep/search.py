@@ -134,6 +134,9 @@ class SearchConfig:
     refine_global_limit: int = 4
     early_stop: bool = True
     seed: int = 0
+    # Stop ("converged") after this many rollouts in a row that changed nothing but visit counts: only
+    # terminal leaves are left to revisit, which spends no calls, so a large rollout cap would otherwise spin.
+    idle_rollouts: int = 16
 
 
 @dataclass
@@ -184,14 +187,26 @@ class Search:
                 if self.tree.rollout >= self.config.rollouts:
                     stopped_by = "rollouts"
                     break
+                if self.config.idle_rollouts and self.tree.idle >= self.config.idle_rollouts:
+                    stopped_by = "converged"
+                    break
                 self._stop_check()
+                before = self._progress()
                 self._rollout()
+                self.tree.idle = self.tree.idle + 1 if self._progress() == before else 0
                 self.tree.rollout += 1
                 self._rollout_done()  # before the checkpoint, so the event is saved with the rollout
                 self.on_checkpoint(self.tree)
         except StopSearch as stop:
             stopped_by, detail = stop.reason, stop.detail
         return self._outcome(stopped_by, detail)
+
+    def _progress(self) -> tuple[int, ...]:
+        """What a rollout that did real work changes (visit counts and values alone do not count)."""
+        t = self.tree
+        simulated = sum(n.simulated for n in t.nodes.values())
+        closed = sum(n.status in ("ill", "replaced", "exhausted") for n in t.nodes.values())
+        return (t.next_id, simulated, closed, t.pruned_total, t.refines_total)
 
     def _stop_check(self) -> None:
         reason = self.check_stop()

@@ -110,6 +110,7 @@ class Tree:
     refines_effective: int = 0  # the replacement was no longer ill
     refines_failed: int = 0  # a refine call or re-simulation that stayed ill
     pruned_total: int = 0
+    idle: int = 0  # rollouts in a row that did no work (see SearchConfig.idle_rollouts)
 
     def add(
         self,
@@ -158,6 +159,7 @@ class Tree:
             "refines_effective": self.refines_effective,
             "refines_failed": self.refines_failed,
             "pruned_total": self.pruned_total,
+            "idle": self.idle,
         }
 
     @classmethod
@@ -169,6 +171,7 @@ class Tree:
             refines_effective=data["refines_effective"],
             refines_failed=data["refines_failed"],
             pruned_total=data["pruned_total"],
+            idle=data.get("idle", 0),  # absent in checkpoints written before this counter existed
         )
         for raw in data["nodes"]:
             node = Node.from_json(raw)

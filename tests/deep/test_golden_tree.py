@@ -230,3 +230,30 @@ def test_critic_is_another_policy_seeded_and_deterministic() -> None:
     assert any(critic(s) != critic(0) for s in range(1, 6))
     single = ScriptedTeam(names=("A",))
     assert Search(PROBLEM, single, MarkerEvaluator()).pick_critic("A") == "A"  # nobody else to ask
+
+
+def test_rollouts_that_only_revisit_finished_leaves_stop_as_converged() -> None:
+    """max_depth 1: after the children are simulated every leaf is terminal, so further rollouts spend no
+    call. The search stops after ``idle_rollouts`` such rollouts instead of spinning to a huge cap, and a
+    checkpoint taken mid-streak resumes to the same tree."""
+
+    def team() -> ScriptedTeam:
+        return ScriptedTeam(names=("A",), scores={"A": [1.0, 1.0]}, rates={"": {"A": 0.5}}, default_rate=0.25)
+
+    cfg = dict(rollouts=10_000, width=2, max_depth=1, idle_rollouts=5)
+    search, seen = make(team(), **cfg)
+    snaps: list[str] = []
+    search.on_checkpoint = lambda t: snaps.append(json.dumps(t.to_json()))
+    out = search.run()
+    assert out.stopped_by == "converged"
+    # rollout 1 expands + simulates child 1, rollout 2 simulates child 2, then 5 idle revisits
+    assert out.tree.rollout == 7 and out.tree.idle == 5
+    assert [n.status for n in out.tree.nodes.values()] == ["open", "terminal", "terminal"]
+    assert sum(isinstance(e, ev.RolloutDone) for e in seen) == 7
+    resumed = make(team(), **cfg)[0]
+    resumed.tree = Tree.from_json(json.loads(snaps[4]))  # killed during the idle streak
+    again = resumed.run()
+    assert json.dumps(again.tree.to_json()) == json.dumps(out.tree.to_json())
+    # idle_rollouts = 0 keeps the old behaviour: the rollout cap decides
+    capped = make(team(), rollouts=20, width=2, max_depth=1, idle_rollouts=0)[0].run()
+    assert capped.stopped_by == "rollouts" and capped.tree.rollout == 20
