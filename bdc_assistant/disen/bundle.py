@@ -192,7 +192,11 @@ def save_bundle(
                 for name in ("adapter_model.safetensors", "adapter_config.json"):
                     if not (src / name).exists():
                         raise BundleError(f"The expert directory {src} has no {name}.")
-                    shutil.copyfile(src / name, edir / name)
+                shutil.copyfile(src / "adapter_model.safetensors", edir / "adapter_model.safetensors")
+                # peft records the trainer's local base path; a bundle is shared, so it names the base instead
+                config = json.loads((src / "adapter_config.json").read_text())
+                config["base_model_name_or_path"] = manifest["base"].get("name", "")
+                (edir / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             else:
                 state = cast(dict[str, Any], expert)
                 write_safetensors(

@@ -193,3 +193,29 @@ def test_gguf_hf_and_llama_metadata_give_the_same_identity(arch, tiny_models):
         assert shape_from_llama_metadata(llm.metadata, llm.n_vocab()) == shape_from_gguf(tm.gguf_path)
     finally:
         llm.close()
+
+
+def test_expert_dirs_copied_into_a_bundle_name_the_base_not_a_local_path(bundle_copy, tmp_path):
+    """peft writes the trainer's local base path into adapter_config.json; a shared bundle must not carry it."""
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    state = read_safetensors(bundle_copy / "hypernet.safetensors")
+    cents = read_safetensors(bundle_copy / "centroids.safetensors")["centroids"]
+    experts = []
+    for k in range(3):
+        src = tmp_path / f"peft_{k}"
+        shutil.copytree(bundle_copy / f"experts/expert_{k}", src)
+        cfg = json.loads((src / "adapter_config.json").read_text())
+        cfg["base_model_name_or_path"] = "/home/someone/.cache/models/hf-0123"
+        (src / "adapter_config.json").write_text(json.dumps(cfg))
+        experts.append(src)
+    out = save_bundle(
+        tmp_path / "shared", manifest=manifest, experts=experts, centroids=cents, hypernet_state=state
+    )
+    for k in range(3):
+        cfg = json.loads((out / f"experts/expert_{k}/adapter_config.json").read_text())
+        assert cfg["base_model_name_or_path"] == manifest["base"]["name"]
+        assert (out / f"experts/expert_{k}/adapter_model.safetensors").read_bytes() == (
+            experts[k] / "adapter_model.safetensors"
+        ).read_bytes()
+    assert "/home/someone" not in "".join(p.read_text() for p in out.rglob("*.json"))
+    assert load_bundle(out).K == 3
