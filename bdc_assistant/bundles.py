@@ -30,11 +30,12 @@ from typing import Any
 
 from .errors import BundleError
 from .paths import app_paths
+from .resources import assets_dir
 
 SHIPPED_ID = "shipped"
 ACTIVE_FILE = "active.json"
 REGISTERED_FILE = "registered.json"  # written next to a registered bundle's files (not part of the bundle)
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+ASSETS_DIR = assets_dir()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from string import Template
 from ..types import TestCase
 from .llm import Call, Gateway
 from .providers.base import ChatRequest
-from .providers.presets import assets_dir
+from ..resources import assets_dir
 from .search import Failure, PublicProblem, State
 from .tree import Proposal
 

@@ -10,7 +10,8 @@ Specs for :func:`load_dataset`:
   ``solutions.json``, ``starter_code.py``, ``metadata.json``) or a jsonl with the same fields
   (``problem_id``, ``question``, ``input_output`` as a JSON string, ``solutions``, ``starter_code``).
 
-The shared data dir is ``$BDC_SHARED_DATA``, else the ``shared/data`` dir next to the repo root.
+The problem sets ship inside the package (``bdc_assistant/assets/data``, CC BY 4.0, see its NOTICE);
+``$BDC_SHARED_DATA`` overrides the folder.
 
 What goes where (the choice every metric depends on):
 * HumanEval / MBPP (``kind="call"``): ``statement`` is the prompt (signature + docstring) and
@@ -34,15 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
+from ..resources import assets_dir
 from ..sandbox.examples import extract_examples
 from ..types import Problem, TestCase
 
 
 def shared_data_dir() -> Path:
+    """The offline problem sets: shipped inside the package; ``$BDC_SHARED_DATA`` overrides the folder."""
     env = os.environ.get("BDC_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return assets_dir() / "data"
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -12,9 +12,11 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from ..resources import assets_dir
+
 PromptStyle = Literal["completion", "chat"]
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+ASSETS_DIR = assets_dir()
 PROMPTS_DIR = ASSETS_DIR / "prompts"
 
 

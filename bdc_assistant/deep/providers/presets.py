@@ -14,12 +14,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ...errors import ConfigError
+from ...resources import assets_dir
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
-def assets_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "assets"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,151 @@
+"""Install llama-cpp-python built for the CPU it runs on, reusing a wheel only when the flags match.
+
+Why a script and not a pip line: pip caches a wheel it built from source under the sdist's name only, so a
+wheel built with `-DGGML_AVX512=ON` on one machine would be reused on a CPU without AVX-512 and die with
+SIGILL on the first model load. Here the CMake flags are derived from the CPU at install time and the built
+wheel is kept in a folder keyed by (version, flags); the flags of the installed build are written next to the
+venv so `make install` can tell when a rebuild is due.
+
+    python scripts/llama_build.py flags        # the CMake flags for this CPU, one line
+    python scripts/llama_build.py install      # build or reuse the wheel, install it into this interpreter
+    python scripts/llama_build.py check        # exit 0 when the installed build has this CPU's flags
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+VERSION = os.environ.get("LLAMA_VERSION", "0.3.36")
+# x86 feature → ggml CMake option. AVX-512 is enabled only when every sub-feature ggml's AVX512 build uses is
+# present. The AMX path stays off: a build with it crashed (SIGILL) on a machine that reported AMX.
+_X86_SIMPLE = {"avx": "GGML_AVX", "avx2": "GGML_AVX2", "fma": "GGML_FMA", "f16c": "GGML_F16C", "bmi2": "GGML_BMI2"}
+_AVX512_BASE = ("avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw")
+_AVX512_EXTRA = {"avx512vbmi": "GGML_AVX512_VBMI", "avx512_vnni": "GGML_AVX512_VNNI", "avx512_bf16": "GGML_AVX512_BF16"}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cmake_args() -> str:
+    """CMake flags for this CPU: explicit ISA options on x86, llama.cpp's own defaults elsewhere."""
+    override = os.environ.get("BDC_LLAMA_CMAKE_ARGS")
+    if override:
+        return override
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64", "i686", "i386"):
+        # ARM / Apple silicon: llama.cpp's defaults target the building CPU and have no AMX trap.
+        return "-DGGML_NATIVE=ON"
+    flags = cpu_flags()
+    args = ["-DGGML_NATIVE=OFF"]
+    for feature, option in _X86_SIMPLE.items():
+        args.append(f"-D{option}={'ON' if feature in flags else 'OFF'}")
+    avx512 = all(f in flags for f in _AVX512_BASE)
+    args.append(f"-DGGML_AVX512={'ON' if avx512 else 'OFF'}")
+    for feature, option in _AVX512_EXTRA.items():
+        args.append(f"-D{option}={'ON' if avx512 and feature in flags else 'OFF'}")
+    args += ["-DGGML_AVX_VNNI=OFF", "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+    return " ".join(args)
+
+
+def _key(args: str) -> str:
+    return hashlib.sha256(f"{VERSION}|{sys.version_info[:2]}|{platform.machine()}|{args}".encode()).hexdigest()[:16]
+
+
+def wheel_dir(args: str) -> Path:
+    root = Path(os.environ.get("BDC_WHEEL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bdc-assistant" / "wheels")
+    return root / f"llama_cpp_python-{VERSION}-{_key(args)}"
+
+
+def _marker() -> Path:
+    return Path(sys.prefix) / "bdc-llama-build.txt"
+
+
+def installed_matches(args: str) -> bool:
+    try:
+        import importlib.metadata as md
+
+        if md.version("llama_cpp_python") != VERSION:
+            return False
+    except Exception:
+        return False
+    return _marker().is_file() and _marker().read_text().strip() == args
+
+
+def install(args: str) -> int:
+    target = wheel_dir(args)
+    wheels = sorted(target.glob("llama_cpp_python-*.whl")) if target.is_dir() else []
+    if wheels:
+        print(f"llama-cpp-python {VERSION}: reusing the wheel built for these flags ({target.name})")
+    else:
+        print(
+            f"building llama-cpp-python {VERSION} for this CPU ({cpu_name()}) with {args}\n"
+            "  this compiles llama.cpp from source: 6–15 minutes on 2 cores, once per machine and flag set",
+            flush=True,
+        )
+        tmp = target.with_name(target.name + ".part")
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CMAKE_ARGS": args, "FORCE_CMAKE": "1"}
+        rc = subprocess.call(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python",
+             "-w", str(tmp), f"llama-cpp-python=={VERSION}"],
+            env=env,
+        )
+        if rc != 0:
+            print(f"The llama-cpp-python {VERSION} build failed (exit {rc}) with {args}.", file=sys.stderr)
+            return 1
+        tmp.rename(target) if not target.exists() else None
+        wheels = sorted(target.glob("llama_cpp_python-*.whl"))
+    rc = subprocess.call(
+        [sys.executable, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(wheels[-1])]
+    )
+    if rc != 0:
+        return rc
+    # The server extra's dependencies (starlette, uvicorn, sse-starlette…) and the core ones, from the index.
+    rc = subprocess.call([sys.executable, "-m", "pip", "install", "-q", f"llama-cpp-python[server]=={VERSION}"])
+    if rc == 0:
+        _marker().write_text(args + "\n")
+    return rc
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[1] if len(argv) > 1 else "flags"
+    args = cmake_args()
+    if cmd == "flags":
+        print(args)
+        return 0
+    if cmd == "check":
+        return 0 if installed_matches(args) else 1
+    if cmd == "install":
+        if installed_matches(args):
+            print(f"llama-cpp-python {VERSION} already built for this CPU's flags")
+            return 0
+        return install(args)
+    print(f"unknown command {cmd!r}: use flags, check or install", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
