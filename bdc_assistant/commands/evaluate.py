@@ -18,7 +18,10 @@ from typing import Any
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--dataset", required=True, help="humaneval | mbpp | codecontests | codecontests:PATH | apps:PATH"
+        "--dataset",
+        required=True,
+        help="humaneval | mbpp | mbpp-val | mbpp-train | codecontests | codecontests-val | codecontests-train "
+        "| codecontests:PATH | apps:PATH",
     )
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
     p.add_argument("--backend", default=None, help="llamacpp | torch (default: settings)")
@@ -142,7 +145,8 @@ def print_summary(summary: dict[str, Any], *, as_json: bool) -> None:
     s, c = summary["strict"], summary["paper_compat"]
     print(f"dataset {summary['dataset']}: {summary['problems']} problems")
     print(
-        f"pass@1 {s['pass_at_1']:.2f}%   (strict: {s['denominator']} scored, {s['dropped']} dropped, "
+        f"pass@1 {s['pass_at_1']:.2f}%  95% CI {summary['pass_at_1_ci95'][0]:.1f}–{summary['pass_at_1_ci95'][1]:.1f}"
+        f"   (strict: {s['denominator']} scored, {s['dropped']} dropped, "
         f"{s['errored']} errored)"
     )
     print(f"strict        PR {s['pr']:.2f}  AC {s['ac']:.2f}")

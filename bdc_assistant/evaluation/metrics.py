@@ -171,3 +171,30 @@ def compute(
         seconds=round(seconds, 3),
         flags=asdict(flags) if mode == "paper_compat" else {},
     )
+
+
+def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a pass rate, in percent (sound at 0 and n, unlike the normal one)."""
+    if n <= 0:
+        return (0.0, 0.0)
+    z = 1.959963984540054
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2))
+
+
+def paired_bootstrap_ci95(a: list[bool], b: list[bool], rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of pass-rate(b) − pass-rate(a), in points, over the same problems."""
+    import random
+
+    if len(a) != len(b) or not a:
+        raise ValueError("paired bootstrap needs two equally long, non-empty outcome lists")
+    rng = random.Random(seed)
+    n = len(a)
+    diffs = []
+    for _ in range(rounds):
+        idx = [rng.randrange(n) for _ in range(n)]
+        diffs.append(100.0 * sum(int(b[i]) - int(a[i]) for i in idx) / n)
+    diffs.sort()
+    return (round(diffs[int(0.025 * rounds)], 2), round(diffs[int(0.975 * rounds) - 1], 2))

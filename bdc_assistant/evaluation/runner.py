@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ..errors import BdcError, DatasetError
 from ..types import Problem, TestCase
-from .metrics import CompatFlags, Summary, compute
+from .metrics import CompatFlags, Summary, compute, wilson_ci95
 from .problem_text import solver_text
 
 
@@ -187,6 +187,7 @@ def summarize(
         "dataset": run.dataset if run else None,
         "problems": len(records),
         "pass_at_1": round(strict.pass_at_1, 3),
+        "pass_at_1_ci95": wilson_ci95(round(strict.pass_at_1 * strict.denominator / 100), strict.denominator),
         "strict": strict.as_dict(),
         "paper_compat": compat.as_dict(),
         "tokens": strict.tokens,
