@@ -4,7 +4,8 @@ Registered bundles are copied into ``app_paths().bundles_dir/<id>/`` (validated 
 dir and renamed, so a half-copied bundle is never visible). ``active.json`` in that dir names the active
 bundle and keeps a history stack for ``rollback``. The bundle shipped with the app
 (``assets/bundles/default``) is the implicit first entry, id ``shipped``: it is active on a fresh
-install, and ``rollback`` can return to it. Every switch is a read-modify-write of ``active.json`` under
+install — but only while the active base is the base it was made for (it was trained for gemma-3-270m;
+on another base the app answers with the plain base and says so: ``NO_BUNDLE_FOR_BASE``). Every switch is a read-modify-write of ``active.json`` under
 an exclusive file lock and an atomic replace, so a crash or a concurrent ``bdc retrain`` cannot leave a
 torn pointer.
 
@@ -26,16 +27,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import BundleError
 from .paths import app_paths
 from .resources import assets_dir
 
+if TYPE_CHECKING:
+    from .disen.identity import BaseIdentity
+
 SHIPPED_ID = "shipped"
 ACTIVE_FILE = "active.json"
 REGISTERED_FILE = "registered.json"  # written next to a registered bundle's files (not part of the bundle)
 ASSETS_DIR = assets_dir()
+NO_BUNDLE_FOR_BASE = "no bundle for this base: answering with the plain base"
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,48 @@ class BundleEntry:
         }
 
 
-def shipped_bundle_dir() -> Path | None:
-    """The default bundle shipped in ``assets/bundles/default`` (None when this build ships none)."""
+def shipped_bundle_dir(base: BaseIdentity | None = None) -> Path | None:
+    """The default bundle shipped in ``assets/bundles/default`` (None when this build ships none, or
+    when ``base`` is given and the shipped bundle was made for another base)."""
     path = ASSETS_DIR / "bundles" / "default"
-    return path if (path / "manifest.json").is_file() else None
+    if not (path / "manifest.json").is_file():
+        return None
+    if base is not None and base_mismatch(path, base) is not None:
+        return None
+    return path
+
+
+def is_shipped(path: Path) -> bool:
+    shipped = ASSETS_DIR / "bundles" / "default"
+    try:
+        return Path(path).expanduser().resolve() == shipped.resolve()
+    except OSError:
+        return False
+
+
+def base_mismatch(path: Path, base: BaseIdentity) -> str | None:
+    """One sentence naming both bases when the bundle at ``path`` cannot customize ``base`` (manifest only)."""
+    from .disen.identity import BaseIdentity, mismatch_sentence
+
+    try:
+        bundle_base = BaseIdentity.from_dict(_read_manifest(Path(path))["base"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"The manifest of bundle {path} has a malformed base entry: {exc}.") from exc
+    return mismatch_sentence(bundle_base, base, Path(path))
+
+
+def fit_to_base(path: Path | None, note: str, base: BaseIdentity | None) -> tuple[Path | None, str]:
+    """Check the solver's bundle choice against the base it runs on.
+
+    The shipped default bundle made for another base is dropped: the app answers with the plain base
+    and says so (``NO_BUNDLE_FOR_BASE``). A bundle the user chose (command line, settings, registered and
+    made active) is kept, so loading it refuses with one sentence naming both bases.
+    """
+    if path is None or base is None or not is_shipped(path):
+        return path, note
+    if (Path(path) / "manifest.json").is_file() and base_mismatch(path, base) is not None:
+        return None, NO_BUNDLE_FOR_BASE
+    return path, note
 
 
 def _registry() -> Path:
@@ -193,12 +236,15 @@ def _safe_manifest(path: Path) -> dict[str, Any]:
         return {}
 
 
-def active_entry() -> BundleEntry | None:
+def active_entry(base: BaseIdentity | None = None) -> BundleEntry | None:
+    """The active bundle; with ``base``, a shipped bundle made for another base does not count."""
     state = _read_state()
     active = state["active"]
     path = _path_of(active)
     if path is None and active != SHIPPED_ID:  # registered bundle deleted by hand: fall back to shipped
         active, path = SHIPPED_ID, shipped_bundle_dir()
+    if path is not None and active == SHIPPED_ID and base is not None and base_mismatch(path, base):
+        path = None
     if path is None:
         return None
     return BundleEntry(
@@ -212,9 +258,9 @@ def active_bundle_path() -> Path | None:
     return entry.path if entry is not None and entry.source == "registered" else None
 
 
-def active_bundle_info() -> dict[str, Any] | None:
+def active_bundle_info(base: BaseIdentity | None = None) -> dict[str, Any] | None:
     """What ``bdc doctor --json`` shows as ``bundle``: id, source, experts, base identity, data hash, metrics."""
-    entry = active_entry()
+    entry = active_entry(base)
     if entry is None:
         return None
     info = entry.summary()

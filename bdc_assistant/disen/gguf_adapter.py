@@ -7,7 +7,10 @@ adapter whose ``lora_b`` is B_cat and whose ``lora_a`` is a placeholder, and per
 
 The header omits ``adapter.lora.alpha`` (llama.cpp reads 0 → scale = the context scale, 1.0), so the
 per-tensor rank never rescales anything. For Llama GGUFs, ``lora_b`` of attn_q / attn_k get the same
-row permutation the HF→GGUF converter applies to the q/k weights (Gemma-3 needs none).
+row permutation the HF→GGUF converter applies to the q/k weights. Gemma-3 and Qwen2 need none:
+convert_hf_to_gguf's ``Qwen2Model.modify_tensors`` passes q/k through unchanged (NEOX rope). Qwen2's
+q/k/v biases are base tensors, untouched by a LoRA (peft's default ``bias="none"``), so the adapter
+carries none.
 """
 
 from __future__ import annotations
@@ -92,18 +95,20 @@ def write_template(
     n_kv_heads: int,
     bundle_id: str,
     dtype: Dtype = "f16",
-    permute_qk: bool = True,
+    permute_qk: bool | None = None,
     g: np.ndarray | None = None,
 ) -> AdapterTemplate:
     """Write the adapter GGUF (``lora_a`` = g ⊙ A_cat, default g = 1; ``lora_b`` = B_cat) and index it.
 
-    ``permute_qk=False`` exists only as a negative control for the Llama parity test.
+    ``permute_qk``: None = what the architecture needs (Llama only); True/False force it, which exists
+    only for the negative controls of the parity tests (Llama without, Qwen2/Gemma-3 with).
     """
     import gguf
 
     if arch not in mods.SUPPORTED_ARCHS:
         raise BundleError(f"Architecture '{arch}' is not supported by the DisenLoRA adapter writer.")
     np_dtype = np.float16 if dtype == "f16" else np.float32
+    permute = arch in mods.QK_PERMUTED_ARCHS if permute_qk is None else bool(permute_qk)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.partial")
@@ -111,12 +116,12 @@ def write_template(
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_string(BUNDLE_ID_KEY, bundle_id)
-    writer.add_bool(PERMUTED_KEY, bool(arch == "llama" and permute_qk))
+    writer.add_bool(PERMUTED_KEY, permute)
     ones = np.ones((cat.n_layers, cat.n_experts * cat.rank), np.float32)
     gates = ones if g is None else np.asarray(g, np.float32)
     for layer, module in cat.layer_modules():
         b = cat.B[(layer, module)]
-        if arch == "llama" and permute_qk and module in ("q_proj", "k_proj"):
+        if permute and module in ("q_proj", "k_proj"):
             b = llama_permute(b, n_heads if module == "q_proj" else n_kv_heads)
         name = mods.gguf_weight_name(layer, module)
         a_star = gates[layer][:, None] * cat.A[(layer, module)]

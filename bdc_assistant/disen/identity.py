@@ -16,7 +16,8 @@ from typing import Any
 
 from ..errors import BundleError, ModelError
 
-_ARCH_FROM_MODEL_TYPE = {"gemma3": "gemma3", "gemma3_text": "gemma3", "llama": "llama"}
+_ARCH_FROM_MODEL_TYPE = {"gemma3": "gemma3", "gemma3_text": "gemma3", "llama": "llama", "qwen2": "qwen2"}
+SUPPORTED = ("gemma3", "llama", "qwen2")
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def shape_from_hf_config(config: dict[str, Any]) -> ModelShape:
     arch = _ARCH_FROM_MODEL_TYPE.get(model_type)
     if arch is None:
         raise ModelError(
-            f"Model type '{model_type}' is not supported by DisenLoRA (supported: gemma3, llama)."
+            f"Model type '{model_type}' is not supported by DisenLoRA (supported: {', '.join(SUPPORTED)})."
         )
     n_heads = int(config["num_attention_heads"])
     hidden = int(config["hidden_size"])
@@ -153,9 +154,9 @@ def shape_from_gguf(path: Path) -> ModelShape:
         raise ModelError(f"Cannot read the GGUF file {path}: {exc}.") from exc
     arch_field = reader.fields.get("general.architecture")
     arch = _field_str(arch_field) if arch_field is not None else ""
-    if arch not in ("gemma3", "llama"):
+    if arch not in SUPPORTED:
         raise ModelError(
-            f"GGUF architecture '{arch}' is not supported by DisenLoRA (supported: gemma3, llama)."
+            f"GGUF architecture '{arch}' is not supported by DisenLoRA (supported: {', '.join(SUPPORTED)})."
         )
     shapes = {t.name: [int(x) for x in t.shape] for t in reader.tensors}
 
@@ -240,10 +241,18 @@ def identity_of_hf_dir(
     return identity_for(shape, name=name or Path(hf_dir).name, gguf_sha256=gguf_sha256), shape
 
 
-def require_same_base(bundle_base: BaseIdentity, loaded: BaseIdentity, bundle_path: Path) -> None:
+def mismatch_sentence(bundle_base: BaseIdentity, loaded: BaseIdentity, bundle_path: Path) -> str | None:
+    """One sentence naming both bases when the bundle at ``bundle_path`` cannot customize ``loaded``."""
     why = bundle_base.mismatch(loaded)
+    if why is None:
+        return None
+    return (
+        f"The solver bundle {bundle_path} was made for base '{bundle_base.name}' ({why}); "
+        f"it cannot customize '{loaded.name}'."
+    )
+
+
+def require_same_base(bundle_base: BaseIdentity, loaded: BaseIdentity, bundle_path: Path) -> None:
+    why = mismatch_sentence(bundle_base, loaded, bundle_path)
     if why is not None:
-        raise BundleError(
-            f"The solver bundle {bundle_path} was made for base '{bundle_base.name}' ({why}); "
-            f"it cannot customize '{loaded.name}'."
-        )
+        raise BundleError(why)

@@ -144,16 +144,17 @@ class LlamaCppAdapterSlot:
         key = bundle.bundle_id
         if key in self._templates:
             return self._templates[key]
+        loaded = f"'{self.model_name}' ({self.n_layers}-layer {self.arch})"
         if self.arch != bundle.base.arch or (self.n_layers and self.n_layers != bundle.n_layers):
             raise BundleError(
-                f"The solver bundle {bundle.path} is for a {bundle.n_layers}-layer {bundle.base.arch} model, "
-                f"not the loaded {self.n_layers}-layer {self.arch} model."
+                f"The solver bundle {bundle.path} was made for base '{bundle.base.name}' "
+                f"({bundle.n_layers}-layer {bundle.base.arch}); it cannot customize {loaded}."
             )
         shape = shape_from_llama_metadata(self._meta, self._n_vocab())
         if shape is not None and shape.config_hash() != bundle.base.hf_config_hash:
             raise BundleError(
-                f"The solver bundle {bundle.path} was made for base '{bundle.base.name}', "
-                "not for the loaded llama.cpp model (architecture config differs)."
+                f"The solver bundle {bundle.path} was made for base '{bundle.base.name}' "
+                f"(architecture config differs); it cannot customize {loaded}."
             )
         self._dtype = self._resolve_dtype(bundle)
         path = template_path(bundle, self.arch)
@@ -274,6 +275,12 @@ class LlamaCppAdapterSlot:
         finally:
             self._handle = None
             _unlink_all(self._scratch)
+
+    @property
+    def model_name(self) -> str:
+        """The loaded GGUF's file name (for messages that name both bases)."""
+        path = getattr(self._llama, "model_path", None)
+        return Path(path).name if path else str(self._meta.get("general.name", self.arch))
 
     def _n_vocab(self) -> int:
         n_vocab = getattr(self._llama, "n_vocab", None)

@@ -29,7 +29,10 @@ _MODULE_INFO: dict[str, tuple[str, str]] = {
     "down_proj": ("mlp", "ffn_down"),
 }
 
-SUPPORTED_ARCHS: tuple[str, ...] = ("gemma3", "llama")
+SUPPORTED_ARCHS: tuple[str, ...] = ("gemma3", "llama", "qwen2")
+# Archs whose HF→GGUF converter permutes q/k rows (llama.cpp NORM rope on interleaved pairs); gemma3 and
+# qwen2 use NEOX rope (rotate halves, like HF), so convert_hf_to_gguf leaves their q/k rows alone.
+QK_PERMUTED_ARCHS: tuple[str, ...] = ("llama",)
 
 # peft key: base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight (language_model. for multimodal)
 PEFT_KEY = re.compile(

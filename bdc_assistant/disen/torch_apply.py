@@ -48,13 +48,17 @@ class _CatCache:
         self.B: dict[tuple[int, str], Any] = {}
 
     def get(
-        self, bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash: str | None = None
+        self,
+        bundle: Bundle,
+        linears: dict[tuple[int, str], Any],
+        config_hash: str | None = None,
+        model_name: str = "",
     ) -> _CatCache:
         import torch
 
         if self._bundle_id == bundle.bundle_id:
             return self
-        _check_fit(bundle, linears, config_hash)
+        _check_fit(bundle, linears, config_hash, model_name)
         cat = bundle.cat
         self.A, self.B = {}, {}
         for key in cat.layer_modules():
@@ -63,6 +67,14 @@ class _CatCache:
             self.B[key] = torch.from_numpy(cat.B[key]).to(dev)
         self._bundle_id = bundle.bundle_id
         return self
+
+
+def model_name(model: Any) -> str:
+    """The loaded model's directory name (for messages that name both bases)."""
+    from pathlib import Path
+
+    path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    return Path(path).name if path else type(model).__name__
 
 
 def model_config_hash(model: Any) -> str | None:
@@ -79,17 +91,22 @@ def model_config_hash(model: Any) -> str | None:
         return None
 
 
-def _check_fit(bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash: str | None = None) -> None:
-    if config_hash is not None and config_hash != bundle.base.hf_config_hash:
-        raise BundleError(
-            f"The solver bundle {bundle.path} was made for base '{bundle.base.name}', "
-            "not for the loaded torch model (architecture config differs)."
-        )
+def _check_fit(
+    bundle: Bundle, linears: dict[tuple[int, str], Any], config_hash: str | None = None, model_name: str = ""
+) -> None:
     layers = {layer for layer, _ in linears}
     n_model = max(layers) + 1 if layers else 0
+    loaded = f"'{model_name or 'the loaded torch model'}' ({n_model} layers)"
+    if config_hash is not None and config_hash != bundle.base.hf_config_hash:
+        raise BundleError(
+            f"The solver bundle {bundle.path} was made for base '{bundle.base.name}' "
+            f"({bundle.n_layers}-layer {bundle.base.arch}, architecture config differs); "
+            f"it cannot customize {loaded}."
+        )
     if n_model != bundle.n_layers:
         raise BundleError(
-            f"The solver bundle {bundle.path} is for {bundle.n_layers} layers but the loaded model has {n_model}."
+            f"The solver bundle {bundle.path} was made for base '{bundle.base.name}' "
+            f"({bundle.n_layers} layers); it cannot customize {loaded}."
         )
     for key in bundle.cat.layer_modules():
         lin = linears.get(key)
@@ -125,7 +142,7 @@ class TorchMergeSlot:
             return 0.0
         t0 = time.perf_counter()
         bundle = customization.bundle
-        cat = self._cat.get(bundle, self._linears, self._config_hash)
+        cat = self._cat.get(bundle, self._linears, self._config_hash, model_name(self._model))
         g = torch.tensor(np.asarray(customization.g, np.float32))
         with torch.no_grad():
             for key in self._dirty - set(cat.A):
@@ -177,7 +194,7 @@ class GateHooks:
 
     def __init__(self, model: Any, bundle: Bundle) -> None:
         self._linears = find_targets(model, bundle.targets)
-        self._cat = _CatCache().get(bundle, self._linears, model_config_hash(model))
+        self._cat = _CatCache().get(bundle, self._linears, model_config_hash(model), model_name(model))
         self._g: Any = None
         self._handles: list[Any] = []
         self.n_layers = bundle.n_layers

@@ -1,7 +1,7 @@
-"""Write an HF Llama / Gemma-3 state dict to an F32 GGUF that llama.cpp loads with the *same* weights.
+"""Write an HF Llama / Gemma-3 / Qwen2 state dict to an F32 GGUF that llama.cpp loads with the *same* weights.
 
 Why this exists: parity between the torch and llama.cpp backends (and the DisenLoRA adapter parity tests)
-needs one set of weights in both formats. We only handle the two architectures the app uses, and we do
+needs one set of weights in both formats. We only handle the architectures the app uses, and we do
 the same tensor transformations as llama.cpp's ``convert_hf_to_gguf.py``:
 
 * ``llama``: the q/k projection rows are permuted (``LlamaModel.permute``) because llama.cpp's NORM rope
@@ -9,7 +9,9 @@ the same tensor transformations as llama.cpp's ``convert_hf_to_gguf.py``:
 * ``gemma3``: no permutation (NEOX rope), but every RMSNorm weight is stored as ``1 + w`` because HF's
   Gemma norm multiplies by ``(1 + w)`` and llama.cpp's by ``w``. Embedding scaling (√n_embd) is done by
   both runtimes; llama.cpp derives the attention scale as 1/√head_dim, so ``query_pre_attn_scalar`` must
-  equal ``head_dim`` (checked here rather than silently producing a different model).
+  equal ``head_dim`` (checked here rather than silently producing a different model);
+* ``qwen2``: no permutation (``Qwen2Model.modify_tensors`` passes q/k through: NEOX rope), norms as they
+  are, q/k/v biases as ``attn_{q,k,v}.bias``; tied embeddings simply omit ``output.weight``.
 
 The tokenizer is a minimal SentencePiece-style ("llama") vocab passed in by the caller.
 """
@@ -25,7 +27,7 @@ import numpy as np
 
 from ..errors import ModelError
 
-Arch = Literal["llama", "gemma3"]
+Arch = Literal["llama", "gemma3", "qwen2"]
 
 # HF per-layer module suffix -> GGUF per-block tensor name (both archs share the projections).
 _LAYER_NAMES_COMMON: dict[str, str] = {
@@ -40,6 +42,13 @@ _LAYER_NAMES_COMMON: dict[str, str] = {
 }
 _LAYER_NAMES: dict[str, dict[str, str]] = {
     "llama": {**_LAYER_NAMES_COMMON, "post_attention_layernorm.weight": "ffn_norm.weight"},
+    "qwen2": {
+        **_LAYER_NAMES_COMMON,
+        "post_attention_layernorm.weight": "ffn_norm.weight",
+        "self_attn.q_proj.bias": "attn_q.bias",
+        "self_attn.k_proj.bias": "attn_k.bias",
+        "self_attn.v_proj.bias": "attn_v.bias",
+    },
     "gemma3": {
         **_LAYER_NAMES_COMMON,
         "self_attn.q_norm.weight": "attn_q_norm.weight",
@@ -141,7 +150,7 @@ def write_gguf(
     name: str = "tiny",
     permute_qk: bool = True,
 ) -> Path:
-    """Write ``state`` (an HF Llama/Gemma-3 causal LM) as an F32 GGUF at ``path``."""
+    """Write ``state`` (an HF Llama/Gemma-3/Qwen2 causal LM) as an F32 GGUF at ``path``."""
     import gguf
 
     head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
@@ -172,7 +181,7 @@ def write_gguf(
     writer.add_value_length(head_dim)
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_vocab_size(int(config.vocab_size))
-    if arch == "llama":
+    if arch in ("llama", "qwen2"):
         writer.add_rope_dimension_count(head_dim)
         writer.add_rope_freq_base(_rope_theta(config))
     else:

@@ -1,4 +1,4 @@
-"""Tiny random Llama / Gemma-3 models, written both as an HF dir and as an F32 GGUF with the same weights.
+"""Tiny random Llama / Gemma-3 / Qwen2 models, written both as an HF dir and as an F32 GGUF with the same weights.
 
 Why: backend parity (torch vs llama.cpp), the DisenLoRA adapter parity tests and the trainer's smoke
 config all need a real model that loads in both runtimes in well under a second. It lives in the package
@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from .gguf_export import SpmVocab, byte_fallback_vocab, write_gguf
 
-TinyArch = Literal["llama", "gemma3"]
+TinyArch = Literal["llama", "gemma3", "qwen2"]
+TINY_ARCHS: tuple[TinyArch, ...] = ("llama", "gemma3", "qwen2")
 
 _EXTRA_PIECES: tuple[str, ...] = ("▁", *(c for c in string.printable if c.isprintable() and c != " "))
 
@@ -61,6 +62,17 @@ def _config(arch: TinyArch, vocab_size: int, n_layers: int) -> Any:
             tie_word_embeddings=False,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         )
+    if arch == "qwen2":
+        from transformers import Qwen2Config
+
+        # As Qwen2.5-Coder-0.5B/1.5B: q/k/v biases (always on in HF's Qwen2), tied embeddings, NEOX rope with
+        # a large base, no sliding window.
+        return Qwen2Config(
+            **common,
+            tie_word_embeddings=True,
+            use_sliding_window=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        )
     from transformers import Gemma3TextConfig
 
     # Alternate sliding/full layers with a short window so both attention kinds and both rope bases are
@@ -99,7 +111,12 @@ def _randomize(model: Any, arch: TinyArch, seed: int) -> None:
             elif "embed_tokens" in name:
                 # Gemma scales inputs by sqrt(hidden) and ties lm_head: small rows stop the model from
                 # just copying its input token (a degenerate greedy run would make parity checks weak).
-                param.copy_(torch.randn(param.shape, generator=gen) * (0.03 if arch == "gemma3" else 1.0))
+                # Qwen2 ties lm_head too but does not scale inputs: a milder shrink does the same.
+                std = {"gemma3": 0.03, "qwen2": 0.3}.get(arch, 1.0)
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+            elif name.endswith(".bias"):
+                # Qwen2's q/k/v biases: large enough that dropping or misplacing one would show.
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
             else:
                 fan_in = param.shape[-1]
                 param.copy_(torch.randn(param.shape, generator=gen) / fan_in**0.5)
@@ -135,7 +152,7 @@ def build_tiny(arch: TinyArch, out_dir: Path, seed: int = 0, n_layers: int = 2) 
     import torch
     from transformers import AutoModelForCausalLM
 
-    if arch not in ("llama", "gemma3"):
+    if arch not in TINY_ARCHS:
         raise ValueError(f"unknown tiny arch {arch!r}")
     vocab = tiny_vocab(arch)
     config = _config(arch, len(vocab), n_layers)

@@ -1,4 +1,4 @@
-"""Tiny random models for the backend tests, built once per session (both archs, HF dir + GGUF)."""
+"""Tiny random models for the backend tests, built once per session (every arch, HF dir + GGUF)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from bdc_assistant.models.tiny import TinyModel, build_tiny
 
-ARCHS = ("llama", "gemma3")
+ARCHS = ("llama", "gemma3", "qwen2")
 
 
 @pytest.fixture(scope="session")

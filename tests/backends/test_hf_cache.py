@@ -83,8 +83,9 @@ def test_missing_gguf(private_models_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_embedded_gemma_torch_matches_llamacpp(embedded_base_gguf: Path) -> None:
-    """The real base: dequantized once (~2 min on first run, cached by sha256), then same greedy text."""
+def test_embedded_base_torch_matches_llamacpp(embedded_base_gguf: Path) -> None:
+    """The real base (Qwen2.5-Coder-0.5B-Instruct Q4_K_M): dequantized once (~2 min on first run, cached by
+    sha256), then the same greedy text on both backends."""
     from bdc_assistant.backends.base import GenerationParams
     from bdc_assistant.backends.llamacpp_backend import LlamaCppGenerator
     from bdc_assistant.backends.torch_backend import TorchGenerator
@@ -98,7 +99,7 @@ def test_embedded_gemma_torch_matches_llamacpp(embedded_base_gguf: Path) -> None
         assert hf.tokenize(prompt) == ids
         a, b = cpp.eval_logits(ids), hf.eval_logits(ids)
         print(
-            f"gemma-3-270m Q4_K_M: max |Δlogit| {float(np.abs(a - b).max()):.3f} (Q8 activations in llama.cpp)"
+            f"{embedded_base_gguf.name}: max |Δlogit| {float(np.abs(a - b).max()):.3f} (Q8 activations in llama.cpp)"
         )
         assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.9
         # llama.cpp multiplies Q4_K weights with Q8-quantized activations, torch uses the f32 dequantized

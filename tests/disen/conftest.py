@@ -1,4 +1,4 @@
-"""Fixtures for the DisenLoRA tests: tiny random Llama / Gemma-3 models (HF dir + F32 GGUF with the same
+"""Fixtures for the DisenLoRA tests: tiny random Llama / Gemma-3 / Qwen2 models (HF dir + F32 GGUF with the same
 weights, built once per session) and random K=3, r=4 bundles for them.
 
 llama.cpp is opened with an f32 KV cache here: the default f16 cache alone moves tiny-model logits by
@@ -17,7 +17,7 @@ import pytest
 from bdc_assistant.disen.bundle import Bundle, load_bundle
 from bdc_assistant.disen.random_bundle import make_random_bundle
 
-ARCHS = ("llama", "gemma3")
+ARCHS = ("llama", "gemma3", "qwen2")
 EFFECT_SCALE = 0.1  # random experts' ΔW size: moves tiny-model logits by ~0.7-2, clearly ≥ 0.3
 
 

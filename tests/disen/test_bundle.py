@@ -175,7 +175,7 @@ def test_bf16_expert_from_torch_state_dict(tiny_models, bundle_copy, tmp_path):
     assert load_bundle(out).experts[2].A[(1, "v_proj")].dtype == np.float32
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
 def test_gguf_hf_and_llama_metadata_give_the_same_identity(arch, tiny_models):
     """A GGUF and the HF dir with the same weights hash alike, so both backends accept the same bundles."""
     from bdc_assistant.disen.identity import identity_of_gguf, shape_from_gguf, shape_from_llama_metadata

@@ -22,7 +22,7 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
 def test_torch_merge_delta_equals_reference(arch, tiny_models, loaded_bundles):
     bundle = loaded_bundles[arch]
     model = load_torch(tiny_models[arch].hf_dir)
@@ -37,7 +37,7 @@ def test_torch_merge_delta_equals_reference(arch, tiny_models, loaded_bundles):
         assert np.all(slot.current_delta(layer, module) == 0.0)
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
 @pytest.mark.parametrize(("dtype", "tol"), [("f32", 1e-6), ("f16", 2e-3)])
 def test_gguf_adapter_delta_equals_reference(arch, dtype, tol, loaded_bundles, tmp_path):
     bundle = loaded_bundles[arch]

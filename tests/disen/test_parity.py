@@ -1,7 +1,8 @@
-"""Logit parity on tiny random Llama and Gemma-3 models: llama.cpp (adapter template, A* patched per
-query) vs torch (W0 + ΔW merged) agree to ≤ 2e-3 while the adapter moves logits by ≥ 0.3, with argmax
-agreement 1.0. The negative controls (Llama q/k rows not permuted, g transposed, a missing expert scale)
-must fail the very same check — otherwise the check could not tell right from wrong.
+"""Logit parity on tiny random Llama, Gemma-3 and Qwen2 models: llama.cpp (adapter template, A* patched
+per query) vs torch (W0 + ΔW merged) agree to ≤ 2e-3 while the adapter moves logits by ≥ 0.3, with argmax
+agreement 1.0. The negative controls (Llama q/k rows not permuted, Qwen2 q/k rows permuted as if it were
+Llama, g transposed, a missing expert scale) must fail the very same check — otherwise the check could not
+tell right from wrong.
 
 Select with ``pytest -k parity``. For Gemma-3 most of the remaining difference is not the adapter: ggml's
 CPU GELU is an fp16 lookup table, which alone moves the tiny model's base logits by ~1.4e-3 (measured).
@@ -62,13 +63,13 @@ def _cpp_side(
     ids: list[int],
     tmp_path,
     *,
-    permute_qk: bool = True,
+    permute_qk: bool | None = None,
     cat: Any = None,
     dtype: str = "f16",
 ) -> np.ndarray:
     slot = LlamaCppAdapterSlot(llm, dtype=dtype)
     try:
-        if cat is None and permute_qk:
+        if cat is None and permute_qk is None:
             slot.apply(Customization.from_g(bundle, g))
         else:
             cat = cat or bundle.cat
@@ -96,7 +97,7 @@ def _check(base_t: np.ndarray, cust_t: np.ndarray, cust_c: np.ndarray) -> Check:
     )
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
 @pytest.mark.parametrize("dtype", ["f16", "f32"])
 def test_logit_parity(arch, dtype, runtimes, loaded_bundles, tiny_models, tmp_path):
     model, llm = runtimes[arch]
@@ -108,6 +109,7 @@ def test_logit_parity(arch, dtype, runtimes, loaded_bundles, tiny_models, tmp_pa
         base_t, cust_t = _torch_side(model, bundle, g, ids)
         cust_c = _cpp_side(llm, bundle, g, ids, tmp_path, dtype=dtype)
         check = _check(base_t, cust_t, cust_c)
+        print(f"{arch} {dtype} g#{seed}: {check}")
         assert check.ok, check
     # after clearing, llama.cpp is back to the plain base exactly
     assert np.array_equal(llama_logits(llm, ids), base_c)
@@ -120,10 +122,23 @@ def test_parity_negative_control_llama_qk_not_permuted(runtimes, loaded_bundles,
     g = random_g(bundle, 1)
     base_t, cust_t = _torch_side(model, bundle, g, ids)
     check = _check(base_t, cust_t, _cpp_side(llm, bundle, g, ids, tmp_path, permute_qk=False))
+    print(f"llama without q/k permutation: {check}")
     assert not check.ok and check.max_diff > 10 * TOL, check
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_parity_negative_control_qwen2_qk_permuted(runtimes, loaded_bundles, tiny_models, tmp_path):
+    """Qwen2 GGUFs keep HF's q/k row order (NEOX rope): permuting lora_b as for Llama must be caught."""
+    model, llm = runtimes["qwen2"]
+    bundle = loaded_bundles["qwen2"]
+    ids = token_ids(tiny_models["qwen2"].vocab_size, 24, seed=11)
+    g = random_g(bundle, 1)
+    base_t, cust_t = _torch_side(model, bundle, g, ids)
+    check = _check(base_t, cust_t, _cpp_side(llm, bundle, g, ids, tmp_path, permute_qk=True))
+    print(f"qwen2 with a Llama q/k permutation: {check}")
+    assert not check.ok and check.max_diff > 10 * TOL, check
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
 def test_parity_negative_control_g_transposed(arch, runtimes, loaded_bundles, tiny_models, tmp_path):
     """Feeding llama.cpp g in rank-major order (the G_i ∈ R^{K×r} transposed) must be caught."""
     model, llm = runtimes[arch]
@@ -133,10 +148,11 @@ def test_parity_negative_control_g_transposed(arch, runtimes, loaded_bundles, ti
     g_t = g.reshape(bundle.n_layers, bundle.K, bundle.r).transpose(0, 2, 1).reshape(g.shape)
     base_t, cust_t = _torch_side(model, bundle, g, ids)
     check = _check(base_t, cust_t, _cpp_side(llm, bundle, g_t, ids, tmp_path))
+    print(f"{arch} g transposed: {check}")
     assert not check.ok and check.max_diff > 10 * TOL, check
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
 def test_parity_negative_control_missing_expert_scale(arch, runtimes, loaded_bundles, tiny_models, tmp_path):
     """A_cat built without s_k (the classic cat-merge mistake) must be caught."""
     model, llm = runtimes[arch]
@@ -147,18 +163,20 @@ def test_parity_negative_control_missing_expert_scale(arch, runtimes, loaded_bun
     bad_cat = build_cat(unscaled, bundle.targets, bundle.n_layers)
     base_t, cust_t = _torch_side(model, bundle, g, ids)
     check = _check(base_t, cust_t, _cpp_side(llm, bundle, g, ids, tmp_path, cat=bad_cat))
+    print(f"{arch} missing s_k: {check}")
     assert not check.ok and check.max_diff > 10 * TOL, check
 
 
-def test_parity_hook_mode_equals_merge_mode(tiny_models, loaded_bundles):
+@pytest.mark.parametrize("arch", ["gemma3", "qwen2"])
+def test_parity_hook_mode_equals_merge_mode(arch, tiny_models, loaded_bundles):
     """Hook mode (per-sample gates, unmerged) gives the merge-mode logits, sample by sample."""
     import torch
 
     from bdc_assistant.disen.torch_apply import GateHooks
 
-    bundle = loaded_bundles["gemma3"]
-    model = load_torch(tiny_models["gemma3"].hf_dir)
-    ids = token_ids(tiny_models["gemma3"].vocab_size, 16, seed=3)
+    bundle = loaded_bundles[arch]
+    model = load_torch(tiny_models[arch].hf_dir)
+    ids = token_ids(tiny_models[arch].vocab_size, 16, seed=3)
     gs = [random_g(bundle, 1), random_g(bundle, 2)]
     merged = []
     slot = TorchMergeSlot(model)

@@ -125,6 +125,34 @@ def test_llamacpp_slot_refuses_bundle_for_other_arch(tiny_models, loaded_bundles
         llm.close()
 
 
+@pytest.mark.parametrize("other", ["gemma3", "llama"])
+def test_slots_on_qwen2_refuse_another_bases_bundle_naming_both(other, tiny_models, tmp_path):
+    """A bundle for another base is refused on both backends with one sentence that names both bases."""
+    from bdc_assistant.disen.bundle import load_bundle
+    from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot
+    from bdc_assistant.disen.random_bundle import make_random_bundle
+
+    from .conftest import open_llama
+
+    base_name = f"tiny-{other}-base"
+    bundle = load_bundle(make_random_bundle(tiny_models[other].hf_dir, tmp_path / "b", name=base_name))
+    foreign = Customization.from_g(bundle, random_g(bundle, 1))
+    with pytest.raises(BundleError) as info:
+        TorchMergeSlot(load_torch(tiny_models["qwen2"].hf_dir)).apply(foreign)
+    msg = str(info.value)
+    assert f"'{base_name}'" in msg and "'hf' (2 layers)" in msg and "\n" not in msg, msg
+    llm = open_llama(tiny_models["qwen2"].gguf_path)
+    try:
+        slot = LlamaCppAdapterSlot(llm)
+        with pytest.raises(BundleError) as info:
+            slot.apply(foreign)
+        msg = str(info.value)
+        assert f"'{base_name}'" in msg and "'tiny-qwen2.gguf'" in msg and "qwen2" in msg, msg
+        assert slot.live_handles == 0
+    finally:
+        llm.close()
+
+
 def test_detect_api_prefers_current_names_and_falls_back():
     from types import SimpleNamespace
 

@@ -20,7 +20,7 @@ def _sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyModel]:
     root = tmp_path_factory.mktemp("tiny")
-    return {arch: build_tiny(arch, root / arch, seed=0) for arch in ("llama", "gemma3")}
+    return {arch: build_tiny(arch, root / arch, seed=0) for arch in ("llama", "gemma3", "qwen2")}
 
 
 def _fields(path: Path) -> dict[str, object]:
@@ -67,6 +67,34 @@ def test_gguf_metadata_gemma3(built: dict[str, TinyModel]) -> None:
     assert "output.weight" not in tensors  # tied to token_embd
     for name in ("attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"):
         assert f"blk.0.{name}.weight" in tensors
+
+
+def test_gguf_metadata_qwen2(built: dict[str, TinyModel]) -> None:
+    """Qwen2 as convert_hf_to_gguf writes it: q/k rows as in HF (no permutation), biases, tied lm_head."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    f = _fields(built["qwen2"].gguf_path)
+    assert f["general.architecture"] == "qwen2"
+    assert f["qwen2.block_count"] == 2 and f["qwen2.attention.head_count_kv"] == 2
+    assert f["qwen2.rope.freq_base"] == 1_000_000.0
+    tensors = f["_tensors"]
+    assert isinstance(tensors, dict)
+    assert "output.weight" not in tensors  # tied to token_embd
+    hf = load_file(built["qwen2"].hf_dir / "model.safetensors")
+    data = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(str(built["qwen2"].gguf_path)).tensors}
+    for i in range(2):
+        for stem, mod in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj")):
+            np.testing.assert_array_equal(
+                data[f"blk.{i}.{stem}.weight"], hf[f"model.layers.{i}.self_attn.{mod}.weight"]
+            )
+            np.testing.assert_array_equal(
+                data[f"blk.{i}.{stem}.bias"], hf[f"model.layers.{i}.self_attn.{mod}.bias"]
+            )
+            assert float(np.abs(data[f"blk.{i}.{stem}.bias"]).max()) > 0.1  # biases that matter
+        np.testing.assert_array_equal(
+            data[f"blk.{i}.ffn_norm.weight"], hf[f"model.layers.{i}.post_attention_layernorm.weight"]
+        )
 
 
 def test_same_seed_same_bytes_other_seed_other_weights(built: dict[str, TinyModel], tmp_path: Path) -> None:
