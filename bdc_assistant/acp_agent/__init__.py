@@ -1,0 +1,1 @@
+"""``bdc acp``: the assistant as an Agent Client Protocol agent over stdio (SDK: the ``acp`` package)."""

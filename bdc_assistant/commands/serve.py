@@ -1,0 +1,44 @@
+"""`bdc serve`: the customized local solver behind an OpenAI-compatible HTTP API (see docs/serve.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need an API key)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="model instances, each answering one request at a time"
+    )
+    p.add_argument(
+        "--queue", type=int, default=8, help="requests that may wait for an instance before 503 (default 8)"
+    )
+    p.add_argument(
+        "--api-key",
+        help="require this key (Authorization: Bearer KEY); default: the keyring entry 'serve' if any "
+        "(`bdc keys set serve`), which also keeps the key out of the process list",
+    )
+    p.add_argument("--bundle", help="solver bundle directory ('none' = plain base model)")
+    p.add_argument("--backend", choices=["auto", "llamacpp", "torch"], help="override [backend].name")
+    p.add_argument("--model-name", default="bdc", help="the model id clients ask for (default 'bdc')")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_settings
+    from ..serve.server import ServeOptions, serve
+
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        queue=args.queue,
+        api_key=args.api_key,
+        bundle=args.bundle,
+        backend=None if args.backend == "auto" else args.backend,
+        model_name=args.model_name,
+    )
+    serve(load_settings(), options)
+    return 0
