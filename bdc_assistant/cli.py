@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "report what is installed and which backend would run"),
     "paths": ("paths", "print the config, data, cache and state directories"),
     "config": ("config_cmd", "print the resolved settings as TOML"),
+    "serve": ("serve", "serve the customized solver over an OpenAI-compatible HTTP API"),
+    "acp": ("acp", "run as an Agent Client Protocol agent over stdio (for editors such as Zed)"),
     "tui": ("tui_cmd", "open the app (same as `bdc` with no subcommand)"),
 }
 
