@@ -38,6 +38,10 @@ class AppPaths:
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 
+    @property
+    def log_file(self) -> Path:
+        return self.logs_dir / "bdc.log"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "config_file": str(self.config_file),
@@ -49,6 +53,7 @@ class AppPaths:
             "db_file": str(self.db_file),
             "bundles_dir": str(self.bundles_dir),
             "logs_dir": str(self.logs_dir),
+            "log_file": str(self.log_file),
         }
 
 

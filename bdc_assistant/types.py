@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
 TestKind = Literal["stdio", "call"]
+
+
+class CancelToken:
+    """A flag checked once per generated token or LLM call; set from any thread (Esc in the TUI, Ctrl-C in
+    the CLI)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
 
 
 @dataclass(frozen=True)

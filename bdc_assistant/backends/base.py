@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ..types import CancelToken
 
 if TYPE_CHECKING:
     from ..disen.compose import Customization
 
 
-class CancelToken:
-    """A flag checked once per generated token; set from any thread (Esc in the TUI, Ctrl-C in the CLI)."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
+# CancelToken lives in types.py (the TUI and deep mode need it without importing backends); re-exported here
+__all__ = ["CancelToken", "GenerationParams", "Generator", "one_line", "truncate_at_stop"]
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..tui.app import BdcApp, env_flag
+    from ..tui.app import BdcApp
 
     settings = load_settings()
-    if getattr(args, "theme", None):
+    if args.theme:
         settings.tui.theme = args.theme
-    exit_early = bool(getattr(args, "exit_after_first_frame", False)) or env_flag(
-        "BDC_EXIT_AFTER_FIRST_FRAME"
-    )
+    exit_early = args.exit_after_first_frame or os.environ.get(
+        "BDC_EXIT_AFTER_FIRST_FRAME", ""
+    ).strip().lower() in {"1", "true", "yes", "on"}
     frame_file = os.environ.get("BDC_FIRST_FRAME_FILE")
     history = None
-    if settings.tui.history and not getattr(args, "no_history", False):
+    if settings.tui.history and not args.no_history:
         from ..store.history import open_history
 
         history = open_history()
-    from ..tui.engine import RealEngine
+    from ..tui.real_engine import RealEngine
 
     engine = RealEngine(settings)
     app = BdcApp(

@@ -1,7 +1,8 @@
 """Deep mode as the TUI sees it: fold the deep runner's typed events (:mod:`bdc_assistant.deep.events`)
 into :class:`DeepProgress` snapshots the deep screen redraws, and run :class:`DeepRunner` for a request.
 
-Events are matched by class name, so this module imports nothing from ``deep`` until a run starts.
+Only the real engine and the tests import this module (inside a worker for the engine), so the first
+frame never pays for the deep package.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ..deep import events as ev
 from .engine import DeepNode, DeepProgress, DeepRequest
 
 if TYPE_CHECKING:
-    from ..backends.base import CancelToken
     from ..config import Settings
+    from ..types import CancelToken
 
 
 @dataclass
@@ -34,40 +36,37 @@ class DeepTracker:
     stop_reason: str = ""
     run_id: str | None = None
 
-    def apply(self, ev: Any) -> DeepProgress:
-        kind = type(ev).__name__
-        if kind == "RunStarted":
-            self.run_id = str(ev.run_id)
-        elif kind == "NodeAdded":
-            nid = str(ev.node_id)
-            label = " ".join(str(ev.thought).split())[:70] or "(root)"
-            author = f"{ev.author}: " if getattr(ev, "author", None) else ""
-            parent = None if ev.parent_id is None else str(ev.parent_id)
-            self.nodes[nid] = DeepNode(nid, parent, author + label)
-        elif kind == "NodeSimulated":
-            self._update(str(ev.node_id), pr=float(ev.pass_rate))
-            self.best_pr = max(self.best_pr or 0.0, float(ev.best_pass_rate))
-        elif kind == "NodePruned":
-            self._update(str(ev.node_id), pruned=True, pr=float(ev.pass_rate))
-        elif kind == "NodeRefined":
-            self._update(str(ev.ill_node_id), refined=True)
-            self._update(str(ev.new_node_id), refined=True)
-        elif kind == "RolloutDone":
-            self.best_pr = float(ev.best_public_pass_rate)
-            self.calls = max(self.calls, int(ev.calls))
-            self.spend_usd = max(self.spend_usd, float(ev.spend_usd))
-        elif kind == "Spend":
-            self.calls = max(self.calls, int(ev.calls))
-            self.spend_usd = max(self.spend_usd, float(ev.spend_usd))
-        elif kind == "Finished":
-            self.done = True
-            self.stop_reason = str(ev.stopped_by)
-            self.best_pr = float(ev.public_pass_rate)
-            result = ev.result if isinstance(ev.result, dict) else {}
-            self.best_code = str(
-                result.get("code") or result.get("best_code") or result.get("solution") or ""
-            )
+    def apply(self, event: ev.DeepEvent) -> DeepProgress:
+        match event:
+            case ev.RunStarted(run_id=run_id):
+                self.run_id = run_id
+            case ev.NodeAdded(node_id=nid, parent_id=parent, thought=thought, author=author):
+                label = " ".join(thought.split())[:70] or "(root)"
+                prefix = f"{author}: " if author else ""
+                self.nodes[str(nid)] = DeepNode(
+                    str(nid), None if parent is None else str(parent), prefix + label
+                )
+            case ev.NodeSimulated(node_id=nid, pass_rate=pr, best_pass_rate=best):
+                self._update(str(nid), pr=pr)
+                self.best_pr = max(self.best_pr or 0.0, best)
+            case ev.NodePruned(node_id=nid, pass_rate=pr):
+                self._update(str(nid), pruned=True, pr=pr)
+            case ev.NodeRefined(ill_node_id=ill, new_node_id=new):
+                self._update(str(ill), refined=True)
+                self._update(str(new), refined=True)
+            case ev.RolloutDone(best_public_pass_rate=best, calls=calls, spend_usd=spend):
+                self.best_pr = best
+                self._spent(calls, spend)
+            case ev.Spend(calls=calls, spend_usd=spend):
+                self._spent(calls, spend)
+            case ev.Finished(stopped_by=stopped_by, public_pass_rate=pr, result=result):
+                self.done, self.stop_reason, self.best_pr = True, stopped_by, pr
+                self.best_code = str(result.get("best_code") or "")
         return self.snapshot()
+
+    def _spent(self, calls: int, spend_usd: float) -> None:
+        self.calls = max(self.calls, calls)
+        self.spend_usd = max(self.spend_usd, spend_usd)
 
     def _update(self, nid: str, **changes: Any) -> None:
         node = self.nodes.get(nid) or DeepNode(nid, None, f"node {nid}")
@@ -98,32 +97,30 @@ def run_deep(
     from ..types import Problem
 
     tracker = DeepTracker(max_calls=request.max_calls, budget_usd=request.budget_usd)
-
-    def on_event(ev: Any) -> None:
-        on_progress(tracker.apply(ev))
-
     problem = Problem(id="tui", statement=request.problem, public_tests=request.tests)
-    deep = settings.deep
     budgets = Budgets(
         max_calls=request.max_calls,
         budget_usd=request.budget_usd,
-        max_tokens_total=int(getattr(deep, "max_tokens_total", 0) or 0),
-        wall_clock_s=float(getattr(deep, "wall_clock_s", 0.0) or 0.0),
+        max_tokens_total=settings.deep.max_tokens_total,
+        wall_clock_s=settings.deep.wall_clock_s,
     )
-    runner = DeepRunner(settings=deep)
+    runner = DeepRunner(settings=settings.deep)
     try:
-        result = runner.run(problem, list(request.agents), budgets, on_event=on_event, cancel=cancel)
+        result = runner.run(
+            problem,
+            list(request.agents),
+            budgets,
+            on_event=lambda e: on_progress(tracker.apply(e)),
+            cancel=cancel,
+        )
     finally:
-        store = getattr(runner, "store", None)
-        if store is not None:
-            store.close()
-    final = tracker.snapshot()
+        runner.store.close()
     return replace(
-        final,
-        best_code=result.best_code or final.best_code,
+        tracker.snapshot(),
+        best_code=result.best_code or tracker.best_code,
         best_pr=result.public_pass_rate,
-        calls=max(final.calls, result.calls),
-        spend_usd=max(final.spend_usd, float(getattr(result, "spend_usd", 0.0))),
+        calls=max(tracker.calls, result.calls),
+        spend_usd=max(tracker.spend_usd, result.spend_usd),
         stop_reason=result.stopped_by,
         run_id=result.run_id,
         done=True,

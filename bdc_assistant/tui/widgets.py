@@ -1,18 +1,24 @@
-"""Widgets of the main screen: the problem editor, one answer, the mixture panel, tests, status bar."""
+"""Widgets of the main screen: the problem editor, the transcript, one answer, the mixture panel, the status
+bar (the tests panel is :mod:`.tests_panel`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Static, TextArea
+from textual.widget import AwaitMount
+from textual.widgets import Static, TextArea
 
-from ..types import Gates, TestCase, Verdict
+from ..types import Gates
 from . import mixture
+
+if TYPE_CHECKING:
+    from .chat import ChatState
 
 
 class ProblemEditor(TextArea):
@@ -51,6 +57,36 @@ class ProblemEditor(TextArea):
             self.insert("\n")
             return
         await super()._on_key(event)
+
+
+class Transcript(VerticalScroll):
+    """The answers of the conversation, newest last; a hint while there are none."""
+
+    def compose(self) -> ComposeResult:
+        yield welcome()
+
+    def add(self, view: AnswerView) -> AwaitMount:
+        self.query("#welcome").remove()
+        mounted = self.mount(view)
+        self.anchor()
+        return mounted
+
+    async def clear(self) -> None:
+        await self.remove_children()
+        await self.mount(welcome())
+
+
+def welcome() -> Static:
+    """The first screen's hint. Plain Text, not Markdown: markdown-it is not imported before the first
+    frame (it is loaded with the first answer)."""
+    t = Text()
+    t.append("bdc", style="bold")
+    t.append(" — type a coding problem below and press ")
+    t.append("Enter", style="bold")
+    t.append(" (Ctrl+J for a new line).\n")
+    t.append("Esc cancels · Ctrl+Y copies the last code block · Ctrl+T runs it on the problem's examples · ")
+    t.append("Ctrl+P all commands · F1 keys.")
+    return Static(t, id="welcome")
 
 
 class AnswerView(Vertical):
@@ -148,38 +184,6 @@ class MixturePanel(Vertical):
         heat.update(mixture.heatmap(gates, max_cols=max(8, avail - 5 - gates.n_experts)))
 
 
-class TestsPanel(Vertical):
-    """The tests the answer is run on (parsed examples + the user's) and a verdict per test."""
-
-    DEFAULT_CSS = """
-    TestsPanel { height: auto; padding: 0 1; }
-    TestsPanel .title { text-style: bold; color: $accent; }
-    TestsPanel DataTable { height: auto; max-height: 14; }
-    """
-
-    __test__ = False
-
-    def compose(self) -> ComposeResult:
-        yield Static("tests  (ctrl+t run · ctrl+n add)", classes="title")
-        table: DataTable[str | Text] = DataTable(id="tests-table", zebra_stripes=True, cursor_type="row")
-        table.add_columns("#", "from", "input", "verdict")
-        yield table
-
-    def show(self, tests: list[TestCase], verdicts: list[Verdict] | None = None) -> None:
-        table = self.query_one(DataTable)
-        table.clear()
-        for i, test in enumerate(tests):
-            verdict: str | Text = "·"
-            if verdicts is not None and i < len(verdicts):
-                v = verdicts[i]
-                style = "bold green" if v.passed else "bold red"
-                verdict = Text(f"{v.status} {v.seconds:.2f}s", style=style)
-            shown = test.input.replace("\n", "⏎")
-            table.add_row(
-                str(i + 1), test.origin, Text(shown[:18] + ("…" if len(shown) > 18 else "")), verdict
-            )
-
-
 class StatusBar(Static):
     """backend · model · bundle · tokens/s · state: what is answering, and how fast."""
 
@@ -187,15 +191,15 @@ class StatusBar(Static):
     StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }
     """
 
-    def render_status(
-        self, label: str, model: str, bundle: str | None, tps: float | None, state: str, deep: str = "off"
-    ) -> None:
+    def show(self, chat: ChatState) -> None:
+        info = chat.info
+        state = "busy" if chat.current is not None else info.state
         t = Text()
         t.append("● ", style={"ready": "green", "warming": "yellow", "busy": "cyan"}.get(state, "red"))
-        t.append(f"{label}", style="bold")
-        t.append(f" · {model}")
-        t.append(f" · bundle {bundle or 'none'}")
-        t.append(f" · {tps:.1f} tok/s" if tps else " · – tok/s")
-        t.append(f" · deep {deep}")
+        t.append(f"{info.label}", style="bold")
+        t.append(f" · {info.model}")
+        t.append(f" · bundle {info.bundle or 'none'}")
+        t.append(f" · {chat.tokens_per_s:.1f} tok/s" if chat.tokens_per_s else " · – tok/s")
+        t.append(f" · deep {chat.deep_state}")
         t.append(f" · {state}", style="italic")
         self.update(t)

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from bdc_assistant.backends.base import CancelToken
-from bdc_assistant.tui.engine import PROVIDERS, DeepProgress, DeepRequest, EngineInfo, Provider, RetrainStatus
+from bdc_assistant.errors import ConfigError
+from bdc_assistant.tui.engine import DeepProgress, DeepRequest, EngineInfo, Provider, RetrainStatus
+from bdc_assistant.tui.real_engine import preset_providers
 from bdc_assistant.types import (
     Answer,
+    CancelToken,
     CodeToken,
     Gates,
     SolverEvent,
@@ -49,7 +51,7 @@ class FakeEngine:
     hold_after: int | None = None  # block after this many code pieces until released or cancelled
     release: threading.Event = field(default_factory=threading.Event)
     consent: bool = False
-    deep_missing: str | None = None
+    presets_broken: str | None = None  # deep_providers() raises ConfigError with this text
     examples: list[TestCase] = field(default_factory=lambda: [TestCase("1 2\n", "3\n", origin="statement")])
     solves: int = 0
     deep_runs: int = 0
@@ -110,11 +112,10 @@ class FakeEngine:
             out.append(Verdict(Status.PASS if ok else Status.WRONG, stdout="", seconds=0.01))
         return out
 
-    def deep_unavailable(self) -> str | None:
-        return self.deep_missing
-
     def deep_providers(self) -> list[Provider]:
-        return list(PROVIDERS)
+        if self.presets_broken:
+            raise ConfigError(self.presets_broken)
+        return preset_providers()
 
     def consent_text(self, agents: Sequence[str]) -> str:
         return "It sends the problem and its public tests.\n\nRecipients:\n  - api.openai.com"
@@ -151,7 +152,7 @@ class FakeEngine:
             ev.NodeAdded(3, 0, "Add them instead", "openai", 0.5, 1),
             ev.Spend("openai", "simulate", 6, 900, 300, 0.0123, False),
             ev.RolloutDone(1, 1.0, 4, 6, 0.0123),
-            ev.Finished("run-1", "solved", 1.0, {"code": "print(sum(map(int, input().split())))"}),
+            ev.Finished("run-1", "solved", 1.0, {"best_code": "print(sum(map(int, input().split())))"}),
         ]
         last = tr.snapshot()
         for e in script:

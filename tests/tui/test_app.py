@@ -15,7 +15,9 @@ import pytest
 from bdc_assistant.config import load_settings
 from bdc_assistant.store.history import open_history
 from bdc_assistant.tui.app import BdcApp
-from bdc_assistant.tui.widgets import AnswerView, ProblemEditor, TestsPanel
+from bdc_assistant.tui.commands import palette_commands
+from bdc_assistant.tui.tests_panel import TestsPanel
+from bdc_assistant.tui.widgets import AnswerView, ProblemEditor
 from bdc_assistant.types import TestCase
 from tests.tui.fakes import CODE, FakeEngine
 
@@ -59,17 +61,17 @@ def test_send_streams_plan_and_code_and_records_history() -> None:
         assert editor.text == "a\nb"  # Ctrl+J is a newline, not a send
         editor.text = ""
         await ask(pilot, app, "Read two ints\nand print their sum")
-        await wait_until(pilot, lambda: app.current is None and len(app.answers) == 1)
+        await wait_until(pilot, lambda: app.chat.current is None and len(app.chat.answers) == 1)
         assert editor.text == ""
         view = app.main.query_one(AnswerView)
         assert "Read two integers" in view.plan.source
         assert view.code.source.startswith("```python\n") and "return a + b" in view.code.source
-        assert app.blocks[0].source == CODE
+        assert app.chat.blocks[0].source == CODE
         assert "code [1]" in str(view.code_label.render())
-        assert app.info.backend == "llamacpp" and app.tokens_per_s == 24.0
+        assert app.chat.info.backend == "llamacpp" and app.chat.tokens_per_s == 24.0
         assert app.main.query_one("#mix-bars").render().plain.startswith("greedy")  # type: ignore[attr-defined]
-        await wait_until(pilot, lambda: len(app.example_tests) == 1)
-        conv = app.history.load(app.conversation_id)  # type: ignore[union-attr,arg-type]
+        await wait_until(pilot, lambda: len(app.chat.example_tests) == 1)
+        conv = app.history.load(app.chat.conversation_id)  # type: ignore[union-attr,arg-type]
         assert [m.role for m in conv.messages] == ["user", "assistant"]
         assert conv.messages[0].content == "Read two ints\nand print their sum"
         assert conv.messages[1].gates is not None
@@ -84,9 +86,9 @@ def test_enter_sends_false_swaps_keys() -> None:
     async def body(pilot: Any) -> None:
         editor = app.main.query_one(ProblemEditor)
         await pilot.press("x", "enter", "y")
-        assert editor.text == "x\ny" and app.current is None and not app.answers
+        assert editor.text == "x\ny" and app.chat.current is None and not app.chat.answers
         await pilot.press("ctrl+j")
-        await wait_until(pilot, lambda: len(app.answers) == 1)
+        await wait_until(pilot, lambda: len(app.chat.answers) == 1)
 
     drive(app, body)
 
@@ -97,25 +99,29 @@ def test_escape_cancels_at_once_and_restores_the_prompt() -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app, "sum please")
-        await wait_until(pilot, lambda: app.current is not None and app.current.code.count("\n") >= 2)
+        await wait_until(
+            pilot, lambda: app.chat.current is not None and app.chat.current.code.count("\n") >= 2
+        )
         await pilot.press("escape")
         # the view is detached before the backend even notices
-        assert app.current is None
+        assert app.chat.current is None
         view = app.main.query_one(AnswerView)
         assert "cancelled" in str(view.stats.render())
         assert app.main.query_one(ProblemEditor).text == "sum please"
         await wait_until(pilot, lambda: engine.stopped_at is not None)
         assert engine.stopped_at == 2  # the solver saw the cancel token and stopped generating
         await pilot.pause(0.1)
-        assert app.blocks[0].source == "def add(a, b):\n    return a + b\n"  # the partial code, nothing after
-        assert app.answers[-1].cancelled
-        conv = app.history.load(app.conversation_id)  # type: ignore[union-attr,arg-type]
+        assert (
+            app.chat.blocks[0].source == "def add(a, b):\n    return a + b\n"
+        )  # the partial code, nothing after
+        assert app.chat.answers[-1].cancelled
+        conv = app.history.load(app.chat.conversation_id)  # type: ignore[union-attr,arg-type]
         assert conv.messages[-1].cancelled and len(conv.messages) == 2
         # a new question works after a cancel
         engine.hold_after = None
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.current is None and len(app.blocks) == 2)
-        assert app.blocks[1].source == CODE
+        await wait_until(pilot, lambda: app.chat.current is None and len(app.chat.blocks) == 2)
+        assert app.chat.blocks[1].source == CODE
 
     drive(app, body)
 
@@ -125,13 +131,13 @@ def test_copy_block_by_key_palette_and_slash(monkeypatch: pytest.MonkeyPatch) ->
 
     async def body(pilot: Any) -> None:
         await pilot.press("ctrl+y")  # nothing to copy yet: a warning, no crash
-        assert app.last_copy is None
+        assert app.chat.last_copy is None
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
         await pilot.press("ctrl+y")
-        assert app.clipboard == CODE and app.last_copy == CODE
+        assert app.clipboard == CODE and app.chat.last_copy == CODE
         app.copy_to_clipboard("")
-        commands = [c.title for c in app.get_system_commands(app.screen)]
+        commands = [title for title, _, _ in palette_commands(app)]
         assert "Copy code block 1" in commands and "Run tests on code block 1" in commands
         assert {
             "Deep mode",
@@ -158,7 +164,7 @@ def test_save_block_writes_the_raw_source(tmp_path: Path) -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
         await pilot.press("ctrl+s")
         await pilot.pause()
         dialog_input = app.screen.query_one("#prompt-input")
@@ -176,22 +182,24 @@ def test_run_tests_shows_a_verdict_per_test_including_user_tests() -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks and app.example_tests)
+        await wait_until(
+            pilot, lambda: app.chat.current is None and app.chat.blocks and app.chat.example_tests
+        )
         await pilot.press("ctrl+n")
         await pilot.pause()
         app.screen.query_one("#test-input").text = "2 2\n"  # type: ignore[attr-defined]
         app.screen.query_one("#test-output").text = "5\n"  # type: ignore[attr-defined]
         await pilot.click("#ok")
-        await wait_until(pilot, lambda: len(app.user_tests) == 1)
+        await wait_until(pilot, lambda: len(app.chat.user_tests) == 1)
         await pilot.press("ctrl+t")
-        await wait_until(pilot, lambda: app.last_verdicts is not None)
-        assert [str(v.status) for v in app.last_verdicts or []] == ["pass", "wrong"]
+        await wait_until(pilot, lambda: app.chat.last_verdicts is not None)
+        assert [str(v.status) for v in app.chat.last_verdicts or []] == ["pass", "wrong"]
         code, tests = engine.tests_run[-1]
         assert code == CODE and [t.origin for t in tests] == ["statement", "user"]
         table = app.main.query_one(TestsPanel).query_one("#tests-table")
         rows = [table.get_row_at(i) for i in range(table.row_count)]  # type: ignore[attr-defined]
         assert str(rows[0][3]).startswith("pass") and str(rows[1][3]).startswith("wrong")
-        conv = app.history.load(app.conversation_id)  # type: ignore[union-attr,arg-type]
+        conv = app.history.load(app.chat.conversation_id)  # type: ignore[union-attr,arg-type]
         assert conv.messages[-1].role == "tests" and conv.messages[-1].content == "1/2 tests passed"
 
     drive(app, body)
@@ -216,7 +224,7 @@ def test_deep_consent_refused_means_no_network_and_no_run(no_network: list[Any])
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
         await pilot.press("ctrl+d")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "ConsentDialog")
         await pilot.click("#refuse")
@@ -225,7 +233,7 @@ def test_deep_consent_refused_means_no_network_and_no_run(no_network: list[Any])
         assert app.screen.query_one("#start").disabled
         await pilot.press("ctrl+g")  # Start is inert without consent
         await pilot.pause(0.2)
-        assert engine.deep_runs == 0 and engine.consent_recorded == 0 and app.deep_state == "refused"
+        assert engine.deep_runs == 0 and engine.consent_recorded == 0 and app.chat.deep_state == "refused"
 
     drive(app, body)
     assert no_network == []
@@ -237,7 +245,7 @@ def test_deep_consent_allowed_runs_and_draws_the_tree() -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
         await pilot.press("ctrl+d")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "ConsentDialog")
         await pilot.click("#allow")
@@ -256,19 +264,19 @@ def test_deep_consent_allowed_runs_and_draws_the_tree() -> None:
         assert "print(sum(map(int" in best.source  # type: ignore[attr-defined]
         local = app.screen.query_one("#deep-local")
         assert "return a + b" in local.source  # type: ignore[attr-defined]
-        conv = app.history.load(app.conversation_id)  # type: ignore[union-attr,arg-type]
+        conv = app.history.load(app.chat.conversation_id)  # type: ignore[union-attr,arg-type]
         assert conv.messages[-1].role == "deep" and conv.messages[-1].deep_run_id == "run-1"
 
     drive(app, body)
 
 
-def test_deep_engine_missing_says_so() -> None:
-    app = make_app(FakeEngine(deep_missing="The deep mode engine is not installed in this build."))
+def test_unreadable_provider_presets_say_so_and_leave_deep_mode_inert() -> None:
+    app = make_app(FakeEngine(presets_broken="The provider presets file x.toml is not valid TOML."))
 
     async def body(pilot: Any) -> None:
         await pilot.press("ctrl+d")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "DeepScreen")
-        assert "not installed" in str(app.screen.query_one("#deep-state").render())
+        assert "not valid TOML" in str(app.screen.query_one("#deep-state").render())
         assert app.screen.query_one("#start").disabled
 
     drive(app, body)
@@ -286,7 +294,7 @@ def test_history_search_reopen_and_export(bdc_home: Path) -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "HistoryScreen")
         screen = app.screen
@@ -299,10 +307,10 @@ def test_history_search_reopen_and_export(bdc_home: Path) -> None:
         assert "def fib(n):" in exported.read_text()
         await pilot.press("enter")
         await wait_until(
-            pilot, lambda: app.conversation_id == old and type(app.screen).__name__ == "MainScreen"
+            pilot, lambda: app.chat.conversation_id == old and type(app.screen).__name__ == "MainScreen"
         )
-        assert app.problem == "Fibonacci numbers up to n"
-        assert [b.source for b in app.blocks] == ["def fib(n):\n    return n\n"]
+        assert app.chat.problem == "Fibonacci numbers up to n"
+        assert [b.source for b in app.chat.blocks] == ["def fib(n):\n    return n\n"]
         assert "memoization" in app.main.query_one(AnswerView).plan.source
 
     drive(app, body)
@@ -373,7 +381,9 @@ def test_brackets_in_user_text_are_shown_not_parsed_as_markup() -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app, "sum of [a, b] [/] [link=x]")
-        await wait_until(pilot, lambda: app.current is None and app.blocks and app.example_tests)
+        await wait_until(
+            pilot, lambda: app.chat.current is None and app.chat.blocks and app.chat.example_tests
+        )
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "HistoryScreen")
         await pilot.press(*"[/]")
@@ -389,16 +399,16 @@ def test_slash_new_starts_a_fresh_conversation() -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
-        first = app.conversation_id
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
+        first = app.chat.conversation_id
         editor = app.main.query_one(ProblemEditor)
         editor.text = "/new"
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.conversation_id is None and not app.blocks)
+        await wait_until(pilot, lambda: app.chat.conversation_id is None and not app.chat.blocks)
         assert not app.main.query(AnswerView) and app.main.query("#welcome")
         await ask(pilot, app, "another")
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
-        assert app.conversation_id not in (None, first)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
+        assert app.chat.conversation_id not in (None, first)
 
     drive(app, body)
 
@@ -408,13 +418,13 @@ def test_command_palette_runs_copy_code_block_n() -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and app.blocks)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
         await pilot.press("ctrl+p")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
         await pilot.press(*"Copy code block 1")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.last_copy == CODE)
+        await wait_until(pilot, lambda: app.chat.last_copy == CODE)
 
     drive(app, body)
 
@@ -424,7 +434,7 @@ def test_clicking_an_answer_shows_its_own_mixture() -> None:
 
     async def body(pilot: Any) -> None:
         await ask(pilot, app)
-        await wait_until(pilot, lambda: app.current is None and len(app.answers) == 1)
+        await wait_until(pilot, lambda: app.chat.current is None and len(app.chat.answers) == 1)
         panel = app.main.query_one("#mixture")
         first = app.main.query_one(AnswerView)
         panel.show(None, None)  # type: ignore[attr-defined]

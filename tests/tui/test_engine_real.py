@@ -15,7 +15,7 @@ from bdc_assistant.config import load_settings
 from bdc_assistant.solver.session import Solver
 from bdc_assistant.store.history import open_history
 from bdc_assistant.tui.app import BdcApp
-from bdc_assistant.tui.engine import RealEngine
+from bdc_assistant.tui.real_engine import RealEngine
 from bdc_assistant.tui.widgets import ProblemEditor
 from bdc_assistant.types import Status, TestCase
 from tests.fakes import FakeGenerator
@@ -38,16 +38,16 @@ def test_real_solver_session_streams_into_the_app() -> None:
 
     async def main() -> None:
         async with app.run_test(size=(120, 36)) as pilot:
-            await wait_until(pilot, lambda: app.info.state == "ready")
-            assert (app.info.backend, app.info.model) == ("fake", "fake-model")
+            await wait_until(pilot, lambda: app.chat.info.state == "ready")
+            assert (app.chat.info.backend, app.chat.info.model) == ("fake", "fake-model")
             app.main.query_one(ProblemEditor).text = "Read two ints and print the sum."
             await pilot.press("enter")
-            await wait_until(pilot, lambda: app.current is None and app.answers)
+            await wait_until(pilot, lambda: app.chat.current is None and app.chat.answers)
 
     asyncio.run(main())
-    answer = app.answers[-1]
+    answer = app.chat.answers[-1]
     assert answer.code == "a, b = map(int, input().split())\nprint(a + b)\n"
-    assert app.blocks[-1].source == answer.code
+    assert app.chat.blocks[-1].source == answer.code
     assert "Print a + b." in answer.thought
 
 
@@ -61,12 +61,11 @@ def test_real_consent_refused_sends_nothing_and_records_nothing(monkeypatch: pyt
     monkeypatch.setattr(socket.socket, "connect", guard)
     monkeypatch.setattr(socket.socket, "connect_ex", guard)
     engine = scripted_engine()
-    assert engine.deep_unavailable() is None
     app = BdcApp(engine.settings, engine, open_history(), warm_up=False)
 
     async def main() -> None:
         async with app.run_test(size=(120, 36)) as pilot:
-            app.problem = "Read two ints and print the sum.\n\nInput\n1 2\n\nOutput\n3\n"
+            app.chat.problem = "Read two ints and print the sum.\n\nInput\n1 2\n\nOutput\n3\n"
             await pilot.press("ctrl+d")
             await wait_until(pilot, lambda: type(app.screen).__name__ == "ConsentDialog")
             body = str(app.screen.query_one("#consent-body").render())
@@ -118,17 +117,17 @@ def test_embedded_model_answers_in_the_app(embedded_base_gguf: Any) -> None:
 
     async def main() -> None:
         async with app.run_test(size=(120, 36)) as pilot:
-            await wait_until(pilot, lambda: app.info.state != "warming", timeout=180)
-            assert app.info.state == "ready", app.info.detail
-            assert app.info.backend == "llamacpp"
+            await wait_until(pilot, lambda: app.chat.info.state != "warming", timeout=180)
+            assert app.chat.info.state == "ready", app.chat.info.detail
+            assert app.chat.info.backend == "llamacpp"
             app.main.query_one(ProblemEditor).text = "Write a Python function add(a, b) that returns a + b."
             await pilot.press("enter")
-            await wait_until(pilot, lambda: app.current is None and app.answers, timeout=300)
+            await wait_until(pilot, lambda: app.chat.current is None and app.chat.answers, timeout=300)
 
     try:
         asyncio.run(main())
     finally:
         engine.close()
-    answer = app.answers[-1]
+    answer = app.chat.answers[-1]
     assert not answer.cancelled and answer.tokens > 0 and answer.tokens_per_s > 0
-    assert app.tokens_per_s == answer.tokens_per_s
+    assert app.chat.tokens_per_s == answer.tokens_per_s

@@ -88,7 +88,7 @@ def test_deep_tracker_folds_events_into_a_tree() -> None:
     tr.apply(ev.NodePruned(1, 0.0, 0.5, 1))
     tr.apply(ev.NodeRefined(1, 2, "c", "a", "s", 1))
     tr.apply(ev.Spend("openai", "simulate", 3, 1, 1, 0.02, False))
-    snap = tr.apply(ev.Finished("r1", "max_calls", 0.5, {"code": "print(1)"}))
+    snap = tr.apply(ev.Finished("r1", "max_calls", 0.5, {"best_code": "print(1)"}))
     nodes = {n.id: n for n in snap.nodes}
     assert nodes["1"].label == "openai: plan A line" and nodes["1"].parent == "0"
     assert nodes["1"].pruned and nodes["1"].refined and nodes["2"].refined
@@ -98,7 +98,7 @@ def test_deep_tracker_folds_events_into_a_tree() -> None:
 
 
 def test_merge_tokens_merges_same_kind_runs_and_keeps_order() -> None:
-    from bdc_assistant.tui.app import merge_tokens
+    from bdc_assistant.tui.chat import merge_tokens
     from bdc_assistant.types import CodeToken, StageDone, ThoughtToken
 
     evs = [
@@ -145,7 +145,7 @@ def test_clipboard_tries_native_tool_then_always_osc52(
 
 
 def test_plan_markdown_drops_empty_numbered_steps() -> None:
-    from bdc_assistant.tui.app import plan_markdown
+    from bdc_assistant.tui.chat import plan_markdown
 
     assert plan_markdown("1. Read n.\n2.\n3. \n4) \n5. Print it.") == "1. Read n.\n5. Print it."
     assert plan_markdown("1.\n2.\n") == "_(no plan)_"

@@ -44,7 +44,7 @@ async def _steady(pilot: Any) -> None:
 
 async def _ready(pilot: Any) -> None:
     app = pilot.app
-    await wait_until(pilot, lambda: app.info.state == "ready")
+    await wait_until(pilot, lambda: app.chat.info.state == "ready")
     await _steady(pilot)
 
 
@@ -53,9 +53,9 @@ async def _answered(pilot: Any) -> None:
     await _ready(pilot)
     app.main.query_one(ProblemEditor).text = "Read two integers a and b from stdin and print a + b."
     await pilot.press("enter")
-    await wait_until(pilot, lambda: app.current is None and app.blocks and app.example_tests)
+    await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks and app.chat.example_tests)
     app.action_run_tests()
-    await wait_until(pilot, lambda: app.last_verdicts is not None)
+    await wait_until(pilot, lambda: app.chat.last_verdicts is not None)
     app.clear_notifications()
     await _steady(pilot)
 

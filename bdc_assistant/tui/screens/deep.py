@@ -9,6 +9,7 @@ connect).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,13 +23,15 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static, Tree
 
 from ...errors import BdcError
+from ...types import CancelToken
 from ..codeblocks import fence
-from ..engine import PROVIDERS, DeepNode, DeepProgress, DeepRequest, Provider
+from ..engine import DeepEngine, DeepNode, DeepProgress, DeepRequest, Provider
+from ..workers import start_worker
 from .dialogs import ConsentDialog
 
 if TYPE_CHECKING:
-    from ...backends.base import CancelToken
-    from ..app import BdcApp
+    from ...config import DeepSettings
+    from ..chat import ChatState
 
 
 def progress_line(p: DeepProgress) -> str:
@@ -64,28 +67,32 @@ class DeepScreen(Screen[None]):
         Binding("ctrl+g", "start", "Start"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        engine: DeepEngine,
+        settings: DeepSettings,
+        chat: ChatState,
+        set_state: Callable[[str], None],
+    ) -> None:
+        """``chat``: the problem searched on, its tests, the local answer, where a finished run is kept;
+        ``set_state`` shows deep mode's state in the status bar."""
         super().__init__()
+        self.engine, self.settings, self.chat, self.set_state = engine, settings, chat, set_state
         self.cancel_token: CancelToken | None = None
         self.running = False
         self.allowed = False
         self.last: DeepProgress | None = None
-        self.providers: list[Provider] = list(PROVIDERS)
+        self.unavailable: str | None = None
+        try:
+            self.providers: list[Provider] = engine.deep_providers()
+        except BdcError as exc:  # the presets are unreadable: say why, stay inert
+            self.providers, self.unavailable = [Provider("none", "", ("none",))], str(exc)
         self.run_started: float | None = None
         self._drawn_nodes: tuple[DeepNode, ...] | None = None
         self.consented: set[tuple[str, ...]] = set()
 
-    @property
-    def bdc(self) -> BdcApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
-        deep = self.bdc.settings.deep
-        if self.bdc.engine.deep_unavailable() is None:
-            try:
-                self.providers = self.bdc.engine.deep_providers() or list(PROVIDERS)
-            except BdcError:
-                self.providers = list(PROVIDERS)
+        deep = self.settings
         first = self.providers[0]
         with Vertical(id="controls"):
             configured = ", ".join(deep.agents)
@@ -128,22 +135,21 @@ class DeepScreen(Screen[None]):
         yield Footer()
 
     def _local_answer(self) -> str:
-        answers = self.bdc.answers
+        answers = self.chat.answers
         if not answers or not answers[-1].code.strip():
             return "_ask the local solver first_"
         return fence(answers[-1].code)
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick, name="deep-elapsed")
-        reason = self.bdc.engine.deep_unavailable()
-        if reason:
-            self._state(reason)
+        if self.unavailable:
+            self._state(self.unavailable)
             return
         self._show_key_source()
         self._ask_consent(then_start=False)
 
     def agents(self) -> tuple[str, ...]:
-        configured = tuple(self.bdc.settings.deep.agents)
+        configured = tuple(self.settings.agents)
         if configured:
             return configured
         return (self._provider().agent(str(self.query_one("#model", Select).value)),)
@@ -152,8 +158,8 @@ class DeepScreen(Screen[None]):
         """True when the current agents' hosts already have consent; otherwise ask (first use)."""
         agents = self.agents()
         try:
-            ok = agents in self.consented or self.bdc.engine.has_consent(agents)
-            text = "" if ok else self.bdc.engine.consent_text(agents)
+            ok = agents in self.consented or self.engine.has_consent(agents)
+            text = "" if ok else self.engine.consent_text(agents)
         except BdcError as exc:
             self._state(str(exc))
             return False
@@ -170,12 +176,11 @@ class DeepScreen(Screen[None]):
         if not allowed:
             self.allowed = False
             self.query_one("#start", Button).disabled = True
-            self.bdc.deep_state = "refused"
-            self.bdc.refresh_status()
+            self.set_state("refused")
             self._state("Deep mode stays off: consent refused. Nothing was sent.")
             return
         try:
-            self.bdc.engine.record_consent(agents)
+            self.engine.record_consent(agents)
         except BdcError as exc:
             self._state(str(exc))
             return
@@ -187,7 +192,7 @@ class DeepScreen(Screen[None]):
     def _allow(self) -> None:
         self.allowed = True
         self.query_one("#start", Button).disabled = False
-        problem = self.bdc.problem.strip()
+        problem = self.chat.problem.strip()
         self._state(
             "Ready: Start (Ctrl+G) searches on the current problem."
             if problem
@@ -212,7 +217,7 @@ class DeepScreen(Screen[None]):
     def _show_key_source(self) -> None:
         p = self._provider()
         try:
-            source = self.bdc.engine.key_source(p.name)
+            source = self.engine.key_source(p.name)
         except BdcError:
             source = None
         self.query_one("#key", Input).placeholder = (
@@ -227,7 +232,7 @@ class DeepScreen(Screen[None]):
             self.notify("Paste a key first.", severity="warning")
             return
         try:
-            self.bdc.engine.store_key(self._provider().name, value)
+            self.engine.store_key(self._provider().name, value)
         except BdcError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -245,11 +250,11 @@ class DeepScreen(Screen[None]):
         if max_calls < 1 or budget < 0:
             self.notify("Max calls must be at least 1 and the budget not negative.", severity="error")
             return None
-        problem = self.bdc.problem.strip()
+        problem = self.chat.problem.strip()
         if not problem:
             self.notify("Ask a problem on the main screen first.", severity="warning")
             return None
-        return DeepRequest(problem, tuple(self.bdc.all_tests()), self.agents(), max_calls, budget)
+        return DeepRequest(problem, tuple(self.chat.tests()), self.agents(), max_calls, budget)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
@@ -260,35 +265,26 @@ class DeepScreen(Screen[None]):
         request = self._request()
         if request is None:
             return
-        from ...backends.base import CancelToken
-
         self.cancel_token = token = CancelToken()
         self.running = True
         self.run_started = time.monotonic()
         self.query_one("#start", Button).disabled = True
         self.query_one("#stop", Button).disabled = False
-        self.bdc.deep_state = "running"
-        self.bdc.refresh_status()
+        self.set_state("running")
         self._state("Searching…")
-        engine = self.bdc.engine
 
         def progress(p: DeepProgress) -> None:
             self.post_message(DeepProgressMsg(p))
 
-        def work() -> None:
-            try:
-                final = engine.deep_run(request, progress, token)
-            except BdcError as exc:
-                self.post_message(DeepProgressMsg(self.last or DeepProgress(), str(exc), final=True))
-                return
-            except Exception as exc:
-                self.post_message(
-                    DeepProgressMsg(self.last or DeepProgress(), f"Deep mode failed: {exc}.", True)
-                )
-                return
-            self.post_message(DeepProgressMsg(final, final=True))
-
-        self.run_worker(work, thread=True, group="deep", exit_on_error=False)
+        start_worker(
+            self,
+            lambda: self.post_message(
+                DeepProgressMsg(self.engine.deep_run(request, progress, token), final=True)
+            ),
+            group="deep",
+            what="Deep mode",
+            on_error=lambda msg: self.post_message(DeepProgressMsg(self.last or DeepProgress(), msg, True)),
+        )
 
     @on(Button.Pressed, "#stop")
     def stop(self) -> None:
@@ -312,15 +308,14 @@ class DeepScreen(Screen[None]):
             self.running = False
             self.query_one("#start", Button).disabled = not self.allowed
             self.query_one("#stop", Button).disabled = True
-            self.bdc.deep_state = "on" if self.allowed else "off"
-            self.bdc.refresh_status()
+            self.set_state("on" if self.allowed else "off")
             if msg.error:
                 line = f"{msg.error}  ({line})"
             else:
                 line += f" · stopped by {p.stop_reason or 'done'}"
                 if p.best_code.strip():
                     await self.query_one("#deep-best", Markdown).update(fence(p.best_code))
-                self._record(p)
+                self.chat.keep_deep(p)
         self._state(line)
 
     def _tick(self) -> None:
@@ -328,23 +323,6 @@ class DeepScreen(Screen[None]):
         if self.running and self.last is not None and self.run_started is not None:
             live = replace(self.last, elapsed_s=time.monotonic() - self.run_started)
             self._state(progress_line(live))
-
-    def _record(self, p: DeepProgress) -> None:
-        app = self.bdc
-        if app.history is None or not app.problem:
-            return
-        if app.conversation_id is None:
-            app.conversation_id = app.history.new_conversation(app.problem)
-            app.history.add_user(app.conversation_id, app.problem)
-        best = "–" if p.best_pr is None else f"{p.best_pr:.0%}"
-        app.history.add_deep(
-            app.conversation_id,
-            p.run_id,
-            f"best public PR {best}, {p.calls} calls, {len(p.nodes)} nodes, "
-            f"stopped by {p.stop_reason or 'done'}",
-            p.best_code,
-            p.spend_usd,
-        )
 
     def _draw_tree(self, p: DeepProgress) -> None:
         self._drawn_nodes = p.nodes

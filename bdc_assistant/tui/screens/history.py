@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,7 +18,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from ...errors import BdcError
 
 if TYPE_CHECKING:
-    from ..app import BdcApp
+    from ...store.history import HistoryStore
 
 
 class HistoryScreen(Screen[None]):
@@ -32,13 +33,11 @@ class HistoryScreen(Screen[None]):
         Binding("f8", "delete", "Delete"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, history: HistoryStore | None, reopen: Callable[[int], Awaitable[None]]) -> None:
+        """``reopen`` loads a conversation back into the main screen."""
         super().__init__()
+        self.history, self.reopen = history, reopen
         self.row_conversations: list[int] = []
-
-    @property
-    def bdc(self) -> BdcApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -64,7 +63,7 @@ class HistoryScreen(Screen[None]):
             await self._open(self.row_conversations[0])
 
     def refresh_rows(self, query: str) -> None:
-        store = self.bdc.history
+        store = self.history
         table = self.query_one(DataTable)
         table.clear()
         self.row_conversations = []
@@ -95,7 +94,7 @@ class HistoryScreen(Screen[None]):
 
     async def _open(self, cid: int) -> None:
         self.app.pop_screen()
-        await self.bdc.reopen(cid)
+        await self.reopen(cid)
 
     def _selected(self) -> int | None:
         table = self.query_one(DataTable)
@@ -105,7 +104,7 @@ class HistoryScreen(Screen[None]):
 
     def action_export(self) -> None:
         cid = self._selected()
-        store = self.bdc.history
+        store = self.history
         if cid is None or store is None:
             self.notify("Nothing to export.", severity="warning")
             return
@@ -119,9 +118,9 @@ class HistoryScreen(Screen[None]):
 
     def action_delete(self) -> None:
         cid = self._selected()
-        if cid is None or self.bdc.history is None:
+        if cid is None or self.history is None:
             return
-        self.bdc.history.delete_conversation(cid)
+        self.history.delete_conversation(cid)
         self.refresh_rows(self.query_one(Input).value)
 
     async def action_cancel(self) -> None:

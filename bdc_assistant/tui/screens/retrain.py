@@ -23,9 +23,10 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Log, ProgressBar, Static
 
 from ...errors import BdcError
+from ..workers import start_worker
 
 if TYPE_CHECKING:
-    from ..app import BdcApp
+    from ..engine import RetrainEngine
 
 _FRACTION = re.compile(r"(?:step|epoch|iter|it|progress)?\s*(\d+)\s*/\s*(\d+)", re.IGNORECASE)
 
@@ -97,18 +98,16 @@ class RetrainScreen(Screen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Back")]
 
-    def __init__(self) -> None:
+    def __init__(self, engine: RetrainEngine, min_new: int) -> None:
+        """``min_new``: new trajectories the retrain settings want before a retrain is worth it."""
         super().__init__()
+        self.engine, self.min_new = engine, min_new
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.result: dict[str, Any] | None = None
         self.force = False
         self.started_at = 0.0
         self.log_pos: tuple[Path, int] | None = None
-
-    @property
-    def bdc(self) -> BdcApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static("retrain · reading status…", id="rt-status")
@@ -127,15 +126,17 @@ class RetrainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_worker(self._status_worker, thread=True, group="retrain-status", exit_on_error=False)
+        start_worker(
+            self,
+            self._status_worker,
+            group="retrain-status",
+            what="Reading the retrain status",
+            on_error=lambda msg: self.app.call_from_thread(self._show_status, msg, False),
+        )
 
     def _status_worker(self) -> None:
-        try:
-            st = self.bdc.engine.retrain_status()
-        except BdcError as exc:
-            self.app.call_from_thread(self._show_status, str(exc), False)
-            return
-        need = self.bdc.settings.retrain.min_new
+        st = self.engine.retrain_status()
+        need = self.min_new
         n = "unknown (no trajectory store yet)" if st.trajectories is None else str(st.trajectories)
         if st.new_since_active is not None:
             n += f", {st.new_since_active} new since the active bundle"
@@ -163,7 +164,7 @@ class RetrainScreen(Screen[None]):
         self.started_at = time.time()
         self.log_pos = None
         self.set_interval(1.0, self._tail_trainer_log, name="rt-tail")
-        self._launch(self.bdc.engine.retrain_command(force=self.force))
+        self._launch(self.engine.retrain_command(force=self.force))
 
     def _tail_trainer_log(self) -> None:
         """`bdc retrain` sends the trainer's output to state_dir/retrain/<time>/retrain.log: follow it."""
@@ -218,7 +219,13 @@ class RetrainScreen(Screen[None]):
                 self.post_message(TrainerLine(line.rstrip("\n")))
             self.post_message(TrainerLine(None, proc.wait()))
 
-        self.run_worker(pump, thread=True, group="retrain", exit_on_error=False)
+        start_worker(
+            self,
+            pump,
+            group="retrain",
+            what="Reading the trainer's output",
+            on_error=lambda msg: self.post_message(TrainerLine(msg)),
+        )
 
     def on_trainer_line(self, msg: TrainerLine) -> None:
         log = self.query_one(Log)
@@ -250,7 +257,7 @@ class RetrainScreen(Screen[None]):
         compare: dict[str, Any] = self.result or {}
         if not comparison_rows(compare):
             try:
-                compare = self.bdc.engine.compare_bundles(new_id)
+                compare = self.engine.compare_bundles(new_id)
             except BdcError as exc:
                 log.write_line(str(exc))
         table = self.query_one(DataTable)
@@ -280,12 +287,12 @@ class RetrainScreen(Screen[None]):
     def switch(self) -> None:
         name = self._new_bundle()
         if name:
-            self._launch(self.bdc.engine.bundles_command("use", name))
+            self._launch(self.engine.bundles_command("use", name))
 
     @on(Button.Pressed, "#rt-rollback")
     def rollback(self) -> None:
         if self.proc is None:
-            self._launch(self.bdc.engine.bundles_command("rollback"))
+            self._launch(self.engine.bundles_command("rollback"))
 
     async def action_cancel(self) -> None:
         self.app.pop_screen()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
@@ -14,7 +16,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
 from ...errors import BdcError
 
 if TYPE_CHECKING:
-    from ..app import BdcApp
+    from ...config import Settings
 
 
 class SettingsScreen(Screen[None]):
@@ -30,12 +32,13 @@ class SettingsScreen(Screen[None]):
         Binding("ctrl+s", "save", "Save"),
     ]
 
-    @property
-    def bdc(self) -> BdcApp:
-        return self.app  # type: ignore[return-value]
+    def __init__(self, settings: Settings, config_file: Path, on_saved: Callable[[], None]) -> None:
+        """Saves to ``config_file``, updates ``settings`` in place, then calls ``on_saved``."""
+        super().__init__()
+        self.settings, self.config_file, self.on_saved = settings, config_file, on_saved
 
     def compose(self) -> ComposeResult:
-        s = self.bdc.settings
+        s = self.settings
         with VerticalScroll():
             yield Static(
                 "settings · saved to config.toml; backend and model changes apply on the next start",
@@ -104,25 +107,20 @@ class SettingsScreen(Screen[None]):
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
-        from ...paths import app_paths
         from ..settings_io import save_settings
 
-        path = self.bdc.config_file or app_paths().config_file
+        path = self.config_file
         try:
             changes = self.changes()
             save_settings(path, changes)
         except BdcError as exc:
             self.notify(str(exc), severity="error")
             return
-        app = self.bdc
         for section, values in changes.items():
-            sec = getattr(app.settings, section)
+            sec = getattr(self.settings, section)  # the section named by the key
             for key, value in values.items():
                 setattr(sec, key, value)
-        app.theme = "textual-light" if app.settings.tui.theme == "light" else "textual-dark"
-        from ..widgets import ProblemEditor
-
-        app.main.query_one(ProblemEditor).set_enter_sends(app.settings.tui.enter_sends)
+        self.on_saved()
         self.notify(f"Saved to {path}.", timeout=4)
 
     @on(Button.Pressed, "#back")
