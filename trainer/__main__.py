@@ -21,7 +21,9 @@ from bdc_assistant.errors import BdcError
 
 from .config import load_config
 from .distributed import ABORT_MARKER, Launch, launch_from_env
-from .runner import STAGES, Context, run_stage
+from .runner import Context, run_stage
+from .sft import sft_worker
+from .stages import STAGE_FNS, STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         launch = launch_from_env()
         cfg = load_config(args.config, args.overrides)
         out.mkdir(parents=True, exist_ok=True)
-        from .stages import STAGE_FNS, sft_worker
-
         ctx = Context(cfg, out, {"data": _input_fingerprint(cfg.data.inputs, cfg.data.app_trajectories)})
         stages = STAGES if args.stage == "all" else (args.stage,)
         forced = args.force

@@ -9,14 +9,22 @@ the point farthest from its centroid so every expert gets data.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bdc_assistant.errors import DatasetError
+
+from . import artifacts as art
+
+if TYPE_CHECKING:
+    from .runner import Context
 
 
 @dataclass(frozen=True)
@@ -165,3 +173,51 @@ def plot_clusters(x: np.ndarray, labels: np.ndarray, names: list[str], out: Path
     fig.savefig(out)
     plt.close(fig)
     return method
+
+
+# ---- the stage -------------------------------------------------------------------------------------------
+
+
+def stage_cluster(ctx: Context) -> dict[str, Any]:
+    from bdc_assistant.disen.safetensors_io import write_safetensors
+
+    c = ctx.cfg.cluster
+    train = art.records(ctx, "train")
+    texts = ["\n".join(getattr(r, f) for f in c.embed_fields) for r in train]
+    encoder = art.encoder(ctx)
+    emb = art.embed(encoder, texts, "embed")
+    result = choose_k(
+        emb, k=c.k, k_min=c.k_min, k_max=c.k_max, iters=c.iters, restarts=c.restarts, seed=ctx.cfg.run.seed
+    )
+    names = cluster_names([r.problem for r in train], result.labels, result.k)
+    sdir = ctx.dir("cluster")
+    write_safetensors(sdir / "centroids.safetensors", {"centroids": result.centroids})
+    sizes = [int((result.labels == j).sum()) for j in range(result.k)]
+    (sdir / "assignments.json").write_text(
+        json.dumps(
+            {
+                "k": result.k,
+                "labels": [int(x) for x in result.labels],
+                "names": names,
+                "sizes": sizes,
+                "problem_ids": [r.group() for r in train],
+            },
+            indent=1,
+        )
+    )
+    plot = None
+    if c.plot:
+        try:
+            plot = plot_clusters(emb, result.labels, names, sdir / "clusters.png", ctx.cfg.run.seed)
+        except ImportError as exc:  # matplotlib / scikit-learn are the optional `plots` extra
+            print(f"[trainer] cluster plot skipped: {exc}", file=sys.stderr)
+    return {
+        "k": result.k,
+        "k_criterion": "fixed" if c.k else "max mean silhouette (cosine) over K in [k_min, k_max]",
+        "silhouette": {str(k): round(v, 4) for k, v in result.silhouette.items()},
+        "mean_cosine_distance": round(result.cost, 4),
+        "sizes": sizes,
+        "names": names,
+        "encoder": {"name": encoder.name, "dim": int(emb.shape[1])},
+        "plot": plot,
+    }

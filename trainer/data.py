@@ -17,8 +17,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bdc_assistant.errors import DatasetError
+
+if TYPE_CHECKING:
+    from .runner import Context
 
 FIELDS = ("problem_id", "problem", "thought", "solution", "public_pass_rate", "source", "policy")
 
@@ -382,3 +386,49 @@ def build(
         data_hash=data_hash(train, val),
     )
     return train, val, report
+
+
+# ---- the stage -------------------------------------------------------------------------------------------
+
+
+def stage_data(ctx: Context) -> dict[str, Any]:
+    from bdc_assistant import bundles
+
+    d = ctx.cfg.data
+    inputs: list[str | Path] = list(d.inputs)
+    app_seen = 0
+    if d.app_trajectories:
+        app_seen = bundles.count_trajectories()
+        tdir = bundles.trajectories_dir()
+        if tdir.is_dir():
+            inputs.append(tdir)
+    files = expand_inputs(inputs)
+    train, val, report = build(
+        files,
+        synthetic_n=d.synthetic,
+        bootstrap_sets=list(d.bootstrap),
+        bootstrap_dir=d.bootstrap_dir,
+        bootstrap_limit=d.bootstrap_limit,
+        val_fraction=d.val_fraction,
+        max_chars=d.max_chars,
+        min_public_pass_rate=d.min_public_pass_rate,
+        seed=ctx.cfg.run.seed,
+    )
+    write_jsonl(ctx.dir("data") / "train.jsonl", train)
+    write_jsonl(ctx.dir("data") / "val.jsonl", val)
+    sources: dict[str, int] = {}
+    for r in train + val:
+        sources[r.source or "unknown"] = sources.get(r.source or "unknown", 0) + 1
+    note = None
+    if d.bootstrap:
+        note = (
+            "bootstrapped from reference solutions of the offline problem sets "
+            f"({', '.join(d.bootstrap)}); thoughts are rule-written summaries of the reference code, not LLM search"
+        )
+    return {
+        **asdict(report),
+        "files": [str(f) for f in files],
+        "sources": sources,
+        "bootstrap_note": note,
+        "app_trajectories_seen": app_seen,
+    }

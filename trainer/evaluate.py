@@ -14,13 +14,24 @@ drops problems with fewer than two tests, i.e. all of HumanEval); both modes are
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bdc_assistant.errors import DatasetError
 from bdc_assistant.types import Problem
+
+from . import artifacts as art
+
+if TYPE_CHECKING:
+    from bdc_assistant.config import Settings
+
+    from .modeling import BaseRef
+    from .runner import Context
 
 # (row label, bundle dir or None = the untuned base)
 Method = tuple[str, Path | None]
@@ -147,3 +158,124 @@ def markdown(tab: dict[str, Any], title: str) -> str:
         "(strict mode: all tests, call-based problems scored).",
     ]
     return "\n".join(lines) + "\n"
+
+
+# ---- the stage -------------------------------------------------------------------------------------------
+
+
+def method_rows(ctx: Context) -> list[tuple[str, Path | None]]:
+    assign = art.assignments(ctx)
+    rows: list[tuple[str, Path | None]] = []
+    for m in ctx.cfg.evaluate.methods:
+        if m == "base":
+            rows.append(("w/o tuning", None))
+        elif m == "sft_all":
+            p = ctx.dir("sft") / "bundles" / "sft_all"
+            if p.exists():
+                rows.append(("SFT on all", p))
+        elif m == "sft_clusters":
+            for j, name in enumerate(assign["names"]):
+                rows.append((f"SFT on cluster {j} ({name})", ctx.dir("sft") / "bundles" / f"cluster_{j}"))
+        elif m in ("ties", "dare"):
+            p = ctx.dir("baselines") / m / "bundle"
+            if p.exists():
+                rows.append(({"ties": "TIES", "dare": "DARE"}[m], p))
+        elif m == "disenlora":
+            rows.append(("DisenLoRA", ctx.dir("hypernet") / "bundle"))
+        else:
+            raise DatasetError(f"Unknown evaluation method '{m}'.")
+    return rows
+
+
+def app_settings(ctx: Context, ref: BaseRef) -> Settings:
+    from bdc_assistant.config import load_settings
+
+    e = ctx.cfg.evaluate
+    return load_settings(
+        config_file=ctx.dir("evaluate")
+        / "no-user-config.toml",  # the user's config must not change the table
+        models={
+            "base_gguf": ref.gguf or "",
+            "base_hf_dir": ref.hf_dir,
+            "encoder": ctx.cfg.cluster.encoder,
+            "chat_template": ref.prompt_style,
+        },
+        backend={
+            "name": e.backend,
+            "seed": ctx.cfg.run.seed,
+            "device": ctx.cfg.base.device,
+            "threads": e.threads,
+        },
+        solver={"thought_tokens": e.thought_tokens, "max_tokens": e.max_tokens, "temperature": 0.0},
+        sandbox={"timeout_s": e.timeout_s},
+    )
+
+
+def eval_runs_dir(ctx: Context, ref: BaseRef) -> Path:
+    """Where answers are cached: keyed by everything that changes an answer *besides the row's bundle* (the
+    evaluation settings and the base), not by ``limit`` / ``datasets`` / ``methods`` / ``threads``. Each row
+    then lives in a subdirectory named by its bundle's content (``row_key``), so raising the limit reuses
+    finished answers and retraining the hypernetwork re-answers only the DisenLoRA row."""
+    e = ctx.cfg.evaluate.model_dump(mode="json")
+    for k in ("limit", "datasets", "methods", "threads"):
+        e.pop(k)
+    key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
+    return ctx.out / "evaluate_runs" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def row_key(bundle_dir: Path | None) -> str:
+    """The content id of a row's bundle (weights + the manifest fields that shape ΔW); 'base' for none."""
+    if bundle_dir is None:
+        return "base"
+    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    shaping = {k: manifest.get(k) for k in ("files", "K", "r", "lora_alpha", "use_rslora", "target_modules")}
+    shaping["hypernet"] = manifest.get("hypernet")
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def stage_evaluate(ctx: Context) -> dict[str, Any]:
+    from bdc_assistant.sandbox import sandbox_from_settings
+    from bdc_assistant.solver.session import open_solver
+
+    cfg = ctx.cfg
+    ref = art.base_ref(ctx)
+    settings = app_settings(ctx, ref)
+    trained = {r.problem_id for r in art.records(ctx, "train") + art.records(ctx, "val")}
+    datasets: dict[str, list] = {}
+    excluded: dict[str, int] = {}
+    for name in cfg.evaluate.datasets:
+        probs = load_problems(name, 0)
+        kept = [p for p in probs if p.id not in trained and f"{name}/{p.id}" not in trained]
+        excluded[name] = len(probs) - len(kept)
+        datasets[name] = kept[: cfg.evaluate.limit or None]
+    rows = method_rows(ctx)
+    sandbox = sandbox_from_settings(settings)
+    try:
+        results = evaluate_methods(
+            rows,
+            datasets,
+            lambda b: open_solver(settings, backend=cfg.evaluate.backend, bundle=str(b) if b else "none"),
+            sandbox,
+            eval_runs_dir(ctx, ref),
+            row_key=row_key,
+            timeout_s=cfg.evaluate.timeout_s,
+            max_tokens=cfg.evaluate.max_tokens,
+        )
+    finally:
+        sandbox.close()
+    tab = table(results)
+    title = (
+        f"Table 2 (shape): {ref.identity['name']} on {', '.join(cfg.evaluate.datasets)}, "
+        f"backend {cfg.evaluate.backend}, K={art.assignments(ctx)['k']}, r={cfg.lora.r}"
+    )
+    md = markdown(tab, title)
+    (ctx.dir("evaluate") / "report.md").write_text(md)
+    (ctx.dir("evaluate") / "report.json").write_text(json.dumps({"title": title, **tab}, indent=2))
+    print(md)
+    summary = tab["rows"].get("DisenLoRA", {}).get("overall")
+    return {
+        "table": tab,
+        "summary": summary,
+        "excluded_trained_problems": excluded,
+        "problems": {k: len(v) for k, v in datasets.items()},
+    }

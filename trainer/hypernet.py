@@ -10,9 +10,16 @@ which is what the app embeds at answer time.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from . import artifacts as art
+from .modeling import device_info, eval_loss, load_base, total_steps, train_loop
+
+if TYPE_CHECKING:
+    from .runner import Context
 
 
 def assert_only_hypernet_trains(model: Any, hooks: Any, hypernet: Any) -> None:
@@ -62,3 +69,121 @@ class GateFeeder:
             self.hooks.set_gates(torch.ones(len(batch), self.hooks.n_layers, width, device=e.device))
             return
         self.hooks.set_gates(self.hypernet(e, e @ self.mu.T))
+
+
+# ---- the stage -------------------------------------------------------------------------------------------
+
+
+def stage_hypernet(ctx: Context) -> dict[str, Any]:
+    import torch
+
+    from bdc_assistant.disen.bundle import load_bundle, save_bundle
+    from bdc_assistant.disen.hypernet import build_hypernet, state_to_numpy
+    from bdc_assistant.disen.torch_apply import GateHooks
+
+    cfg = ctx.cfg
+    h = cfg.hypernet
+    ref = art.base_ref(ctx)
+    model, tok, device = load_base(ref, cfg)
+    pad = int(tok.pad_token_id)
+    pairs_tr, ex_tr, pairs_val, ex_val = art.encoded_examples(ctx, tok, ref.prompt_style, h.max_len)
+    assign = art.assignments(ctx)
+    k, r, n_layers = int(assign["k"]), cfg.lora.r, ref.n_layers
+    cents = art.centroids(ctx)
+    enc_info = art.encoder_info(ctx)
+    d = int(enc_info["dim"])
+    norm = h.normalization or "sigmoid"
+    f = build_hypernet(d, k, n_layers, k, r, hidden=h.hidden, normalization=norm, seed=cfg.run.seed)
+    if h.init_gate > 0 and norm in ("sigmoid", "none"):
+        with torch.no_grad():
+            f.out.bias.fill_(math.log(h.init_gate / (1 - h.init_gate)) if norm == "sigmoid" else h.init_gate)
+    manifest = {
+        "base": ref.identity,
+        "encoder": enc_info,
+        "K": k,
+        "r": r,
+        "target_modules": list(cfg.lora.target_modules),
+        "use_rslora": cfg.lora.use_rslora,
+        "lora_alpha": cfg.lora.alpha,
+        "hypernet": f.config(),
+        "clusters": {"names": assign["names"], "sizes": assign["sizes"]},
+        "provenance": art.provenance(ctx),
+        "metrics": {},
+    }
+    bdir = ctx.dir("hypernet") / "bundle"
+    experts = art.expert_dirs(ctx)
+    save_bundle(bdir, manifest=manifest, experts=experts, centroids=cents, hypernet_state=state_to_numpy(f))
+    bundle = load_bundle(bdir, expect_base=None)
+
+    encoder = art.encoder(ctx)
+    train, val = art.records(ctx, "train"), art.records(ctx, "val")
+    e_tr = art.embed(encoder, [x.problem for x in train], "embed problems")
+    e_val = (
+        art.embed(encoder, [x.problem for x in val], "embed problems")
+        if val
+        else np.zeros((0, d), np.float32)
+    )
+    f = f.to(device)
+    with GateHooks(model, bundle) as hooks:
+        feed_tr = GateFeeder(hooks, f, e_tr, bundle.centroids, [p.record for p in pairs_tr], device)
+        feed_val = GateFeeder(hooks, f, e_val, bundle.centroids, [p.record for p in pairs_val], device)
+        assert_only_hypernet_trains(model, hooks, f)
+        bs = h.batch_size
+        val_losses: dict[str, float | None] = {}
+        with torch.no_grad():
+            for mode in ("base", "ones"):
+                feed_val.mode = mode
+                val_losses[mode] = eval_loss(model, ex_val, pad, device, bs, before_forward=feed_val)
+            feed_val.mode = "hypernet"
+            val_losses["hypernet_init"] = eval_loss(model, ex_val, pad, device, bs, before_forward=feed_val)
+        steps = total_steps(len(ex_tr), bs, 1, h.epochs, h.max_steps)
+        f.train()
+        losses = train_loop(
+            model=model,
+            params=list(f.parameters()),
+            examples=ex_tr,
+            pad_id=pad,
+            device=device,
+            steps=steps,
+            batch_size=bs,
+            grad_accum=1,
+            lr=h.lr,
+            weight_decay=0.0,
+            warmup_ratio=0.05,
+            seed=cfg.run.seed,
+            desc="hypernet",
+            before_forward=feed_tr,
+        )
+        f.eval()
+        assert_only_hypernet_trains(model, hooks, f)
+        val_losses["hypernet"] = eval_loss(model, ex_val, pad, device, bs, before_forward=feed_val)
+        hooks.set_gates(None)
+    # routing check: mean gate per expert for problems of each cluster (input-awareness, visible in the report)
+    with torch.no_grad():
+        et = torch.from_numpy(e_tr).to(device)
+        g = f(et, et @ torch.from_numpy(bundle.centroids).to(device).T).cpu().numpy()  # [n, L, K·r]
+    per_expert = g.reshape(len(train), n_layers, k, r).mean(axis=(1, 3))  # [n, K]
+    labels = np.asarray(assign["labels"])
+    routing = {
+        assign["names"][j]: [round(float(x), 4) for x in per_expert[labels == j].mean(axis=0)]
+        for j in range(k)
+        if np.any(labels == j)
+    }
+    save_bundle(
+        bdir,
+        manifest=manifest,
+        experts=experts,
+        centroids=cents,
+        hypernet_state=state_to_numpy(f),
+        overwrite=True,
+    )
+    return {
+        "steps": steps,
+        "loss_first": losses[0],
+        "loss_last": sum(losses[-5:]) / len(losses[-5:]),
+        "val_loss": val_losses,
+        "mean_gate_per_expert_by_cluster": routing,
+        "hypernet": f.config(),
+        "only_hypernet_trained": True,
+        "runtime": device_info(device),
+    }

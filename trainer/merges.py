@@ -1,4 +1,4 @@
-"""The ``baselines`` stage: TIES and DARE merges of the same K experts, on full ΔW (not on A and B).
+"""TIES and DARE merges of the same K experts, on full ΔW (not on A and B): the math of the ``baselines`` stage.
 
 Why full ΔW: peft's non-SVD ``add_weighted_adapter`` merges A and B separately, which is not a merge of
 ΔW (cross terms appear; research/lora.md §1.3). We compute ΔW_k = s_k B_k A_k per (layer, module), merge

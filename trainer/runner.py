@@ -23,19 +23,7 @@ from typing import Any
 from bdc_assistant.errors import ConfigError
 
 from .config import TrainerConfig
-
-STAGES = ("data", "cluster", "sft", "hypernet", "baselines", "evaluate", "export")
-
-# stage -> (config sections it depends on, upstream stages it reads)
-DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "data": (("run", "data"), ()),
-    "cluster": (("cluster",), ("data",)),
-    "sft": (("base", "lora", "sft"), ("cluster",)),
-    "hypernet": (("hypernet",), ("sft",)),
-    "baselines": (("baselines",), ("sft",)),
-    "evaluate": (("evaluate",), ("hypernet", "baselines")),
-    "export": (("export",), ("evaluate",)),
-}
+from .stages import DEPENDS, StageFn
 
 
 @dataclass
@@ -65,9 +53,6 @@ class Context:
     def data_hash(self) -> str | None:
         path = self.dir("data") / "stage.json"
         return json.loads(path.read_text()).get("data_hash") if path.exists() else None
-
-
-StageFn = Callable[[Context], dict[str, Any]]
 
 
 def run_stage(

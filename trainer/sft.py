@@ -8,11 +8,24 @@ table, also wrapped as a one-expert *static* bundle so both app backends can run
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from bdc_assistant.errors import BdcError, ConfigError, DatasetError
+
+from . import artifacts as art
+from . import distributed as dist
 from .config import TrainerConfig
-from .modeling import Example, eval_loss, total_steps, train_loop
+from .modeling import Example, device_info, eval_loss, load_base, total_steps, train_loop
+from .static import save_static_bundle
+
+if TYPE_CHECKING:
+    from .runner import Context
 
 
 def lora_config(cfg: TrainerConfig) -> Any:
@@ -78,3 +91,154 @@ def train_adapter(
         "val_loss_after": val_after,
     }
     return base, metrics
+
+
+# ---- the stage -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SftJob:
+    """One adapter to train: a cluster's expert or the SFT-on-all baseline."""
+
+    name: str  # directory under sft/
+    label: str  # static-bundle label
+    cluster_name: str
+    examples: list[Any]
+    seed: int
+    desc: str
+
+
+def _sft_jobs(ctx: Context, pairs_tr: list[Any], ex_tr: list[Any]) -> list[SftJob]:
+    cfg = ctx.cfg
+    assign = art.assignments(ctx)
+    labels, k = assign["labels"], int(assign["k"])
+    jobs = []
+    for j in range(k):
+        sub = [e for e in ex_tr if labels[pairs_tr[e.pair].record] == j]
+        if not sub:
+            raise DatasetError(f"Cluster {j} has no training examples; lower K or add data.")
+        jobs.append(
+            SftJob(
+                f"expert_{j}",
+                f"cluster_{j}",
+                assign["names"][j],
+                sub,
+                cfg.run.seed + j,
+                f"sft expert {j}/{k}",
+            )
+        )
+    if cfg.sft.sft_all:
+        jobs.append(SftJob("sft_all", "sft_all", "all", list(ex_tr), cfg.run.seed + 1000, "sft on all"))
+    return jobs
+
+
+def _train_job(
+    ctx: Context, model: Any, job: SftJob, ex_val: list[Any], pad: int, device: str, out: Path
+) -> Any:
+    return train_adapter(
+        model,
+        ctx.cfg,
+        train=job.examples,
+        val=ex_val,
+        pad_id=pad,
+        device=device,
+        out_dir=out,
+        seed=job.seed,
+        desc=job.desc,
+    )
+
+
+def stage_sft(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.cfg
+    launch = dist.launch_from_env()
+    ref = art.base_ref(ctx)
+    model, tok, device = load_base(ref, cfg)
+    pad = int(tok.pad_token_id)
+    pairs_tr, ex_tr, _, ex_val = art.encoded_examples(ctx, tok, ref.prompt_style, cfg.sft.max_len)
+    sdir = ctx.dir("sft")
+    metrics: dict[str, Any] = {
+        "base": ref.identity,
+        "prompt_style": ref.prompt_style,
+        "train_examples": len(ex_tr),
+        "val_examples": len(ex_val),
+        "val_loss_base": eval_loss(model, ex_val, pad, device, cfg.sft.batch_size),
+        "adapters": {},
+        "processes": launch.world,
+    }
+    jobs = _sft_jobs(ctx, pairs_tr, ex_tr)
+    for i, job in enumerate(jobs):  # this rank's share first, then collect the others'
+        if launch.owns(i):
+            model, m = _train_job(ctx, model, job, ex_val, pad, device, sdir / job.name)
+            metrics["adapters"][job.name] = {**m, "rank": launch.rank}
+    parts = dist.parts_dir(ctx.out, ctx.key("sft"))
+    for i, job in enumerate(jobs):
+        if not launch.owns(i):
+            metrics["adapters"][job.name] = dist.collect_part(
+                parts, job.name, sdir / job.name, timeout_s=dist.wait_timeout_s()
+            )
+    if launch.distributed:
+        shutil.rmtree(parts, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            parts.parent.rmdir()  # only when no other run's parts are in there
+    metrics["adapters"] = {job.name: metrics["adapters"][job.name] for job in jobs}  # job order
+    cents = art.centroids(ctx)
+    mean_c = cents.mean(axis=0)
+    for job in jobs:
+        save_static_bundle(
+            sdir / "bundles" / job.label,
+            sdir / job.name,
+            base=ref.identity,
+            encoder=art.encoder_info(ctx),
+            centroid=mean_c if np.linalg.norm(mean_c) > 1e-6 else cents[0],
+            name=job.cluster_name,
+            provenance=art.provenance(ctx),
+        )
+    metrics["runtime"] = device_info(device)
+    return metrics
+
+
+def sft_worker(ctx: Context, started: float, *, fresh: bool = False) -> None:
+    """A non-zero rank's whole job: wait for rank 0's clustering, train this rank's adapters, hand them over."""
+    launch = dist.launch_from_env()
+    abort = ctx.out / dist.ABORT_MARKER
+
+    def current(stage: str) -> bool:
+        """Finished with the current inputs (and, for a forced run, finished by this run)."""
+        try:
+            if fresh and (ctx.dir(stage) / "stage.json").stat().st_mtime < started:
+                return False
+            return bool(ctx.record(stage)["key"] == ctx.key(stage))
+        except (ConfigError, OSError):
+            return False
+
+    timeout = dist.wait_timeout_s()
+    dist.wait_until(
+        lambda: current("cluster"), what="clustering", abort_marker=abort, started=started, timeout_s=timeout
+    )
+    if current("sft"):
+        return  # already trained in an earlier run: rank 0 skips the stage too
+    dist.wait_until(
+        lambda: (ctx.out / "base" / "base.json").exists(),
+        what="the base model",
+        abort_marker=abort,
+        started=started,
+        timeout_s=timeout,
+    )
+    parts = dist.parts_dir(ctx.out, ctx.key("sft"))
+    try:
+        ref = art.base_ref(ctx)
+        model, tok, device = load_base(ref, ctx.cfg)
+        pad = int(tok.pad_token_id)
+        pairs_tr, ex_tr, _, ex_val = art.encoded_examples(ctx, tok, ref.prompt_style, ctx.cfg.sft.max_len)
+        for i, job in enumerate(_sft_jobs(ctx, pairs_tr, ex_tr)):
+            if launch.owns(i):
+                tmp = parts / f".{job.name}.rank{launch.rank}"
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                model, m = _train_job(ctx, model, job, ex_val, pad, device, tmp)
+                dist.publish_part(parts, job.name, tmp, {**m, "rank": launch.rank})
+    except Exception as exc:
+        dist.mark_failed(
+            parts, launch, str(exc) if isinstance(exc, BdcError) else f"{type(exc).__name__}: {exc}"
+        )
+        raise

@@ -163,7 +163,7 @@ def test_shared_data_dir_follows_bdc_shared_data(tmp_path: Path, monkeypatch: py
 
 
 def test_evaluate_threads_reach_the_app_backend_but_not_the_answer_cache(tmp_path: Path) -> None:
-    from trainer import stages
+    from trainer import evaluate
     from trainer.modeling import BaseRef
     from trainer.runner import Context
 
@@ -176,9 +176,9 @@ def test_evaluate_threads_reach_the_app_backend_but_not_the_answer_cache(tmp_pat
             (tmp_path / stage / "stage.json").write_text(json.dumps({"key": stage * 3}))
         return ctx
 
-    assert stages.app_settings(ctx_with(1), ref).backend.threads == 1
-    assert stages.app_settings(ctx_with(0), ref).backend.threads == 0
-    assert stages._eval_runs_dir(ctx_with(1), ref) == stages._eval_runs_dir(ctx_with(3), ref)
+    assert evaluate.app_settings(ctx_with(1), ref).backend.threads == 1
+    assert evaluate.app_settings(ctx_with(0), ref).backend.threads == 0
+    assert evaluate.eval_runs_dir(ctx_with(1), ref) == evaluate.eval_runs_dir(ctx_with(3), ref)
 
 
 def test_a_problem_set_row_without_a_field_is_one_sentence(tmp_path: Path) -> None:

@@ -48,8 +48,7 @@ def test_answers_are_cached_per_bundle_content(tmp_path) -> None:
     from dataclasses import dataclass, field
 
     from bdc_assistant.types import Answer, TestCase
-    from trainer.evaluate import evaluate_methods
-    from trainer.stages import row_key
+    from trainer.evaluate import evaluate_methods, row_key
 
     @dataclass
     class Verdict:
