@@ -91,10 +91,11 @@ class SandboxSettings(_Section):
     memory_mb: int = Field(1024, ge=64, le=65536, description="address-space limit per run")
     workers: int = Field(0, ge=0, le=64, description="warm workers; 0 = number of cores")
     output_limit_kb: int = Field(1024, ge=1, le=65536, description="stdout/stderr cap per run")
-    isolation: Literal["strict", "weak"] = Field(
+    isolation: Literal["strict", "landlock", "weak"] = Field(
         "strict",
-        description="strict = namespaces + chroot + own uid + seccomp (refuses to start if the machine does not "
-        "allow it); weak = rlimits + seccomp + clean env only, the program can read and write your files",
+        description="strict = user/mount/net/pid namespaces + chroot + seccomp, no root needed (falls back to "
+        "landlock where user namespaces are off; refuses if neither works); landlock = Landlock + seccomp "
+        "only; weak = rlimits + seccomp + clean env only, the program can read and write your files",
     )
     scratch_mb: int = Field(
         64, ge=1, le=4096, description="size of each worker's tmpfs scratch dir (disk cap)"

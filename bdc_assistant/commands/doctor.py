@@ -121,6 +121,11 @@ def collect(verify: bool = True) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             report["problems"].append(f"bundle manifest {manifest} is unreadable: {exc}")
     report["bundle"] = bundle
+    from ..sandbox import probe_isolation
+
+    report["sandbox"] = probe_isolation(settings)  # level, namespaces, seccomp, landlock, reason
+    if report["sandbox"]["level"] is None:
+        report["problems"].append(report["sandbox"]["reason"])
     report["ok"] = not report["problems"]
     return report
 
@@ -159,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key:<10} {report['models'].get(key + '_status')}  {value}")
     b = report["bundle"]
     print(f"bundle     {b.get('path') or '-'}  ({b.get('note')})")
+    print(f"log        {report['paths']['log_file']}")
+    print(f"sandbox    {report['sandbox']['level'] or 'NONE'}: {report['sandbox']['reason']}")
     for name, version in report["packages"].items():
         print(f"  {name:<26} {version or 'NOT INSTALLED'}")
     for problem in report["problems"]:

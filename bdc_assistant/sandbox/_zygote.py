@@ -1,10 +1,18 @@
 """A warm "zygote" worker: set up isolation once, then fork one confined child per run.
 
 This file is a standalone stdlib-only script. The app starts it as ``python -I -S _zygote.py CONFIG_JSON``
-with a scrubbed environment; it never imports bdc_assistant (the repo is hidden from it once it is set up).
-The zygote itself stays root (when started as root) and never runs candidate code; every run is a
-``fork()`` child that drops privileges before touching the candidate's code. See ``sandbox/__init__.py`` for
-what this protects against and what it does not.
+with a scrubbed environment; it never imports bdc_assistant, only its sibling modules ``_confine`` and
+``_seccomp`` (loaded before anything is hidden). Nothing here runs candidate code: every run is a ``fork()``
+child that confines itself before it touches the candidate's code. ``sandbox/__init__.py`` says what this
+protects against and what it does not.
+
+Levels (``cfg["level"]``, chosen by the pool):
+
+* ``userns``: this process enters fresh user/mount/net/ipc/uts/pid namespaces, builds the sandbox root and
+  forks the serving worker, which is PID 1 of the new PID namespace, chroots, drops every capability and
+  serves runs; this process only waits for it (and takes it down by PDEATHSIG if it is killed itself).
+* ``landlock``: no namespaces; each run child applies a Landlock ruleset built once here.
+* ``weak``: rlimits, seccomp and a scrubbed environment only.
 
 Protocol on fds 0 (requests) and 1 (responses): 4-byte big-endian length + UTF-8 JSON, one response per
 request. The first message the zygote writes is a handshake describing what isolation it achieved.
@@ -52,22 +60,20 @@ import re  # noqa: F401
 import statistics  # noqa: F401
 import string  # noqa: F401
 import threading
-import typing  # noqa: F401
+import typing
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWNET = 0x40000000
-CLONE_THREAD = 0x00010000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 22, 38, 36
-SECCOMP_MODE_FILTER = 2
-SCMP_ACT_ALLOW = 0x7FFF0000
-SCMP_CMP_NE, SCMP_CMP_MASKED_EQ = 1, 7
-AF_UNIX = 1
+if typing.TYPE_CHECKING:
+    from . import _confine, _seccomp
+else:  # run as a script with -I: the sibling modules are not on sys.path, and must not stay there
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _confine
+    import _seccomp
+
+    del sys.path[0]
 
 EXIT_INTERNAL = 70  # the child failed before running candidate code
+ROOT = "/tmp"  # userns level: where the sandbox root is mounted (in our private mount namespace)
+THREAD_STACK = 8 << 20  # what a fresh python3 gets under the usual 8 MiB stack limit
 
 # `python -S` skips site, which is what normally installs exit()/quit()/help(); programs use them.
 import _sitebuiltins
@@ -76,178 +82,14 @@ builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")  # type: igno
 builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")  # type: ignore[attr-defined]
 builtins.help = _sitebuiltins._Helper()  # type: ignore[attr-defined]
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.unshare.argtypes = [ctypes.c_int]
 
+class Confinement:
+    """What every run child applies to itself, prepared once per worker."""
 
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def _errno_action(code: int) -> int:
-    return 0x00050000 | (code & 0xFFFF)
-
-
-_DENY_EPERM = (
-    "fork",
-    "vfork",
-    "execve",
-    "execveat",
-    "ptrace",
-    "mount",
-    "umount2",
-    "unshare",
-    "setns",
-    "pivot_root",
-    "chroot",
-    "bpf",
-    "perf_event_open",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "userfaultfd",
-    "process_vm_readv",
-    "process_vm_writev",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "acct",
-    "open_by_handle_at",
-    "name_to_handle_at",
-    "fanotify_init",
-    "move_mount",
-    "fsopen",
-    "fsmount",
-    "open_tree",
-    "mount_setattr",
-    "pidfd_getfd",
-    "process_madvise",
-    "quotactl",
-)
-
-
-def build_seccomp() -> tuple[object, object] | None:
-    """Compile the deny-list filter once with libseccomp and keep the raw BPF for each child's prctl."""
-    try:
-        lib = ctypes.CDLL("libseccomp.so.2")
-    except OSError:
-        return None
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_rule_add_array.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_uint32,
-        ctypes.c_int,
-        ctypes.c_uint,
-        ctypes.POINTER(_ArgCmp),
-    ]
-    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
-    if not ctx:
-        return None
-
-    def rule(action: int, name: str, *cmps: _ArgCmp) -> None:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr == -1:
-            return
-        arr = (_ArgCmp * max(len(cmps), 1))(*cmps)
-        rc = lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), arr)
-        if rc != 0:
-            raise OSError(-rc, f"seccomp rule for {name} failed")
-
-    try:
-        for name in _DENY_EPERM:
-            rule(_errno_action(errno.EPERM), name)
-        # threads only: clone without CLONE_THREAD is a new process
-        rule(_errno_action(errno.EPERM), "clone", _ArgCmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0))
-        rule(_errno_action(errno.ENOSYS), "clone3")  # glibc then falls back to clone, whose flags we can see
-        rule(_errno_action(errno.EAFNOSUPPORT), "socket", _ArgCmp(0, SCMP_CMP_NE, AF_UNIX, 0))
-        fd = os.memfd_create("bpf")
-        if lib.seccomp_export_bpf(ctx, fd) != 0:
-            return None
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = b""
-        while chunk := os.read(fd, 65536):
-            data += chunk
-        os.close(fd)
-    finally:
-        lib.seccomp_release(ctx)
-    buf = ctypes.create_string_buffer(data, len(data))
-    prog = _SockFprog(len(data) // 8, ctypes.addressof(buf))
-    return buf, prog
-
-
-def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    rc = _libc.mount(
-        src.encode() if src else None,
-        dst.encode(),
-        fstype.encode() if fstype else None,
-        flags,
-        data.encode() if data else None,
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {src or fstype} on {dst}: {os.strerror(err)}")
-
-
-def _bind_ro(src: str, dst: str) -> None:
-    if os.path.isdir(src):
-        os.makedirs(dst, exist_ok=True)
-    else:
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        open(dst, "a").close()
-    _mount(src, dst, None, MS_BIND | MS_REC)
-    _mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
-
-
-def setup_namespaces(scratch_mb: int) -> None:
-    """Enter fresh mount/net/ipc/uts namespaces and chroot into a tiny tree: read-only /usr, the
-    interpreter's stdlib, four device files, and a size-limited tmpfs scratch at /tmp. Nothing else of the
-    host's filesystem (homes, /work, /etc, /proc) is reachable afterwards."""
-    if _libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    root = "/tmp"  # the new root is a tmpfs mounted over /tmp inside our private mount namespace
-    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
-    _bind_ro("/usr", root + "/usr")
-    for name in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
-        host = "/" + name
-        if os.path.islink(host):
-            os.symlink(os.readlink(host), root + host)
-        elif os.path.isdir(host):
-            _bind_ro(host, root + host)
-    # the interpreter's own stdlib when it lives outside /usr (pyenv under /root, a venv under /work):
-    # only those directories, read-only
-    for path in sys.path:
-        real = os.path.realpath(path)
-        if real and os.path.isdir(real) and not real.startswith("/usr/"):
-            _bind_ro(real, root + real)
-    os.makedirs(root + "/dev")
-    for dev in ("null", "zero", "urandom", "random"):
-        open(root + "/dev/" + dev, "a").close()
-        _mount("/dev/" + dev, root + "/dev/" + dev, None, MS_BIND)
-    os.makedirs(root + "/tmp")
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,mode=1777")
-    os.chroot(root)
-    os.chdir("/tmp")
-    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    def __init__(self) -> None:
+        self.seccomp: _seccomp.Seccomp | None = None
+        self.main_filter: _seccomp.Filter | None = None
+        self.ruleset: int | None = None
 
 
 # ---- protocol --------------------------------------------------------------------------------------------
@@ -389,7 +231,12 @@ def _limit(res: int, soft: int, hard: int) -> None:
     resource.setrlimit(res, (soft, hard))
 
 
-def child(req: dict, fds: dict, cfg: dict, seccomp: tuple | None, nonce: str) -> None:
+def _install(flt: _seccomp.Filter) -> None:
+    if _confine.libc.prctl(_confine.PR_SET_SECCOMP, _confine.SECCOMP_MODE_FILTER, flt.address(), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter refused")
+
+
+def child(req: dict, fds: dict, cfg: dict, conf: Confinement, nonce: str) -> None:
     """The forked child: confine, then run the candidate. Never returns."""
     try:
         os.setsid()
@@ -397,27 +244,26 @@ def child(req: dict, fds: dict, cfg: dict, seccomp: tuple | None, nonce: str) ->
         os.dup2(fds["out"], 1)
         os.dup2(fds["err"], 2)
         os.dup2(fds["res"], 3)
-        os.closerange(4, 1 << 16)
         mem = int(req["memory_mb"]) << 20
         cpu = int(req["timeout_s"]) + 2
         _limit(resource.RLIMIT_CORE, 0, 0)
         _limit(resource.RLIMIT_CPU, cpu, cpu + 1)
         _limit(resource.RLIMIT_FSIZE, cfg["fsize_mb"] << 20, cfg["fsize_mb"] << 20)
         _limit(resource.RLIMIT_NOFILE, 64, 64)
-        if cfg["uid"] is not None:  # NPROC counts every process of the uid: only meaningful for our own uid
+        if cfg["nproc_limit"]:  # counted per user namespace, or for a uid of our own: never your processes
             _limit(resource.RLIMIT_NPROC, cfg["nproc"], cfg["nproc"])
         _limit(resource.RLIMIT_STACK, mem, mem)
         _limit(resource.RLIMIT_AS, mem, mem)
-        if cfg["uid"] is not None:
-            os.setgroups([])
-            os.setgid(cfg["uid"])
-            os.setuid(cfg["uid"])
-        if seccomp is not None:
-            if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-                os._exit(EXIT_INTERNAL)
-            if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(seccomp[1]), 0, 0) != 0:
-                os._exit(EXIT_INTERNAL)
+        pid_filter = conf.seccomp.pid_filter(os.getpid()) if conf.main_filter and conf.seccomp else None
+        _confine.prctl(_confine.PR_SET_NO_NEW_PRIVS, 1)
+        if conf.ruleset is not None:
+            _confine.landlock_restrict(conf.ruleset)
+        if conf.main_filter is not None and pid_filter is not None:
+            _install(conf.main_filter)
+            _install(pid_filter)
+        os.closerange(4, 1 << 16)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        threading.stack_size(THREAD_STACK)
         _std_streams()
         random.seed()
         sys.argv = ["solution.py"]
@@ -474,9 +320,6 @@ def _call_fn(nonce: str, req: dict, g: dict) -> int | None:
     return None
 
 
-# ---- the zygote loop --------------------------------------------------------------------------------------
-
-
 def _set_nonblock(fd: int) -> None:
     os.set_blocking(fd, False)
 
@@ -496,53 +339,113 @@ def _drain(fd: int, buf: bytearray, cap: int) -> bool:
             return True
 
 
-def _kill_uid(uid: int | None) -> None:
-    """Kill every process of the worker's uid (what a setsid()'d grandchild would run as)."""
-    if uid is None:
-        return
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(uid)
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)  # as this uid: every process of the uid but ourselves
-        except BaseException:
-            pass
-        os._exit(0)
-    os.waitpid(pid, 0)
+def _children() -> list[int]:
+    """Our own children (the zygote is single-threaded), orphans of earlier runs included: we are their
+    subreaper."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
 
 
-def _reap_strays(uid: int | None) -> int:
-    """We are a child subreaper: orphans of a run end up as our children. Kill and reap them all."""
-    killed = 0
+def _sweep(cfg: dict) -> int:
+    """Kill and reap whatever a run left behind (with seccomp nothing can be: fork is refused).
+
+    As PID 1 of the run's PID namespace, kill(-1) reaches every process in it but us. Elsewhere the
+    zygote is a child subreaper, so every descendant of a run ends up as our child: kill those by pid (an
+    unreaped child's pid cannot have been reused)."""
+    swept = 0
     deadline = time.monotonic() + 2.0
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return killed
-        if pid == 0:  # someone is still alive below us
-            killed += 1
-            _kill_uid(uid)
-            if time.monotonic() > deadline:
-                return killed
-            time.sleep(0.001)
+            return swept
+        if pid:
+            continue
+        swept += 1
+        if cfg["pid1"]:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+        else:
+            for stray in _children():
+                try:
+                    os.kill(stray, signal.SIGKILL)
+                except OSError:
+                    pass
+        if time.monotonic() > deadline:
+            return swept
+        time.sleep(0.001)
 
 
-def _clean_scratch(path: str) -> None:
-    import shutil
-
-    for entry in os.scandir(path):
+def _disk_over(path: str, max_bytes: int, max_inodes: int) -> bool:
+    """Landlock level (no tmpfs of our own): is the scratch directory over its size or inode budget?"""
+    used, inodes = 0, 0
+    stack = [path]
+    while stack:
         try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            inodes += 1
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            used += st.st_blocks * 512
             if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
+                stack.append(entry.path)
+            if used > max_bytes or inodes > max_inodes:
+                return True
+    return False
+
+
+def _clean_scratch(path: str, mode: int) -> None:
+    """Empty the scratch directory whatever a run did to it (chmod 000 directories, a chain thousands of
+    levels deep): every subdirectory is moved up to the top before it is emptied, so no path grows long and
+    nothing recurses. ``mode`` restores the scratch's own permissions."""
+    try:
+        os.chmod(path, mode)
+    except OSError:
+        pass
+    pending = [path]
+    made: list[str] = []
+    n = 0
+    while pending:
+        d = pending.pop()
+        try:
+            if d != path:
+                os.chmod(d, 0o700)
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if d == path:
+                        target = entry.path
+                    else:
+                        n += 1
+                        target = os.path.join(path, f".bdc-clean-{n}")
+                        os.rename(entry.path, target)
+                    pending.append(target)
+                    made.append(target)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
         except OSError:
             pass
 
 
-def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
+def handle(req: dict, cfg: dict, conf: Confinement) -> dict:
     cap = int(req["output_limit"])
     timeout = float(req["timeout_s"])
     stdin_fd = os.memfd_create("stdin", 0)
@@ -556,10 +459,12 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
     res_r, res_w = os.pipe()
     nonce = os.urandom(8).hex()
     gc.freeze()
+    watch_disk = cfg["level"] == "landlock"
+    disk_bytes, disk_inodes = cfg["scratch_mb"] << 20, cfg["scratch_inodes"]
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        child(req, {"stdin": stdin_fd, "out": out_w, "err": err_w, "res": res_w}, cfg, seccomp, nonce)
+        child(req, {"stdin": stdin_fd, "out": out_w, "err": err_w, "res": res_w}, cfg, conf, nonce)
         os._exit(EXIT_INTERNAL)
     for fd in (stdin_fd, out_w, err_w, res_w):
         os.close(fd)
@@ -572,13 +477,14 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
     for fd in (*bufs, pidfd):
         poller.register(fd, select.POLLIN)
     open_fds = set(bufs)
-    timed_out = over_limit = exited = False
+    timed_out = over_limit = disk_limit = exited = False
     while not exited:
         remaining = start + timeout - time.monotonic()
         if remaining <= 0:
             timed_out = True
             break
-        for fd, _ in poller.poll(remaining * 1000):
+        wait = min(remaining, 0.01) if watch_disk else remaining
+        for fd, _ in poller.poll(wait * 1000):
             if fd == pidfd:
                 exited = True
             elif fd in open_fds:
@@ -588,6 +494,9 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
                 if len(bufs[fd]) > caps[fd]:
                     over_limit = True
         if over_limit:
+            break
+        if watch_disk and not exited and _disk_over(cfg["scratch"], disk_bytes, disk_inodes):
+            disk_limit = True
             break
     wall = time.monotonic() - start
     # Kill the run's whole process group while the child (maybe a zombie) is unreaped: its pid, and so the
@@ -604,10 +513,10 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
     _, status, ru = os.wait4(pid, 0)
     for fd in list(open_fds):
         _drain(fd, bufs[fd], caps[fd])
-    strays = _reap_strays(cfg["uid"])
+    strays = _sweep(cfg)
     for fd in (*bufs, pidfd):
         os.close(fd)
-    _clean_scratch(cfg["scratch"])
+    _clean_scratch(cfg["scratch"], 0o1777 if cfg["level"] == "userns" else 0o700)
     markers = []
     value = None
     for line in bytes(bufs[res_r]).decode("utf-8", "replace").splitlines():
@@ -623,6 +532,7 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         "timeout": timed_out,
         "output_limit": over_limit,
+        "disk_limit": disk_limit,
         "stdout": bytes(bufs[out_r][:cap]).decode("utf-8", "replace"),
         "stderr": bytes(bufs[err_r][:cap]).decode("utf-8", "replace"),
         "markers": markers,
@@ -635,6 +545,73 @@ def handle(req: dict, cfg: dict, seccomp: tuple | None) -> dict:
     }
 
 
+# ---- set-up ------------------------------------------------------------------------------------------------
+
+
+def _userns(cfg: dict, hello: dict, req_fd: int, resp_fd: int) -> None:
+    """Enter the namespaces and build the root here, then fork the serving worker; only that worker (PID 1
+    of the new PID namespace, chrooted) returns. This process waits for it and exits with it."""
+    dirs, links = _confine.system_paths(sys.path)
+    _confine.enter_userns(cfg.get("root_uid"))
+    sources = _confine.open_sources(dirs)
+    _confine.become_ns_root()
+    _confine.build_root(ROOT, sources, links, cfg["scratch_mb"])
+    life_r, life_w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(req_fd)
+        os.close(resp_fd)
+        os.close(life_r)
+        try:
+            _confine.drop_capabilities()
+        except OSError:
+            pass
+        _, status = os.waitpid(pid, 0)
+        os._exit(1 if os.waitstatus_to_exitcode(status) else 0)
+    os.close(life_w)
+    _confine.prctl(_confine.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if select.select([life_r], [], [], 0)[0]:  # EOF: the outer process died before we could follow it
+        os._exit(1)
+    os.close(life_r)
+    hello["host_pid"] = int(os.readlink("/proc/self"))  # the host's /proc, until the chroot below
+    _confine.enter_root(ROOT)
+    hello.update(namespaces=list(_confine.NAMESPACES), pid_namespace=os.getpid() == 1, chroot=True)
+    cfg["pid1"] = os.getpid() == 1
+    cfg["scratch"] = "/tmp"
+
+
+def _prepare(cfg: dict, hello: dict, req_fd: int, resp_fd: int) -> Confinement:
+    conf = Confinement()
+    level = cfg["level"]
+    conf.seccomp = _seccomp.load() if cfg["seccomp"] else None
+    abi = _confine.landlock_abi() if cfg["landlock"] else 0
+    if level == "userns":
+        _userns(cfg, hello, req_fd, resp_fd)
+    else:
+        if level == "landlock" and ((cfg["seccomp"] and conf.seccomp is None) or abi < 1):
+            missing = "Landlock (kernel 5.13+)" if abi < 1 else "seccomp (libseccomp.so.2)"
+            raise OSError(errno.ENOSYS, f"the landlock level needs {missing}, which is not available")
+        os.chdir(cfg["scratch"])
+        _confine.prctl(_confine.PR_SET_CHILD_SUBREAPER, 1)
+    if conf.seccomp is not None:
+        conf.main_filter = conf.seccomp.main_filter(level, abi)
+    hello["seccomp"] = conf.main_filter is not None
+    if abi and level != "weak":
+        devices = [d for d in ("/dev/" + n for n in _confine.DEVICES) if os.path.exists(d)]
+        if level == "userns":  # inside the chroot: a second fence behind the read-only mounts
+            conf.ruleset = _confine.landlock_ruleset(abi, ["/"], ["/tmp"], devices, execute=True)
+        else:
+            dirs, _ = _confine.system_paths(sys.path)
+            conf.ruleset = _confine.landlock_ruleset(abi, dirs, [cfg["scratch"]], devices)
+        hello["landlock_abi"] = abi
+    if level != "weak":
+        # userns: the namespace's capabilities, no longer needed. landlock as root: uid 0 stays (a
+        # pyenv stdlib under /root must stay readable) but without a single capability, and Landlock
+        # decides what it may touch
+        hello["caps"] = _confine.drop_capabilities()
+    return conf
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     req_fd, resp_fd = os.dup(0), os.dup(1)
@@ -642,31 +619,36 @@ def main() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    hello: dict = {"ok": True, "namespaces": False, "seccomp": False, "uid": cfg["uid"], "pid": os.getpid()}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the app's terminal is the app's to handle
+    threading.stack_size(THREAD_STACK)  # the 1 GiB main-thread stack limit must not become every thread's
+    cfg["pid1"] = False
+    hello: dict = {
+        "ok": True,
+        "level": cfg["level"],
+        "namespaces": [],
+        "pid_namespace": False,
+        "chroot": False,
+        "seccomp": False,
+        "landlock_abi": 0,
+        "caps": None,
+        # the host uid runs use: as root at the userns level a uid of our own, else yours
+        "run_uid": cfg.get("root_uid") or os.getuid(),
+        "host_pid": os.getpid(),
+    }
     try:
-        if cfg["isolation"] == "strict":
-            setup_namespaces(cfg["scratch_mb"])
-            cfg["scratch"] = "/tmp"
-            hello["namespaces"] = True
-        else:
-            os.chdir(cfg["scratch"])
-        seccomp = build_seccomp() if cfg.get("seccomp", True) else None
-        hello["seccomp"] = seccomp is not None
-        if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "PR_SET_CHILD_SUBREAPER failed")
+        conf = _prepare(cfg, hello, req_fd, resp_fd)
     except OSError as exc:
-        hello = {"ok": False, "error": str(exc)}
-        write_msg(resp_fd, hello)
-        return
+        write_msg(resp_fd, {"ok": False, "level": cfg["level"], "error": str(exc)})
+        os._exit(0)
     gc.collect()
     gc.freeze()
     write_msg(resp_fd, hello)
     while True:
         req = read_msg(req_fd)
         if req is None:
-            return
+            os._exit(0)
         try:
-            resp = handle(req, cfg, seccomp)
+            resp = handle(req, cfg, conf)
         except Exception as exc:
             resp = {"internal_error": f"{type(exc).__name__}: {exc}"}
         write_msg(resp_fd, resp)

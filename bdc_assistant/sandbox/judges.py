@@ -128,6 +128,8 @@ def verdict_from(
         return Verdict(Status.TIMEOUT, detail=f"exceeded the time limit of {timeout_s:g} s", **base)
     if raw.get("output_limit"):
         return Verdict(Status.RUNTIME_ERROR, detail="output limit exceeded", **base)
+    if raw.get("disk_limit"):
+        return Verdict(Status.RUNTIME_ERROR, detail="disk limit exceeded", **base)
     near_limit = raw.get("maxrss_kb", 0) * 1024 >= 0.75 * (raw.get("memory_mb") or 1 << 30) * (1 << 20)
     crashed = sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT)
     if "memory" in markers or sig == signal.SIGKILL or (crashed and near_limit):

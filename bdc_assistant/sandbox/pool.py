@@ -1,13 +1,17 @@
 """The app-side pool of zygote workers: start them, hand each run to an idle one, judge the result.
 
-Each worker is ``python -I -S _zygote.py`` started with a scrubbed environment and its own random uid
-(so RLIMIT_NPROC and the kill-everything-of-this-uid sweep never touch another worker or another pool).
-A worker that dies is restarted and the run retried once (infrastructure failures are not verdicts).
+Each worker is ``python -I -S _zygote.py`` started with a scrubbed environment. ``isolation="strict"`` tries
+the ``userns`` level first (user + mount + net + ipc + uts + pid namespaces, works for any user) and falls
+back to the ``landlock`` level where user namespaces are unavailable; the choice and its reason are logged
+and reported by :meth:`Sandbox.isolation_report` (``bdc doctor``). ``weak`` is only ever used when asked
+for. As root, runs use a random unprivileged uid of their own. A worker that dies is restarted and the run
+retried once (infrastructure failures are not verdicts).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import resource
@@ -31,6 +35,21 @@ from .judges import verdict_from
 _ZYGOTE = Path(__file__).with_name("_zygote.py")
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 _UID_BASE, _UID_SPAN = 200_000, 1_000_000_000
+Isolation = Literal["strict", "landlock", "weak"]
+_LEVELS: dict[str, tuple[str, ...]] = {
+    "strict": ("userns", "landlock"),
+    "landlock": ("landlock",),
+    "weak": ("weak",),
+}
+# Comma-separated mechanisms to treat as unavailable ("userns", "landlock"): how the fallback is tested on a
+# machine that has both, and a way out if one of them misbehaves somewhere. It can only lower the level,
+# and the level in force is always reported.
+DISABLE_ENV = "BDC_SANDBOX_DISABLE"
+_log = logging.getLogger("bdc.sandbox")
+
+
+def _disabled() -> set[str]:
+    return {part.strip() for part in os.environ.get(DISABLE_ENV, "").split(",") if part.strip()}
 
 
 @dataclass(frozen=True)
@@ -49,22 +68,33 @@ class _WorkerDied(Exception):
     pass
 
 
+class _LevelUnavailable(Exception):
+    pass
+
+
 class _Worker:
     """One zygote process and its request/response pipes. Used by one thread at a time."""
 
-    def __init__(self, isolation: str, limits: SandboxLimits, uid: int | None, seccomp: bool = True) -> None:
+    def __init__(
+        self, level: str, limits: SandboxLimits, uid: int | None, seccomp: bool, landlock: bool
+    ) -> None:
         self.scratch: str | None = None
-        if isolation == "weak":
+        if level != "userns":  # no tmpfs of our own: a private directory on the host
             self.scratch = tempfile.mkdtemp(prefix="bdc-sandbox-")
+        home = self.scratch or "/tmp"
         cfg = {
-            "isolation": isolation,
-            "uid": uid,
+            "level": level,
+            "root_uid": uid,
             "scratch_mb": limits.scratch_mb,
-            "scratch": self.scratch or "/tmp",
+            "scratch_inodes": max(1024, min(limits.scratch_mb * 256, 65536)),
+            "scratch": home,
             "fsize_mb": limits.fsize_mb,
             "nproc": limits.nproc,
+            # RLIMIT_NPROC counts per user namespace there; elsewhere per uid, which is yours (or root's)
+            "nproc_limit": level == "userns",
             "seccomp": seccomp,
-            "env": {"PATH": _CLEAN_ENV["PATH"], "LANG": _CLEAN_ENV["LANG"], "HOME": "/tmp"},
+            "landlock": landlock,
+            "env": {"PATH": _CLEAN_ENV["PATH"], "LANG": _CLEAN_ENV["LANG"], "HOME": home},
         }
         stack = 1 << 30
 
@@ -134,10 +164,13 @@ class Sandbox:
         *,
         workers: int = 0,
         limits: SandboxLimits | None = None,
-        isolation: Literal["strict", "weak"] = "strict",
+        isolation: Isolation = "strict",
         seccomp: bool = True,
     ) -> None:
-        """``seccomp=False`` exists only so tests can exercise the uid sweep that backs it up."""
+        """``isolation="landlock"`` skips the user-namespace attempt (Python API only, for tests and
+        comparisons); ``seccomp=False`` exists only so tests can exercise the process sweep behind it."""
+        if isolation not in _LEVELS:
+            raise SandboxError(f"Unknown sandbox isolation {isolation!r}; use strict, landlock or weak.")
         self.seccomp = seccomp
         self.limits = limits or SandboxLimits()
         self.isolation = isolation
@@ -150,23 +183,23 @@ class Sandbox:
         self._executor: ThreadPoolExecutor | None = None
         self.restarts = 0
         self.info: dict[str, Any] = {}
+        self.level: str | None = None
+        self._skipped: list[str] = []  # why the levels before ``level`` were not used
 
     # ---- lifecycle --------------------------------------------------------------------------------------
 
-    def _spawn(self) -> _Worker:
-        uid = None if self.isolation == "weak" else random.randrange(_UID_BASE, _UID_BASE + _UID_SPAN)
+    def _spawn(self, level: str) -> _Worker:
+        root = os.geteuid() == 0
+        uid = random.randrange(_UID_BASE, _UID_BASE + _UID_SPAN) if root and level == "userns" else None
+        landlock = "landlock" not in _disabled()
         try:
-            worker = _Worker(self.isolation, self.limits, uid, self.seccomp)
+            worker = _Worker(level, self.limits, uid, self.seccomp, landlock)
         except _WorkerDied as exc:
             raise SandboxError("The sandbox worker exited during start-up.") from exc
         if not worker.hello.get("ok"):
             worker.close()
-            raise SandboxError(
-                f"Isolation cannot be set up on this machine ({worker.hello.get('error')}); it needs root or "
-                'CAP_SYS_ADMIN for namespaces. Set sandbox.isolation = "weak" to run with rlimits and '
-                "seccomp only (the program could then read and write your files)."
-            )
-        if self.isolation == "weak" and self.seccomp and not worker.hello.get("seccomp"):
+            raise _LevelUnavailable(str(worker.hello.get("error")))
+        if level == "weak" and self.seccomp and not worker.hello.get("seccomp"):
             worker.close()
             raise SandboxError(
                 "Weak isolation needs seccomp (libseccomp.so.2) to block network and new processes, and it is "
@@ -174,43 +207,76 @@ class Sandbox:
             )
         return worker
 
+    def _first_worker(self) -> _Worker:
+        """Try the levels ``isolation`` allows, best first; remember the one that worked and why the
+        others did not."""
+        disabled = _disabled()
+        for level in _LEVELS[self.isolation]:
+            name = "user namespaces" if level == "userns" else level
+            if level in disabled:
+                self._skipped.append(f"{name}: disabled by {DISABLE_ENV}={os.environ.get(DISABLE_ENV)}")
+                continue
+            try:
+                worker = self._spawn(level)
+            except _LevelUnavailable as exc:
+                self._skipped.append(f"{name}: {exc}")
+                continue
+            self.level = level
+            return worker
+        why = "; ".join(self._skipped)
+        if self.isolation == "weak":
+            raise SandboxError(f"The weak sandbox cannot start here ({why}).")
+        raise SandboxError(
+            f"Isolation cannot be set up on this machine ({why}). Allow unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1; on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0) "
+            'or use a kernel with Landlock, or set sandbox.isolation = "weak" to run with rlimits and seccomp '
+            "only (the program could then read and write your files)."
+        )
+
     def start(self) -> Sandbox:
         with self._cond:
             if self._started:
                 return self
             if self._closed:
                 raise SandboxError("This sandbox was closed.")
-            if self.isolation == "strict" and os.geteuid() != 0:
-                raise SandboxError(
-                    "Strict isolation needs root (namespaces, chroot, a uid per worker) and this process is "
-                    'not root. Set sandbox.isolation = "weak" to run with rlimits and seccomp only.'
-                )
+            first = self._first_worker()
+            assert self.level is not None
+            level = self.level
+            self._workers.append(first)
+            errors = []
             with ThreadPoolExecutor(self.n_workers) as ex:
-                futures = [ex.submit(self._spawn) for _ in range(self.n_workers)]
-                errors = []
+                futures = [ex.submit(self._spawn, level) for _ in range(self.n_workers - 1)]
                 for f in futures:
                     try:
                         self._workers.append(f.result())
-                    except SandboxError as exc:
+                    except (SandboxError, _LevelUnavailable) as exc:
                         errors.append(exc)
             if errors:
                 for w in self._workers:
                     w.close()
                 self._workers.clear()
-                raise errors[0]
+                raise SandboxError(f"A sandbox worker failed to start at the {level} level: {errors[0]}.")
             self._idle = list(self._workers)
-            self.info = dict(self._workers[0].hello)
+            self.info = dict(first.hello)
             self.info["isolation"] = self.isolation
-            if self.seccomp and not self.info.get("seccomp"):
-                import logging
-
-                logging.getLogger("bdc.sandbox").warning(
-                    "seccomp is unavailable (no libseccomp.so.2): new processes are only bounded by "
-                    "RLIMIT_NPROC and the per-uid sweep, not refused."
-                )
+            self._announce()
             self._executor = ThreadPoolExecutor(self.n_workers, thread_name_prefix="bdc-sandbox")
             self._started = True
             return self
+
+    def _announce(self) -> None:
+        if self.level == "weak":
+            _log.warning(
+                "Sandbox isolation is WEAK (chosen by sandbox.isolation): model-written code runs as you and "
+                "CAN read and write your files; only rlimits, seccomp and a clean environment apply."
+            )
+        elif self.level == "landlock" and self.isolation == "strict":
+            _log.warning("Sandbox at the landlock level: %s", "; ".join(self._skipped))
+        if self.seccomp and not self.info.get("seccomp"):
+            _log.warning(
+                "seccomp is unavailable (no libseccomp.so.2): new processes are only bounded by "
+                "RLIMIT_NPROC and the sweep after each run, not refused."
+            )
 
     def close(self) -> None:
         with self._cond:
@@ -230,14 +296,60 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def describe(self) -> str:
-        """One line for ``bdc doctor`` / logs: what confinement is actually in force."""
+    def isolation_report(self) -> dict[str, Any]:
+        """What confinement is in force and why (``bdc doctor --json``, ``bench/sandbox.py``)."""
         self.start()
+        info = self.info
+        abi = int(info.get("landlock_abi") or 0)
+        seccomp = bool(info.get("seccomp"))
+        if self.level == "userns":
+            who = f"as root, runs use uid {info.get('run_uid')}" if os.geteuid() == 0 else "your uid"
+            reason = (
+                f"unprivileged user namespace ({who} mapped to 0 inside, no capabilities) with mount, network, "
+                "IPC, UTS and PID namespaces; chroot into a tmpfs with read-only /usr and stdlib and a "
+                f"{self.limits.scratch_mb} MiB scratch"
+            )
+        elif self.level == "landlock":
+            reason = (
+                f"Landlock ABI {abi} allows reading /usr and the stdlib and writing one scratch directory; "
+                "seccomp refuses new processes, every socket() and signals to other processes; no namespaces "
+                "(the disk cap is a size watch, not a filesystem limit)"
+            )
+            if self._skipped:
+                reason = "; ".join(self._skipped) + ". " + reason
+        else:
+            reason = (
+                'chosen explicitly (sandbox.isolation = "weak"): the program runs as you and can read and '
+                "write your files; rlimits, seccomp and a clean environment only"
+            )
+        if not seccomp:
+            reason += "; NO seccomp (fork/exec/sockets not filtered)"
+        return {
+            "level": self.level,
+            "requested": self.isolation,
+            "namespaces": list(info.get("namespaces") or []),
+            "pid_namespace": bool(info.get("pid_namespace")),
+            "chroot": bool(info.get("chroot")),
+            "seccomp": seccomp,
+            "landlock": abi > 0,
+            "landlock_abi": abi,
+            "capabilities": info.get("caps"),
+            "run_uid": info.get("run_uid"),
+            "root": os.geteuid() == 0,
+            "workers": self.n_workers,
+            "reason": reason,
+        }
+
+    def describe(self) -> str:
+        """One line for logs: what confinement is actually in force."""
+        r = self.isolation_report()
         parts = [
             f"isolation={self.isolation}",
+            f"level={r['level']}",
             f"workers={self.n_workers}",
-            f"namespaces={'yes' if self.info.get('namespaces') else 'no'}",
-            f"seccomp={'yes' if self.info.get('seccomp') else 'NO (fork/exec/sockets not filtered)'}",
+            f"namespaces={','.join(r['namespaces']) or 'no'}",
+            f"seccomp={'yes' if r['seccomp'] else 'NO (fork/exec/sockets not filtered)'}",
+            f"landlock={r['landlock_abi'] or 'no'}",
         ]
         return ", ".join(parts)
 
@@ -261,7 +373,13 @@ class Sandbox:
         worker.close()
         if self._closed:
             raise SandboxError("The sandbox was closed while a run was in flight.")
-        fresh = self._spawn()
+        assert self.level is not None
+        try:
+            fresh = self._spawn(self.level)
+        except _LevelUnavailable as exc:
+            raise SandboxError(
+                f"A sandbox worker could not be restarted at the {self.level} level: {exc}."
+            ) from exc
         with self._cond:
             self.restarts += 1
             self._workers = [fresh if w is worker else w for w in self._workers]
@@ -329,6 +447,25 @@ class Sandbox:
             self._executor.submit(self.run_test, code, t, timeout_s=timeout_s, checker=checker) for t in tests
         ]
         return [f.result() for f in futures]
+
+
+def probe_isolation(settings: Any | None = None) -> dict[str, Any]:
+    """Start one worker as configured, report the isolation it achieved, stop it. Never raises for a
+    machine that cannot isolate: ``level`` is None and ``reason`` says why."""
+    configured = sandbox_from_settings(settings)
+    box = Sandbox(workers=1, limits=configured.limits, isolation=configured.isolation)
+    try:
+        with box:
+            return box.isolation_report()
+    except SandboxError as exc:
+        return {
+            "level": None,
+            "requested": configured.isolation,
+            "namespaces": [],
+            "seccomp": False,
+            "landlock": False,
+            "reason": str(exc),
+        }
 
 
 _default: Sandbox | None = None

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bdc_assistant.evaluation.datasets import load_dataset
 from bdc_assistant.sandbox import Sandbox, SandboxLimits
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="strict isolation needs root")
 
 
 @pytest.mark.slow
