@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .errors import BdcError
+from .logs import setup_logging
+
+log = logging.getLogger(__name__)
 
 # subcommand -> (module under bdc_assistant.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local coding assistant with input-aware LoRA expert customization (BDC).",
     )
     parser.add_argument("--version", action="version", version=f"bdc-assistant {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log at DEBUG level (problem texts included, keys never) and echo the log to stderr",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         try:
@@ -67,15 +76,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "tui" not in {n for n, _ in _available(parser)}:
             parser.print_help()
             return 0
-        args = parser.parse_args(["tui", *(argv or [])])
+        args = parser.parse_args([*(argv or []), "tui"])
+    # the TUI owns the terminal: its log goes to the file only
+    setup_logging(verbose=args.verbose, stderr=args.verbose and args.command != "tui")
+    log.info("bdc %s %s", __version__, args.command)
     try:
         return int(args._module.run(args) or 0)
     except BdcError as exc:
+        log.info("bdc %s stopped: %s", args.command, type(exc).__name__)
         print(f"bdc: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bdc: interrupted.", file=sys.stderr)
         return 130
+    except Exception:
+        log.exception("bdc %s failed", args.command)  # a bug: the traceback goes to the log file too
+        raise
 
 
 def _available(parser: argparse.ArgumentParser) -> list[tuple[str, object]]:

@@ -11,6 +11,7 @@ blank-message fix). Esc sets the cancel token and detaches the view at once: lat
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -36,6 +37,8 @@ from .workers import start_worker
 if TYPE_CHECKING:
     from ..config import Settings
     from ..store.history import HistoryStore
+
+log = logging.getLogger(__name__)
 
 
 class BdcApp(App[None]):
@@ -144,6 +147,8 @@ class BdcApp(App[None]):
             self.chat.new_problem(text)
             self.main.query_one(TestsPanel).load_examples(text)
         self.chat.run_ids += 1
+        log.info("answer %d: %d characters asked", self.chat.run_ids, len(text))
+        log.debug("answer %d: problem %r", self.chat.run_ids, text)  # problem texts only at DEBUG
         view = AnswerView(text, len(self.chat.answers) + 1)
         self.main.query_one(Transcript).add(view)
         run = self.chat.current = Run(self.chat.run_ids, text, CancelToken(), view)

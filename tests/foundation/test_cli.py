@@ -64,6 +64,17 @@ def test_paths_json_follows_bdc_home(bdc_home: Path) -> None:
     assert data["data_dir"].startswith(str(bdc_home))
 
 
+def test_the_log_file_is_in_the_state_dir_and_verbose_fills_it(bdc_home: Path) -> None:
+    proc = run_bdc("paths", "--json")
+    log = Path(json.loads(proc.stdout)["log_file"])
+    assert log == bdc_home / "state" / "logs" / "bdc.log"
+    assert "INFO bdc_assistant.cli" in log.read_text() and "DEBUG" not in log.read_text()
+    proc = run_bdc("--verbose", "config")
+    assert proc.returncode == 0, proc.stderr
+    assert "bdc INFO bdc_assistant.cli: bdc" in proc.stderr  # --verbose echoes the log on stderr
+    assert log.read_text().count("bdc_assistant.cli") == 2
+
+
 def test_bad_config_key_is_one_sentence_and_nonzero(bdc_home: Path) -> None:
     cfg = bdc_home / "config" / "config.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)

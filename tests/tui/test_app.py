@@ -4,21 +4,23 @@ history search / reopen / export, settings, retrain. Real SQLite, real subproces
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bdc_assistant.config import load_settings
+from bdc_assistant.logs import setup_logging
 from bdc_assistant.store.history import open_history
 from bdc_assistant.tui.app import BdcApp
 from bdc_assistant.tui.commands import palette_commands
 from bdc_assistant.tui.tests_panel import TestsPanel
 from bdc_assistant.tui.widgets import AnswerView, ProblemEditor
-from bdc_assistant.types import TestCase
+from bdc_assistant.types import SolverEvent, TestCase, ThoughtToken
 from tests.tui.fakes import CODE, FakeEngine
 
 SIZE = (120, 36)
@@ -444,3 +446,38 @@ def test_clicking_an_answer_shows_its_own_mixture() -> None:
         assert first.gates is not None and first.gates.cluster_names[0] == "greedy"
 
     drive(app, body)
+
+
+@pytest.fixture
+def log_file(bdc_home: Path) -> Any:
+    path = setup_logging()
+    yield path
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "baseFilename", None) == str(path)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def test_a_failing_solver_logs_its_traceback_and_shows_one_sentence(log_file: Path) -> None:
+    engine = FakeEngine()
+
+    def broken(problem: str, cancel: Any) -> Iterator[SolverEvent]:
+        yield ThoughtToken("1. Read the two numbers.\n")
+        raise RuntimeError("index 7 out of range in the sampler")
+
+    engine.solve = broken  # type: ignore[method-assign]
+    app = make_app(engine)
+
+    async def body(pilot: Any) -> None:
+        await ask(pilot, app, "Sum the secret numbers 4711 and 42")
+        await wait_until(pilot, lambda: app.chat.current is None)
+        assert str(app.main.query_one(AnswerView).stats.render()) == (
+            "The solver failed (RuntimeError: index 7 out of range in the sampler); "
+            f"the traceback is in {log_file}."
+        )
+
+    drive(app, body)
+    logged = log_file.read_text()
+    assert "Traceback (most recent call last)" in logged and "in broken" in logged
+    assert "RuntimeError: index 7 out of range in the sampler" in logged
+    assert "4711" not in logged  # the problem text stays out of the log at the default level
