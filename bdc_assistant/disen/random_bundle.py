@@ -8,6 +8,11 @@ through :func:`save_bundle` — so everything downstream is exercised on the pro
 ``scale`` sets the size of each expert's ΔW relative to a unit-variance input: B and A are drawn so
 that ‖s_k B_k A_k x‖ ≈ scale·‖x‖ for a typical x, which lets a test pick an adapter effect that is
 clearly visible in the logits (≥ 0.3) without wrecking the model.
+
+``spread_gates=True`` sizes the hypernetwork for a real encoder's L2-normalised embeddings (each
+coordinate ~1/√d): the default sizing assumes unit-variance coordinates, so with a real encoder every gate
+sits at σ(≈0) = 0.5 ± 0.02 (measured) and a test of the gate order (expert-major vs rank-major) could not
+fail. With it, gates spread over (0, 1) and differ between queries.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ def make_random_bundle(
     targets: tuple[str, ...] = mods.TARGET_MODULES,
     hidden: int = 64,
     normalization: str = "sigmoid",
+    spread_gates: bool = False,
     gguf_sha256: str | None = None,
     name: str | None = None,
     overwrite: bool = True,
@@ -88,8 +94,10 @@ def make_random_bundle(
     centroids = rng.standard_normal((K, embed_dim)).astype(np.float32)
     d_in = embed_dim + K
     n_out = shape.n_layers * K * r
+    # Unit-norm input (spread_gates): std 3 per weight gives O(3) pre-activations; else unit-variance input.
+    fc1_std = 3.0 if spread_gates else 2.0 / math.sqrt(d_in)
     state = {
-        "fc1.weight": (rng.standard_normal((hidden, d_in)) * 2.0 / math.sqrt(d_in)).astype(np.float32),
+        "fc1.weight": (rng.standard_normal((hidden, d_in)) * fc1_std).astype(np.float32),
         "fc1.bias": np.zeros(hidden, np.float32),
         "fc2.weight": (rng.standard_normal((hidden, hidden)) / math.sqrt(hidden)).astype(np.float32),
         "fc2.bias": np.zeros(hidden, np.float32),
