@@ -356,11 +356,9 @@ def _pending_store_runs() -> list[str]:
     db = app_paths().db_file
     if not db.exists():
         return []
-    try:
-        from .deep.exports import safe_name
-        from .store.runs import RunStore
-    except ImportError:
-        return []
+    from .deep.exports import safe_name
+    from .store.runs import RunStore
+
     store = RunStore(db)
     try:
         runs = store.list_runs(limit=1_000_000)
@@ -436,11 +434,3 @@ def new_trajectories_since_active() -> int:
         except (TypeError, ValueError):
             seen = 0
     return max(0, count_trajectories() - seen)
-
-
-def retrain_hint(min_new: int) -> str | None:
-    """One line for the UI when enough new trajectories have accumulated to retrain (else None)."""
-    n = new_trajectories_since_active()
-    if n >= min_new:
-        return f"{n} new trajectories since the active solver bundle was trained: run `bdc retrain` to update it."
-    return None

@@ -55,12 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"bdc_assistant.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bdc_assistant.commands.{module}":
-                continue  # command not built into this version
-            raise
+        mod = importlib.import_module(f"bdc_assistant.commands.{module}")
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
@@ -73,9 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        if "tui" not in {n for n, _ in _available(parser)}:
-            parser.print_help()
-            return 0
         args = parser.parse_args([*(argv or []), "tui"])
     # the TUI owns the terminal: its log goes to the file only
     setup_logging(verbose=args.verbose, stderr=args.verbose and args.command != "tui")
@@ -92,13 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         log.exception("bdc %s failed", args.command)  # a bug: the traceback goes to the log file too
         raise
-
-
-def _available(parser: argparse.ArgumentParser) -> list[tuple[str, object]]:
-    for action in parser._subparsers._group_actions if parser._subparsers else []:  # type: ignore[union-attr]
-        if isinstance(action, argparse._SubParsersAction):
-            return list(action.choices.items())
-    return []
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,15 +19,16 @@ from . import artifacts as art
 from .modeling import device_info, eval_loss, load_base, total_steps, train_loop
 
 if TYPE_CHECKING:
+    from bdc_assistant.disen.torch_apply import GateHooks
+
     from .runner import Context
 
 
-def assert_only_hypernet_trains(model: Any, hooks: Any, hypernet: Any) -> None:
+def assert_only_hypernet_trains(model: Any, hooks: GateHooks, hypernet: Any) -> None:
     """Fail loudly if anything but f would receive gradients (peft's set_adapter re-enables LoRA grads)."""
     bad = [n for n, p in model.named_parameters() if p.requires_grad]
-    cache = getattr(hooks, "_cat", None)
-    for store in (getattr(cache, "A", {}), getattr(cache, "B", {})):
-        bad += [f"lora{key}" for key, t in store.items() if getattr(t, "requires_grad", False)]
+    for store in (hooks._cat.A, hooks._cat.B):  # A_cat / B_cat must be plain tensors
+        bad += [f"lora{key}" for key, t in store.items() if t.requires_grad]
     if bad:
         raise AssertionError(f"{len(bad)} non-hypernetwork tensors require grad, e.g. {bad[:3]}")
     if not any(p.requires_grad for p in hypernet.parameters()):

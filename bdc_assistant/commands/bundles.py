@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import bundles
 
     action = args.action or "list"
-    as_json = bool(getattr(args, "json", False))
+    as_json = bool(args.json)
     if action == "list":
         entries = [e.summary() for e in bundles.list_bundles()]
         if as_json:

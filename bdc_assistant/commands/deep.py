@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     )
     overrides: dict[str, Any] = {}
     for name in ("rollouts", "width", "max_depth", "selection", "seed"):
-        if getattr(args, name, None) is not None:
+        if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.no_prune:
         overrides["prune"] = False

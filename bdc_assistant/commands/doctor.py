@@ -46,21 +46,17 @@ def collect(verify: bool = True) -> dict[str, Any]:
         "paths": app_paths().as_dict(),
         "problems": [],
     }
-    try:
-        from ..backends.select import cuda_available, resolve_backend_name
+    from ..backends.select import cuda_available, resolve_backend_name
 
-        report["gpu"] = {"cuda": cuda_available()}
-        try:
-            report["backend"] = {
-                "configured": settings.backend.name,
-                "chosen": resolve_backend_name(settings, None),
-            }
-        except BdcError as exc:
-            report["backend"] = {"configured": settings.backend.name, "chosen": None, "error": str(exc)}
-            report["problems"].append(str(exc))
-    except ImportError as exc:
-        report["gpu"] = {"cuda": None}
+    report["gpu"] = {"cuda": cuda_available()}
+    try:
+        report["backend"] = {
+            "configured": settings.backend.name,
+            "chosen": resolve_backend_name(settings, None),
+        }
+    except BdcError as exc:
         report["backend"] = {"configured": settings.backend.name, "chosen": None, "error": str(exc)}
+        report["problems"].append(str(exc))
 
     models: dict[str, Any] = {}
     for role, locate, expected in (
@@ -103,12 +99,9 @@ def collect(verify: bool = True) -> dict[str, Any]:
         if mismatch:  # a bundle the user chose, for another base: the app refuses to load it
             report["problems"].append(mismatch)
     bundle: dict[str, Any] = {"path": str(bundle_path) if bundle_path else None, "note": note}
-    try:
-        info = bundles.active_bundle_info(base_id) if bundle_path is not None else None
-        if info:
-            bundle.update(info)
-    except (ImportError, AttributeError):
-        pass
+    info = bundles.active_bundle_info(base_id) if bundle_path is not None else None
+    if info:
+        bundle.update(info)
     if bundle_path is not None and "experts" not in bundle:
         manifest = bundle_path / "manifest.json"
         try:

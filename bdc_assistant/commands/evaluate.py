@@ -93,7 +93,7 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..errors import BackendUnavailable, DatasetError
+    from ..errors import DatasetError
     from ..evaluation.datasets import load_dataset
     from ..evaluation.metrics import CompatFlags
     from ..evaluation.runner import EvalRun, evaluate
@@ -107,10 +107,8 @@ def run(args: argparse.Namespace) -> int:
         for name in ("results.jsonl", "summary.json", "meta.json"):
             (out_dir / name).unlink(missing_ok=True)
     settings = load_settings()
-    try:
-        from ..solver.session import open_solver
-    except ImportError as exc:
-        raise BackendUnavailable(f"The local solver is not available in this build ({exc}).") from exc
+    from ..solver.session import open_solver
+
     flags = CompatFlags(
         tie_break=args.tie_break,
         call_based_zero=args.call_based_zero,

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 from string import Template
 
+from ..resources import assets_dir
 from ..types import TestCase
 from .llm import Call, Gateway
 from .providers.base import ChatRequest
-from ..resources import assets_dir
 from .search import Failure, PublicProblem, State
 from .tree import Proposal
 

@@ -92,10 +92,6 @@ class Bundle:
         return tuple(str(n) for n in self.manifest["clusters"].get("names", ()))
 
     @property
-    def encoder_name(self) -> str:
-        return str(self.manifest["encoder"].get("name", ""))
-
-    @property
     def embed_dim(self) -> int:
         return int(self.centroids.shape[1])
 

@@ -225,12 +225,9 @@ def resolve_bundle_path(settings: Settings, bundle: str | Path | None) -> tuple[
         return Path(bundle).expanduser(), "bundle given on the command line"
     if settings.bundle.path:
         return Path(settings.bundle.path).expanduser(), "bundle from settings"
-    try:
-        from .. import bundles
+    from .. import bundles
 
-        active = bundles.active_bundle_path()
-    except (ImportError, AttributeError):
-        active = None
+    active = bundles.active_bundle_path()
     if active is not None:
         return active, "active registered bundle"
     shipped = prompts.ASSETS_DIR / "bundles" / "default"

@@ -10,7 +10,7 @@ import pytest
 from bdc_assistant.deep import events as ev
 from bdc_assistant.errors import ConfigError
 from bdc_assistant.tui import mixture
-from bdc_assistant.tui.codeblocks import fence, parse_code_blocks, strip_fences
+from bdc_assistant.tui.codeblocks import fence
 from bdc_assistant.tui.deep_adapter import DeepTracker
 from bdc_assistant.tui.screens.retrain import comparison_rows, parse_progress, parse_result
 from bdc_assistant.tui.settings_io import save_settings
@@ -18,15 +18,9 @@ from bdc_assistant.types import Gates
 from tests.tui.fakes import fake_gates
 
 
-def test_code_blocks_numbered_raw_and_unclosed() -> None:
-    md = "text\n```python\na = 1\n\nb = 2\n```\nmore\n~~~\nx\n~~~\n````\n```nested```\n````\n```py\nopen"
-    blocks = parse_code_blocks(md)
-    assert [(b.number, b.language) for b in blocks] == [(1, "python"), (2, "text"), (3, "text"), (4, "py")]
-    assert blocks[0].source == "a = 1\n\nb = 2"
-    assert blocks[2].source == "```nested```"
-    assert blocks[3].source == "open"
-    assert strip_fences("no fence") == "no fence"
-    assert parse_code_blocks(fence("s = '```'"))[0].source == "s = '```'"
+def test_a_fence_is_longer_than_any_backtick_run_in_the_code() -> None:
+    assert fence("a = 1\n") == "```python\na = 1\n```"
+    assert fence("s = '```'") == "````python\ns = '```'\n````"
 
 
 def test_mixture_bars_heatmap_and_nearest() -> None:
