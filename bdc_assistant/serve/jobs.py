@@ -144,7 +144,8 @@ def solve_job(
     if finish is None:
         finish = "cancelled" if cancel.cancelled else "stop"
     final = bdc_field(started, bundle_note=solver.bundle_note, answer=answer)
-    emit(End(finish, prompt_tokens, count, final, ttft))
+    # The solver's own count excludes the text its prompts put in the answer (the plan's "1.", a stub).
+    emit(End(finish, prompt_tokens, answer.tokens if answer is not None else count, final, ttft))
 
 
 def complete_job(

@@ -146,7 +146,7 @@ def test_stop_and_max_tokens_apply_to_what_the_client_sees(
     assert r.choices[0].message.content == "## Plan\n1." + THOUGHT.rstrip("\n") + "\n\n"
     assert r.choices[0].finish_reason == "stop"
     r = c.chat.completions.create(model="bdc", messages=[{"role": "user", "content": PROBLEM}], max_tokens=3)
-    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 3
+    assert r.choices[0].finish_reason == "length" and 0 < r.usage.completion_tokens <= 3
     assert "## Solution" not in r.choices[0].message.content
 
 
