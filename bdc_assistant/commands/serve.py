@@ -24,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", help="solver bundle directory ('none' = plain base model)")
     p.add_argument("--backend", choices=["auto", "llamacpp", "torch"], help="override [backend].name")
     p.add_argument("--model-name", default="bdc", help="the model id clients ask for (default 'bdc')")
+    p.add_argument(
+        "--mixture",
+        choices=["exact", "argmax"],
+        default="exact",
+        help="exact: the full gated mixture (default); argmax: per layer only the expert with the largest gate "
+        "mass, as one scale (what per-request adapter scales on llama-server can express; for measuring it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         bundle=args.bundle,
         backend=None if args.backend == "auto" else args.backend,
         model_name=args.model_name,
+        mixture=args.mixture,
     )
     serve(load_settings(), options)
     return 0

@@ -86,6 +86,8 @@ def _finish(end: End) -> str:
 async def _items(state: ServeState, ticket: Ticket, job: Any, cancel: CancelToken) -> AsyncIterator[Item]:
     try:
         async for item in state.pool.run(ticket, job, cancel):
+            if isinstance(item, Begin | End) and item.bdc.get("customized"):
+                item.bdc["mixture"] = state.info.get("mixture") or "exact"
             yield item
     finally:
         ticket.drop()  # no-op once the job ran; frees the place if we never got an instance

@@ -39,6 +39,7 @@ class ServeOptions:
     bundle: str | None = None
     backend: str | None = None
     model_name: str = "bdc"
+    mixture: str = "exact"  # "argmax": the per-layer arg-max approximation (serve/approx.py)
 
 
 def is_loopback(host: str) -> bool:
@@ -102,6 +103,9 @@ def load_instances(settings: Settings, options: ServeOptions, log: TextIO) -> li
         for i in range(options.workers):
             print(f"bdc serve: loading model instance {i + 1}/{options.workers}…", file=log, flush=True)
             solvers.append(open_instance(settings, options.backend, options.bundle))
+        from .approx import apply_mixture
+
+        apply_mixture(solvers, options.mixture)
         warm_up(solvers[0])
     except BaseException:
         for s in solvers:
@@ -119,8 +123,12 @@ def warm_up(solver: Any) -> None:
 
 
 def instance_info(solver: Any) -> dict[str, Any]:
+    from .approx import ArgmaxCustomizer
+
     info = dict(solver.info())
+    mixture = "argmax" if isinstance(getattr(solver, "customizer", None), ArgmaxCustomizer) else "exact"
     return {
+        "mixture": mixture if info.get("bundle") else None,
         "backend": info.get("backend"),
         "base_model": info.get("model"),
         "bundle": info.get("bundle"),
@@ -186,6 +194,8 @@ def serve(settings: Settings, options: ServeOptions, log: TextIO = sys.stderr) -
         shown = f"[{host}]" if ":" in host else host
         info = state.info
         what = f"bundle {info['bundle']}" if info["customized"] else f"plain base ({info['bundle_note']})"
+        if info["mixture"] == "argmax":
+            what += " (arg-max-per-layer approximation)"
         print(
             f"bdc serve: {info['backend']} · {info['base_model']} · {what} · {options.workers} instance(s), "
             f"queue {options.queue}",

@@ -59,6 +59,7 @@ def test_chat_non_streaming_answers_with_code_and_gates(real_server: Served) -> 
     )  # the model wrote a body
     bdc = r.bdc
     assert bdc["customized"] is True and bdc["backend"] == "llamacpp" and "gemma" in bdc["base_model"]
+    assert bdc["mixture"] == "exact"
     assert bdc["gates_summary"]["layers"] == 18 and bdc["gates_summary"]["experts"] == 3
     assert len(bdc["experts"]) == 3 and sum(e["share"] for e in bdc["experts"]) == pytest.approx(1, abs=1e-3)
     assert r.usage.completion_tokens > 0
@@ -238,3 +239,24 @@ def test_non_loopback_bind_needs_a_key(gemma_gguf: Path, tmp_path: Path) -> None
     assert proc.returncode == 2
     msg = proc.stderr.strip().removeprefix("bdc: ")
     assert "--api-key" in msg and "bdc keys set serve" in msg and msg.endswith(".") and "\n" not in msg
+
+
+def test_argmax_mixture_is_served_end_to_end(gemma_gguf: Path, gemma_bundle: Path, tmp_path: Path) -> None:
+    """`--mixture argmax`: the same bundle, but each layer's gates keep one expert at one scale."""
+    from .conftest import child_env, start_serve, stop_serve
+
+    served = start_serve(
+        ["--bundle", str(gemma_bundle), "--mixture", "argmax"], child_env(tmp_path, gemma_gguf)
+    )
+    try:
+        r = client(served).chat.completions.create(
+            model="bdc", messages=[{"role": "user", "content": STUB}], max_tokens=40
+        )
+    finally:
+        stop_serve(served)
+    assert any("arg-max-per-layer" in line for line in served.log)
+    bdc = r.bdc
+    assert bdc["mixture"] == "argmax" and bdc["customized"] is True
+    per_layer = bdc["gates_summary"]["per_layer"]
+    assert len(per_layer) == 18 and all(sum(1 for v in row if v > 0) == 1 for row in per_layer)
+    assert code_block(r.choices[0].message.content).startswith("def add(a, b):")
