@@ -20,15 +20,14 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import atomic
 from .errors import BundleError
 from .paths import app_paths
 from .resources import assets_dir
@@ -175,14 +174,7 @@ def _read_state() -> dict[str, Any]:
 
 
 def _write_state(state: dict[str, Any]) -> None:
-    reg = _registry()
-    state = {**state, "updated_at": _now()}
-    fd, tmp = tempfile.mkstemp(prefix=".active.", dir=reg)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, reg / ACTIVE_FILE)
+    atomic.write_json(_registry() / ACTIVE_FILE, {**state, "updated_at": _now()})
 
 
 def _now() -> str:
@@ -294,16 +286,11 @@ def register(src: Path, *, activate: bool = False, bundle_id: str | None = None)
     dest = reg / bid
     if dest.exists():
         raise BundleError(f"A bundle with id {bid} is already registered.")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{bid}.", dir=reg))
-    try:
+    with atomic.directory(dest) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         (tmp / REGISTERED_FILE).write_text(
             json.dumps({"registered_at": _now(), "seq": time.time_ns(), "source": str(src.resolve())})
         )
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if activate:
         return use(bid)
     return BundleEntry(bid, dest, "registered", False, manifest)

@@ -174,7 +174,7 @@ class RetrainSettings(_Section):
     )
 
 
-_SECTIONS: dict[str, type[_Section]] = {
+SECTIONS: dict[str, type[_Section]] = {
     "models": ModelsSettings,
     "backend": BackendSettings,
     "solver": SolverSettings,
@@ -234,13 +234,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"The config file {path} is not valid TOML: {exc}.") from exc
     for key, value in data.items():
-        if key not in _SECTIONS:
+        if key not in SECTIONS:
             raise ConfigError(
-                f"Unknown config key '{key}' in {path}; known sections are: {', '.join(_SECTIONS)}."
+                f"Unknown config key '{key}' in {path}; known sections are: {', '.join(SECTIONS)}."
             )
         if not isinstance(value, dict):
             raise ConfigError(f"Config key '{key}' in {path} must be a [{key}] table.")
-        section = _SECTIONS[key]
+        section = SECTIONS[key]
         for sub in value:
             if sub not in section.model_fields:
                 raise ConfigError(
@@ -272,16 +272,20 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 def settings_as_toml(settings: Settings) -> str:
     """Render settings as TOML (used by ``bdc config`` and saved next to training/eval outputs)."""
-    return sections_to_toml(settings, _SECTIONS)
+    return sections_to_toml(settings, SECTIONS)
 
 
 def sections_to_toml(obj: BaseModel, names: Iterable[str]) -> str:
-    """Render the named sub-models of ``obj`` as TOML tables (flat scalar and list values only)."""
+    """Render the named sub-models of ``obj`` as TOML tables."""
+    return toml_tables({name: getattr(obj, name).model_dump(mode="json") for name in names})
+
+
+def toml_tables(data: dict[str, dict[str, Any]]) -> str:
+    """The one TOML writer: ``{table: {key: value}}`` with flat scalar and list values only."""
     lines: list[str] = []
-    for name in names:
+    for name, values in data.items():
         lines.append(f"[{name}]")
-        for key, value in getattr(obj, name).model_dump(mode="json").items():
-            lines.append(f"{key} = {_toml_value(value)}")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
         lines.append("")
     return "\n".join(lines)
 

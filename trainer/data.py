@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bdc_assistant import atomic
 from bdc_assistant.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -336,12 +337,7 @@ def data_hash(train: list[Trajectory], val: list[Trajectory]) -> str:
 
 
 def write_jsonl(path: Path, records: Iterable[Trajectory]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic.write_text(path, "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in records))
 
 
 def build(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bdc_assistant import atomic
 from bdc_assistant.errors import ConfigError, ModelError
 
 POLL_S = 0.5
@@ -83,16 +84,9 @@ def parts_dir(out: Path, sft_key: str) -> Path:
     return out / "sft_parts" / sft_key[:16]
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
 def publish_part(parts: Path, name: str, trained_dir: Path, metrics: dict[str, Any]) -> None:
     """Move a finished adapter into ``parts/name`` in one rename (a reader never sees half of it)."""
-    write_json_atomic(trained_dir / "metrics.json", metrics)
+    atomic.write_json(trained_dir / "metrics.json", metrics)
     final = parts / name
     if final.exists():
         shutil.rmtree(final)
@@ -100,7 +94,7 @@ def publish_part(parts: Path, name: str, trained_dir: Path, metrics: dict[str, A
 
 
 def mark_failed(parts: Path, launch: Launch, message: str) -> None:
-    write_json_atomic(parts / f"rank{launch.rank}.failed", {"rank": launch.rank, "error": message})
+    atomic.write_json(parts / f"rank{launch.rank}.failed", {"rank": launch.rank, "error": message})
 
 
 def _raise_if_failed(parts: Path) -> None:

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bdc_assistant import atomic
 from bdc_assistant.errors import ModelError
 
 from .config import TrainerConfig
-from .distributed import launch_from_env, rank_device, write_json_atomic
+from .distributed import launch_from_env, rank_device
 from .pairs import Pair
 
 
@@ -76,7 +77,7 @@ def resolve_base(cfg: TrainerConfig, work_dir: Path) -> BaseRef:
         identity, _ = identity_of_hf_dir(hf_dir, name=b.name or None)
     ref = BaseRef(str(hf_dir), str(gguf) if gguf else None, identity.as_dict(), style)
     work_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record, {"key": key, "ref": asdict(ref)})  # other ranks may be polling for it
+    atomic.write_json(record, {"key": key, "ref": asdict(ref)})  # other ranks may be polling for it
     return ref
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bdc_assistant import atomic
 from bdc_assistant.errors import ConfigError
 
 from .config import TrainerConfig
@@ -85,8 +86,6 @@ def run_stage(
         "config": ctx.cfg.model_dump(mode="json"),
     }
     (sdir / "config.resolved.toml").write_text(ctx.cfg.to_toml())
-    tmp = record_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(record_path)
+    atomic.write_json(record_path, record)
     log(f"[trainer] {stage}: done in {seconds:.1f} s")
     return record

@@ -109,7 +109,7 @@ def ask_on_terminal() -> Any:
 
 def install_cancel() -> Any:
     """First Ctrl-C cancels the run gracefully; a second one interrupts at once."""
-    from ..backends.base import CancelToken
+    from ..types import CancelToken
 
     cancel = CancelToken()
 

@@ -49,14 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def default_config(configured: str) -> Path:
     if configured:
         return Path(configured).expanduser()
-    gpu = False
-    try:
-        import torch
+    from ..backends.select import cuda_available
 
-        gpu = bool(torch.cuda.is_available())
-    except ImportError:
-        pass
-    return REPO_ROOT / "trainer" / "configs" / ("gpu.toml" if gpu else "cpu.toml")
+    return REPO_ROOT / "trainer" / "configs" / ("gpu.toml" if cuda_available() else "cpu.toml")
 
 
 def _score(summary: Any) -> tuple[float, float] | None:

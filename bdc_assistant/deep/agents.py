@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from string import Template
 
+from ..pysource import defines
 from ..resources import assets_dir
 from ..types import TestCase
 from .llm import Call, Gateway
@@ -362,7 +363,7 @@ def _function_body_frame(state: State) -> str | None:
     statement plus the continuation. None when the statement is not such a header."""
     p = state.problem
     text = p.statement.rstrip()
-    if p.kind != "call" or not p.entry_point or not _defines(text + "\n    pass\n", p.entry_point):
+    if p.kind != "call" or not p.entry_point or not defines(text + "\n    pass\n", p.entry_point):
         return None
     if not (text.endswith('"""') or text.endswith("'''")):
         return None
@@ -377,23 +378,12 @@ def _numbered(thoughts: Sequence[str], next_step: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _defines(code: str, name: str) -> bool:
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return f"def {name}(" in code
-    return any(
-        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.name == name
-        for n in tree.body
-    )
-
-
 def _with_starter(code: str, problem: PublicProblem) -> str:
     """Call-based problems: an answer that is only the function body gets the starter code in front; one
     that forgot the starter's imports gets them."""
     if problem.kind != "call" or not problem.starter_code:
         return code
-    if problem.entry_point and not _defines(code, problem.entry_point):
+    if problem.entry_point and not defines(code, problem.entry_point):
         return problem.starter_code + code
     imports = [ln for ln in problem.starter_code.splitlines() if ln.startswith(("import ", "from "))]
     missing = [ln for ln in imports if ln not in code]

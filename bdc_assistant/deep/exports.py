@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from ..store.runs import RunStore
 from .tree import Node, Tree, child_score
 
@@ -160,8 +161,5 @@ def export_run(store: RunStore, run_id: str, fmt: str, out: Path | None) -> list
     if out is None:
         return text
     target = out / name if out.is_dir() or str(out).endswith("/") else out
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    atomic.write_text(target, text)
     return [target]

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from ..backends.base import CancelToken
 from ..store.runs import RunStore
+from ..types import CancelToken
 from . import events as ev
 from .providers.base import ChatRequest, ChatResponse, Provider, ProviderFailure
 from .providers.presets import AgentSpec

@@ -26,18 +26,17 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .. import keys as keymod
-from ..backends.base import CancelToken
 from ..config import DeepSettings
 from ..consent import has_consent
 from ..errors import ConsentError, DatasetError, ProviderError, StoreError
-from ..store.runs import RunStore, new_run_id, pid_alive
-from ..types import Problem, TestCase
+from ..store.runs import RunRow, RunStore, new_run_id, pid_alive
+from ..types import CancelToken, Problem, TestCase
 from . import events as ev
 from .agents import LLMTeam, prompts_version
 from .llm import Budgets, Gateway, Meter
 from .providers.base import Provider
-from .providers.presets import AgentSpec, parse_agent, unique_names
-from .search import Evaluator, PublicProblem, Search, SearchConfig, StopSearch
+from .providers.presets import AgentSpec, Price, parse_agent, unique_names
+from .search import Evaluator, PublicProblem, Search, SearchConfig, SearchOutcome, StopSearch
 from .tree import Tree
 
 EvaluatorFactory = Callable[[PublicProblem], Evaluator]
@@ -72,6 +71,16 @@ class DeepResult:
             "calls": self.calls,
             "run_id": self.run_id,
             "stopped_by": self.stopped_by,
+        }
+
+    def as_record(self) -> dict[str, Any]:
+        """What the store keeps as the run's result."""
+        return self.as_json() | {
+            "detail": self.detail,
+            "best_node": self.best_node,
+            "spend_usd": self.spend_usd,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
         }
 
 
@@ -113,15 +122,6 @@ def search_config(s: DeepSettings, **overrides: Any) -> SearchConfig:
     base = {k: getattr(s, k) for k in SearchConfig.__dataclass_fields__}
     base.update(overrides)
     return SearchConfig(**base)
-
-
-def _problem_json(p: PublicProblem) -> dict[str, Any]:
-    return asdict(p)
-
-
-def _problem_from_json(d: dict[str, Any]) -> PublicProblem:
-    tests = tuple(TestCase(**t) for t in d["public_tests"])
-    return PublicProblem(**(d | {"public_tests": tests}))
 
 
 class DeepRunner:
@@ -179,8 +179,7 @@ class DeepRunner:
             wall_clock_s=self.settings.wall_clock_s,
         )
         config = config or search_config(self.settings)
-        redactor, providers = self._providers(specs)
-        self.store.scrub = redactor.scrub
+        providers = self._providers(specs)
         run_conf = {
             "search": asdict(config),
             "budgets": asdict(budgets),
@@ -193,10 +192,9 @@ class DeepRunner:
             "generate_tests": n_gen,
             "prompts_version": prompts_version(),
         }
-        self.store.create_run(run_id, _problem_json(pub), run_conf, [_agent_json(a) for a in specs])
-        return self._execute(
-            run_id, pub, specs, providers, run_conf, config, budgets, None, Meter(), on_event, cancel
-        )
+        self.store.create_run(run_id, asdict(pub), run_conf, [asdict(a) for a in specs])
+        plan = RunPlan(run_id, pub, specs, run_conf, config, budgets)
+        return self._execute(plan, providers, on_event, cancel)
 
     def resume(
         self,
@@ -211,20 +209,11 @@ class DeepRunner:
             )
         if pid_alive(row.pid):
             raise StoreError(f"Run {run_id} is still running in process {row.pid}.")
-        specs = [AgentSpec(**(a | {"price": _price(a["price"])})) for a in row.agents]
-        self._require_consent(specs, run_id)
-        redactor, providers = self._providers(specs)
-        self.store.scrub = redactor.scrub
+        plan = RunPlan.stored(run_id, row)
+        self._require_consent(plan.agents, run_id)
+        providers = self._providers(plan.agents)
         self.store.claim(run_id)
-        conf = row.config
-        config = SearchConfig(**conf["search"])
-        budgets = Budgets(**conf["budgets"])
-        tree = Tree.from_json(row.checkpoint) if row.checkpoint else None
-        meter = Meter.restore(row.meter)
-        pub = _problem_from_json(row.problem)
-        return self._execute(
-            run_id, pub, specs, providers, conf, config, budgets, tree, meter, on_event, cancel, resumed=True
-        )
+        return self._execute(plan, providers, on_event, cancel)
 
     def replay(
         self, run_id: str, on_event: Callable[[ev.DeepEvent], None] | None = None
@@ -233,29 +222,18 @@ class DeepRunner:
         with ``stopped_by="replay_miss"``). Returns the new run's result and whether its tree is identical
         to the original's."""
         row = self.store.get_run(run_id)
-        specs = [AgentSpec(**(a | {"price": _price(a["price"])})) for a in row.agents]
-        conf = row.config
-        pub = _problem_from_json(row.problem)
-        pub = replace(pub, public_tests=tuple(t for t in pub.public_tests if t.origin != "generated"))
-        new_id = new_run_id() + "-replay"
-        self.store.create_run(new_id, _problem_json(pub), conf | {"replay_of": run_id}, row.agents)
-        result = self._execute(
-            new_id,
-            pub,
-            specs,
-            {},
-            conf,
-            SearchConfig(**conf["search"]),
-            Budgets(**conf["budgets"]),
-            None,
-            Meter(),
-            on_event,
-            None,
-            replay_only=True,
+        original = RunPlan.stored(run_id, row)
+        pub = replace(
+            original.problem,
+            public_tests=tuple(t for t in original.problem.public_tests if t.origin != "generated"),
         )
-        original = row.checkpoint
-        again = self.store.get_run(new_id).checkpoint
-        return result, original is not None and original == again
+        new_id = new_run_id() + "-replay"
+        self.store.create_run(new_id, asdict(pub), row.config | {"replay_of": run_id}, row.agents)
+        plan = replace(
+            original, run_id=new_id, problem=pub, tree=None, meter=Meter(), resumed=False, replay_only=True
+        )
+        result = self._execute(plan, {}, on_event, None)
+        return result, row.checkpoint is not None and row.checkpoint == self.store.get_run(new_id).checkpoint
 
     # ---- internals ----------------------------------------------------------------------------------
 
@@ -266,7 +244,8 @@ class DeepRunner:
                 "asked, or add --yes."
             )
 
-    def _providers(self, specs: Sequence[AgentSpec]) -> tuple[keymod.Redactor, dict[str, Provider]]:
+    def _providers(self, specs: Sequence[AgentSpec]) -> dict[str, Provider]:
+        """One provider per agent, with its key; from now on the store scrubs those keys from all it writes."""
         redactor = keymod.Redactor()
         providers: dict[str, Provider] = {}
         for a in specs:
@@ -277,122 +256,90 @@ class DeepRunner:
                 raise ProviderError(f"No API key for {a.preset}: run `bdc keys set {a.preset}` or set {env}.")
             redactor.add(key)
             providers[a.name] = self.provider_factory(a, key)
-        return redactor, providers
+        self.store.scrub = redactor.scrub
+        return providers
 
     def _execute(
         self,
-        run_id: str,
-        pub: PublicProblem,
-        specs: Sequence[AgentSpec],
+        plan: RunPlan,
         providers: dict[str, Provider],
-        conf: dict[str, Any],
-        config: SearchConfig,
-        budgets: Budgets,
-        tree: Tree | None,
-        meter: Meter,
         on_event: Callable[[ev.DeepEvent], None] | None,
         cancel: CancelToken | None,
-        resumed: bool = False,
-        replay_only: bool = False,
     ) -> DeepResult:
-        buffer: list[tuple[float, int | None, str, int | None, dict[str, Any]]] = []
-        sink = on_event or (lambda e: None)
-        current_rollout = [tree.rollout if tree else 0]
-
-        def emit(event: ev.DeepEvent) -> None:
-            if isinstance(event, ev.RolloutDone):
-                event = replace(event, calls=gateway.meter.calls, spend_usd=gateway.meter.spend_usd)
-            payload = asdict(event)
-            rollout = payload.get("rollout", current_rollout[0])
-            node_id = payload.get("node_id", payload.get("new_node_id"))
-            buffer.append((time.time(), rollout, type(event).__name__, node_id, payload))
-            sink(event)
-
+        session = _Session(self.store, plan, on_event, cancel)
+        llm = plan.conf["llm"]
         gateway = Gateway(
-            specs,
+            plan.agents,
             providers,
             self.store,
-            meter,
-            budgets,
-            timeout_s=conf["llm"]["timeout_s"],
-            max_retries=conf["llm"]["max_retries"],
-            emit=emit,
+            plan.meter,
+            plan.budgets,
+            timeout_s=llm["timeout_s"],
+            max_retries=llm["max_retries"],
+            emit=session.emit,
             cancel=cancel,
             sleep=self.sleep,
             max_concurrency=self.settings.concurrency,
-            replay_only=replay_only,
-            should_stop=lambda: check_stop(),
+            replay_only=plan.replay_only,
+            should_stop=session.stop_reason,
         )
         team = LLMTeam(
             gateway,
-            [a.name for a in specs],
-            max_tokens=conf["llm"]["max_output_tokens"],
-            temperature=conf["llm"]["temperature"],
+            [a.name for a in plan.agents],
+            max_tokens=llm["max_output_tokens"],
+            temperature=llm["temperature"],
         )
-        session_start = time.monotonic()
-        base_elapsed = meter.elapsed_s
-
-        def elapsed() -> float:
-            return base_elapsed + (time.monotonic() - session_start)
-
-        def check_stop() -> str | None:
-            if cancel is not None and cancel.cancelled:
-                return "cancelled"
-            if budgets.wall_clock_s and elapsed() >= budgets.wall_clock_s:
-                return "wall_clock"
-            return None
-
-        def checkpoint(t: Tree) -> None:
-            meter.elapsed_s = elapsed()
-            current_rollout[0] = t.rollout
-            self.store.checkpoint(run_id, t.to_json(), meter.snapshot(), list(buffer))
-            buffer.clear()
-
-        sink(
-            ev.RunStarted(
-                run_id=run_id, problem_id=pub.id, agents=tuple(a.name for a in specs), resumed=resumed
-            )
-        )
-        status = "failed"
+        agents = tuple(a.name for a in plan.agents)
+        session.sink(ev.RunStarted(plan.run_id, plan.problem.id, agents, resumed=plan.resumed))
         try:
-            stop: StopSearch | None = None
-            has_generated = any(t.origin == "generated" for t in pub.public_tests)
-            if conf.get("generate_tests") and tree is None and not has_generated:
-                try:
-                    pub = self._generated_tests(run_id, pub, team, specs[0].name, conf["generate_tests"])
-                except StopSearch as exc:
-                    stop = exc
-            if stop is None and not pub.public_tests:
-                stop = StopSearch("no_tests", "no public test could be obtained")
-            search = Search(
-                pub,
-                team,
-                self.evaluator_factory(pub) if stop is None else _NullEvaluator(),
-                config,
-                emit=emit,
-                on_checkpoint=checkpoint,
-                check_stop=check_stop,
-            )
-            if tree is not None:
-                search.tree = tree
-            outcome = search.run() if stop is None else search._outcome(stop.reason, stop.detail)
-            status = "finished"
+            outcome = self._search(plan, team, session)
+        except BaseException:
+            self.store.mark_failed(plan.run_id)
+            raise
         finally:
             gateway.close()
-            if status != "finished":
-                # an unexpected error: keep what was checkpointed, leave the run resumable
-                self.store.conn.execute(
-                    "UPDATE deep_runs SET pid = NULL, status = 'failed' WHERE run_id = ?", (run_id,)
-                )
-        meter.elapsed_s = elapsed()
-        t = outcome.tree
+        return self._finish(plan, session, outcome)
+
+    def _search(self, plan: RunPlan, team: LLMTeam, session: _Session) -> SearchOutcome:
+        pub, stop = plan.problem, None
+        if plan.wants_generated_tests():
+            try:
+                pub = self._add_generated_tests(plan, team)
+            except StopSearch as exc:
+                stop = exc
+        if stop is None and not pub.public_tests:
+            stop = StopSearch("no_tests", "no public test could be obtained")
+        evaluator = self.evaluator_factory(pub) if stop is None else _NullEvaluator()
+        search = Search(
+            pub,
+            team,
+            evaluator,
+            plan.search,
+            emit=session.emit,
+            on_checkpoint=session.checkpoint,
+            check_stop=session.stop_reason,
+        )
+        if plan.tree is not None:
+            search.tree = plan.tree
+        return search.run() if stop is None else search.outcome(stop.reason, stop.detail)
+
+    def _add_generated_tests(self, plan: RunPlan, team: LLMTeam) -> PublicProblem:
+        generated = team.generate_tests(plan.agents[0].name, plan.problem, plan.conf["generate_tests"])
+        pub = replace(plan.problem, public_tests=tuple(plan.problem.public_tests) + tuple(generated))
+        self.store.update_problem(plan.run_id, asdict(pub), plan.meter.snapshot())  # tests + what they cost
+        return pub
+
+    def _finish(self, plan: RunPlan, session: _Session, outcome: SearchOutcome) -> DeepResult:
+        meter = plan.meter
+        meter.elapsed_s = session.elapsed()
+        tree = outcome.tree
         result = DeepResult(
-            run_id=run_id,
+            run_id=plan.run_id,
             best_code=outcome.best_code,
             public_pass_rate=outcome.public_pass_rate,
-            nodes=len(t.nodes),
-            pruned=t.pruned_total,
-            refined=t.refines_total,
+            nodes=len(tree.nodes),
+            pruned=tree.pruned_total,
+            refined=tree.refines_total,
             calls=meter.calls,
             stopped_by=outcome.stopped_by,
             detail=self.store.scrub(outcome.detail),
@@ -402,44 +349,105 @@ class DeepRunner:
             tokens_out=meter.tokens_out,
             meter=meter.snapshot(),
         )
-        finished = ev.Finished(run_id, result.stopped_by, result.public_pass_rate, result.as_json())
-        emit(finished)
-        # cancelled runs stay resumable; every other stop is final
-        final_status = "running" if outcome.stopped_by == "cancelled" else "finished"
-        full = result.as_json() | {
-            "detail": result.detail,
-            "best_node": result.best_node,
-            "spend_usd": result.spend_usd,
-            "tokens_in": result.tokens_in,
-            "tokens_out": result.tokens_out,
-        }
+        session.emit(ev.Finished(plan.run_id, result.stopped_by, result.public_pass_rate, result.as_json()))
         self.store.finish(
-            run_id,
-            status=final_status,
+            plan.run_id,
+            status="running" if outcome.stopped_by == "cancelled" else "finished",  # cancelled: resumable
             stopped_by=result.stopped_by,
-            result=full,
-            tree=t.to_json(),
+            result=result.as_record(),
+            tree=tree.to_json(),
             meter=meter.snapshot(),
-            events=list(buffer),
+            events=session.take_events(),
         )
-        buffer.clear()
         return result
 
-    def _generated_tests(
-        self, run_id: str, pub: PublicProblem, team: LLMTeam, agent: str, count: int
-    ) -> PublicProblem:
-        generated = team.generate_tests(agent, pub, count)
-        pub = replace(pub, public_tests=tuple(pub.public_tests) + tuple(generated))
-        with self.store._tx() as c:  # tests and the meter that paid for them, together
-            c.execute(
-                "UPDATE deep_runs SET problem_json = ?, meter_json = ? WHERE run_id = ?",
-                (
-                    self.store._dump(_problem_json(pub)),
-                    self.store._dump(team.gateway.meter.snapshot()),
-                    run_id,
-                ),
-            )
-        return pub
+
+@dataclass
+class RunPlan:
+    """What one execution of a run needs besides its providers: the problem, agents, caps, and (when
+    resuming) the checkpointed tree and meter."""
+
+    run_id: str
+    problem: PublicProblem
+    agents: Sequence[AgentSpec]
+    conf: dict[str, Any]  # as stored with the run: search, budgets, llm, generate_tests, prompts_version
+    search: SearchConfig
+    budgets: Budgets
+    tree: Tree | None = None
+    meter: Meter = field(default_factory=Meter)
+    resumed: bool = False
+    replay_only: bool = False
+
+    @classmethod
+    def stored(cls, run_id: str, row: RunRow) -> RunPlan:
+        """A stored run, to be continued from its last checkpoint."""
+        problem = row.problem | {"public_tests": tuple(TestCase(**t) for t in row.problem["public_tests"])}
+        return cls(
+            run_id,
+            PublicProblem(**problem),
+            [AgentSpec(**(a | {"price": Price(**a["price"])})) for a in row.agents],
+            row.config,
+            SearchConfig(**row.config["search"]),
+            Budgets(**row.config["budgets"]),
+            tree=Tree.from_json(row.checkpoint) if row.checkpoint else None,
+            meter=Meter.restore(row.meter),
+            resumed=True,
+        )
+
+    def wants_generated_tests(self) -> bool:
+        """Tests are generated once per run, before the first rollout."""
+        already = any(t.origin == "generated" for t in self.problem.public_tests)
+        return bool(self.conf.get("generate_tests")) and self.tree is None and not already
+
+
+class _Session:
+    """One execution of a run: its events, buffered until the next checkpoint, and its clock, which goes on
+    from what earlier sessions of the run used."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        plan: RunPlan,
+        on_event: Callable[[ev.DeepEvent], None] | None,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.store, self.plan, self.cancel = store, plan, cancel
+        self.sink = on_event or (lambda e: None)
+        self.buffer: list[tuple[float, int | None, str, int | None, dict[str, Any]]] = []
+        self.rollout = plan.tree.rollout if plan.tree else 0
+        self.started = time.monotonic()
+        self.earlier_s = plan.meter.elapsed_s
+
+    def elapsed(self) -> float:
+        return self.earlier_s + (time.monotonic() - self.started)
+
+    def stop_reason(self) -> str | None:
+        if self.cancel is not None and self.cancel.cancelled:
+            return "cancelled"
+        if self.plan.budgets.wall_clock_s and self.elapsed() >= self.plan.budgets.wall_clock_s:
+            return "wall_clock"
+        return None
+
+    def emit(self, event: ev.DeepEvent) -> None:
+        if isinstance(event, ev.RolloutDone):
+            event = replace(event, calls=self.plan.meter.calls, spend_usd=self.plan.meter.spend_usd)
+        payload = asdict(event)
+        node_id = payload.get("node_id", payload.get("new_node_id"))
+        self.buffer.append(
+            (time.time(), payload.get("rollout", self.rollout), type(event).__name__, node_id, payload)
+        )
+        self.sink(event)
+
+    def checkpoint(self, tree: Tree) -> None:
+        self.plan.meter.elapsed_s = self.elapsed()
+        self.rollout = tree.rollout
+        self.store.checkpoint(
+            self.plan.run_id, tree.to_json(), self.plan.meter.snapshot(), self.take_events()
+        )
+
+    def take_events(self) -> list[tuple[float, int | None, str, int | None, dict[str, Any]]]:
+        events, self.buffer = self.buffer, []
+        return events
 
 
 class _NullEvaluator:
@@ -448,13 +456,3 @@ class _NullEvaluator:
 
     def trace(self, code: str, failure: object) -> str:
         return ""
-
-
-def _agent_json(a: AgentSpec) -> dict[str, Any]:
-    return asdict(a)
-
-
-def _price(p: dict[str, float]):  # type: ignore[no-untyped-def]
-    from .providers.presets import Price
-
-    return Price(**p)

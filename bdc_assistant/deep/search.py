@@ -199,7 +199,7 @@ class Search:
                 self.on_checkpoint(self.tree)
         except StopSearch as stop:
             stopped_by, detail = stop.reason, stop.detail
-        return self._outcome(stopped_by, detail)
+        return self.outcome(stopped_by, detail)
 
     def _progress(self) -> tuple[int, ...]:
         """What a rollout that did real work changes (visit counts and values alone do not count)."""
@@ -213,7 +213,8 @@ class Search:
         if reason:
             raise StopSearch(reason)
 
-    def _outcome(self, stopped_by: str, detail: str) -> SearchOutcome:
+    def outcome(self, stopped_by: str, detail: str = "") -> SearchOutcome:
+        """The best solution of the tree as it stands, stopped for ``stopped_by``."""
         out = SearchOutcome(tree=self.tree, stopped_by=stopped_by, detail=detail)
         best = best_candidate(self.tree.nodes.values())
         if best is not None:

@@ -8,7 +8,6 @@ treated as a completion of the prompt, like HumanEval's own ``prompt + completio
 
 from __future__ import annotations
 
-import ast
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BdcError, DatasetError
+from ..pysource import defines
 from ..types import Problem, TestCase
 from .metrics import CompatFlags, Summary, compute, wilson_ci95
 from .problem_text import solver_text
@@ -35,18 +35,6 @@ class SandboxLike(Protocol):
         timeout_s: float | None = None,
         checker: str | None = None,
     ) -> list[Any]: ...
-
-
-def defines(code: str, name: str) -> bool:
-    """Whether ``code`` defines ``name`` (function or class) at top level."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return f"def {name}(" in code
-    return any(
-        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == name
-        for node in tree.body
-    )
 
 
 def prepare_code(problem: Problem, code: str) -> str:

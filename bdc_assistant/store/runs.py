@@ -176,6 +176,22 @@ class RunStore:
                 (os.getpid(), time.time(), run_id),
             )
 
+    def update_problem(self, run_id: str, problem: dict[str, Any], meter: dict[str, Any]) -> None:
+        """Store a run's problem again (generated tests added) together with the meter that paid for them."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE deep_runs SET problem_json = ?, meter_json = ?, updated_at = ? WHERE run_id = ?",
+                (self._dump(problem), self._dump(meter), time.time(), run_id),
+            )
+
+    def mark_failed(self, run_id: str) -> None:
+        """A run stopped by an unexpected error: keep what was checkpointed and leave it resumable."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE deep_runs SET pid = NULL, status = 'failed', updated_at = ? WHERE run_id = ?",
+                (time.time(), run_id),
+            )
+
     def checkpoint(
         self,
         run_id: str,

@@ -7,34 +7,13 @@ is untouched. (Comments are not preserved: tomllib reads, and there is no round-
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..config import _SECTIONS
+from .. import atomic
+from ..config import SECTIONS, toml_tables
 from ..errors import ConfigError
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    return json.dumps(str(v))
-
-
-def dumps(data: dict[str, dict[str, Any]]) -> str:
-    out: list[str] = []
-    for section, values in data.items():
-        out.append(f"[{section}]")
-        out += [f"{k} = {_value(v)}" for k, v in values.items()]
-        out.append("")
-    return "\n".join(out)
 
 
 def save_settings(path: Path, changes: dict[str, dict[str, Any]]) -> None:
@@ -50,7 +29,7 @@ def save_settings(path: Path, changes: dict[str, dict[str, Any]]) -> None:
     from pydantic import ValidationError
 
     for section, values in changes.items():
-        model = _SECTIONS.get(section)
+        model = SECTIONS.get(section)
         if model is None:
             raise ConfigError(f"Unknown settings section '{section}'.")
         merged = {**current.get(section, {}), **values}
@@ -61,8 +40,4 @@ def save_settings(path: Path, changes: dict[str, dict[str, Any]]) -> None:
             loc = ".".join(str(p) for p in err["loc"])
             raise ConfigError(f"Bad value for '{section}.{loc}': {err['msg']}.") from exc
         current[section] = merged
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".toml")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(dumps(current))
-    os.replace(tmp, path)
+    atomic.write_text(path, toml_tables(current))

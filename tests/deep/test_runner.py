@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bdc_assistant.backends.base import CancelToken
 from bdc_assistant.deep import events as ev
 from bdc_assistant.deep.exports import bdc_trace, rethinkmcts, trajectories
 from bdc_assistant.deep.llm import Budgets
 from bdc_assistant.errors import DatasetError, StoreError
-from bdc_assistant.types import Problem, TestCase
+from bdc_assistant.types import CancelToken, Problem, TestCase
 
 from .conftest import ADD, make_runner
 

@@ -3,11 +3,9 @@ field, text blocks joined)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from .base import ChatRequest, ChatResponse, ProviderFailure, classify_status, retry_after_seconds
-from .openai_compat import _short
+from .base import ChatRequest, ChatResponse, ProviderFailure, sdk_errors
 
 DEFAULT_URL = "https://api.anthropic.com"
 
@@ -23,7 +21,6 @@ class AnthropicProvider:
         self._client = anthropic.Anthropic(api_key=api_key or "no-key", base_url=self.base_url, max_retries=0)
 
     def complete(self, request: ChatRequest, timeout_s: float) -> ChatResponse:
-        anthropic = self._anthropic
         system = "\n\n".join(c for r, c in request.messages if r == "system")
         messages = [{"role": r, "content": c} for r, c in request.messages if r != "system"]
         kwargs: dict[str, Any] = {
@@ -38,28 +35,8 @@ class AnthropicProvider:
             kwargs["system"] = system
         if request.stop:
             kwargs["stop_sequences"] = list(request.stop)
-        try:
+        with sdk_errors(self._anthropic, self.base_url, timeout_s):  # 529 "overloaded" is a 5xx: retried
             resp = self._client.messages.create(**kwargs)
-        except anthropic.APITimeoutError as exc:
-            raise ProviderFailure("timeout", f"request timed out after {timeout_s:g} s") from exc
-        except anthropic.APIStatusError as exc:
-            kind = classify_status(exc.status_code)
-            if exc.status_code == 529:
-                kind = "server"
-            raise ProviderFailure(
-                kind,
-                f"HTTP {exc.status_code} from {self.base_url}: {_short(exc.message)}",
-                status=exc.status_code,
-                retry_after=retry_after_seconds(getattr(exc.response, "headers", None)),
-            ) from exc
-        except anthropic.APIResponseValidationError as exc:
-            raise ProviderFailure("malformed", f"malformed reply from {self.base_url}") from exc
-        except anthropic.APIConnectionError as exc:
-            raise ProviderFailure("connection", f"cannot reach {self.base_url}: {_short(str(exc))}") from exc
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise ProviderFailure(
-                "malformed", f"malformed reply from {self.base_url}: {_short(str(exc))}"
-            ) from exc
         try:
             text = "".join(getattr(b, "text", "") for b in resp.content if getattr(b, "type", "") == "text")
             usage = resp.usage

@@ -6,6 +6,9 @@ failure into :class:`ProviderFailure` with a ``retryable`` flag, and :mod:`.retr
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -92,3 +95,32 @@ def retry_after_seconds(headers: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+@contextmanager
+def sdk_errors(sdk: Any, base_url: str, timeout_s: float) -> Iterator[None]:
+    """Translate a failure of one ``openai`` or ``anthropic`` SDK call (``sdk`` is the module: both name
+    their exceptions alike) into a classified :class:`ProviderFailure`."""
+    try:
+        yield
+    except sdk.APITimeoutError as exc:  # a subclass of APIConnectionError: first
+        raise ProviderFailure("timeout", f"request timed out after {timeout_s:g} s") from exc
+    except sdk.APIStatusError as exc:
+        raise ProviderFailure(
+            classify_status(exc.status_code),
+            f"HTTP {exc.status_code} from {base_url}: {short(exc.message)}",
+            status=exc.status_code,
+            retry_after=retry_after_seconds(exc.response.headers),
+        ) from exc
+    except sdk.APIResponseValidationError as exc:
+        raise ProviderFailure("malformed", f"malformed reply from {base_url}") from exc
+    except sdk.APIConnectionError as exc:
+        raise ProviderFailure("connection", f"cannot reach {base_url}: {short(str(exc))}") from exc
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ProviderFailure("malformed", f"malformed reply from {base_url}: {short(str(exc))}") from exc
+
+
+def short(text: str, n: int = 200) -> str:
+    """One line of at most ``n`` characters, for quoting a server's message."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -19,8 +19,6 @@ from ...resources import assets_dir
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
-
-
 @dataclass(frozen=True)
 class Price:
     input: float  # USD per 1M tokens
