@@ -13,7 +13,8 @@ the same tensor transformations as llama.cpp's ``convert_hf_to_gguf.py``:
 * ``qwen2``: no permutation (``Qwen2Model.modify_tensors`` passes q/k through: NEOX rope), norms as they
   are, q/k/v biases as ``attn_{q,k,v}.bias``; tied embeddings simply omit ``output.weight``.
 
-The tokenizer is a minimal SentencePiece-style ("llama") vocab passed in by the caller.
+The tokenizer is passed in by the caller: a minimal SentencePiece-style ("llama") vocab, or a byte-level
+BPE ("gpt2", pre-tokenizer "qwen2") vocab as in the real Qwen2 GGUFs.
 """
 
 from __future__ import annotations
@@ -87,6 +88,23 @@ class SpmVocab:
         return len(self.pieces)
 
 
+@dataclass(frozen=True)
+class BpeVocab:
+    """A byte-level BPE vocab (GPT-2 byte alphabet, ranked merges) for the GGUF header, as Qwen2 ships it."""
+
+    pieces: tuple[str, ...]
+    types: tuple[int, ...]
+    merges: tuple[str, ...]  # "a b", best first
+    bos_id: int
+    eos_id: int
+    pad_id: int
+    pre: str = "qwen2"
+    add_bos: bool = False
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+
 def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's ``LlamaModel.permute``: HF half-rotation rows -> GGUF interleaved-pair rows."""
     rows = w.shape[0]
@@ -144,7 +162,7 @@ def write_gguf(
     arch: Arch,
     state: Mapping[str, np.ndarray],
     config: Any,
-    vocab: SpmVocab,
+    vocab: SpmVocab | BpeVocab,
     path: Path,
     *,
     name: str = "tiny",
@@ -195,18 +213,25 @@ def write_gguf(
         if getattr(config, "final_logit_softcapping", None):
             writer.add_final_logit_softcapping(float(config.final_logit_softcapping))
 
-    writer.add_tokenizer_model("llama")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(list(vocab.pieces))
-    writer.add_token_scores(list(vocab.scores))
-    writer.add_token_types(list(vocab.types))
+    if isinstance(vocab, BpeVocab):
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(vocab.pre)
+        writer.add_token_list(list(vocab.pieces))
+        writer.add_token_types(list(vocab.types))
+        writer.add_token_merges(list(vocab.merges))
+    else:
+        writer.add_tokenizer_model("llama")
+        writer.add_tokenizer_pre("default")
+        writer.add_token_list(list(vocab.pieces))
+        writer.add_token_scores(list(vocab.scores))
+        writer.add_token_types(list(vocab.types))
+        writer.add_unk_token_id(vocab.unk_id)
+        writer.add_add_space_prefix(vocab.add_space_prefix)
     writer.add_bos_token_id(vocab.bos_id)
     writer.add_eos_token_id(vocab.eos_id)
-    writer.add_unk_token_id(vocab.unk_id)
     writer.add_pad_token_id(vocab.pad_id)
     writer.add_add_bos_token(vocab.add_bos)
     writer.add_add_eos_token(False)
-    writer.add_add_space_prefix(vocab.add_space_prefix)
 
     for tname, arr in tensors.items():
         writer.add_tensor(tname, arr)
@@ -230,4 +255,27 @@ def byte_fallback_vocab(extra_pieces: Sequence[str], *, add_space_prefix: bool =
     scores = [0.0] * (3 + 256) + [-float(i) for i in range(len(extra_pieces))]
     return SpmVocab(
         pieces=tuple(pieces), scores=tuple(scores), types=tuple(types), add_space_prefix=add_space_prefix
+    )
+
+
+def byte_level_vocab(merges: Sequence[tuple[str, str]], specials: Sequence[str]) -> BpeVocab:
+    """The 256 byte tokens (GPT-2's byte → printable-character map), one token per merge, then ``specials``.
+
+    The first special is BOS/PAD, the last EOS (Qwen2: ``<|endoftext|>`` … ``<|im_end|>``).
+    """
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    table = bytes_to_unicode()
+    pieces = [table[b] for b in range(256)] + [a + b for a, b in merges] + list(specials)
+    if len(set(pieces)) != len(pieces):
+        raise ModelError("The vocab has duplicate pieces.")
+    types = [TOKEN_NORMAL] * (256 + len(merges)) + [TOKEN_CONTROL] * len(specials)
+    first = 256 + len(merges)
+    return BpeVocab(
+        pieces=tuple(pieces),
+        types=tuple(types),
+        merges=tuple(f"{a} {b}" for a, b in merges),
+        bos_id=first,
+        eos_id=len(pieces) - 1,
+        pad_id=first,
     )

@@ -5,9 +5,11 @@ config all need a real model that loads in both runtimes in well under a second.
 (not under tests/) because the trainer uses it too.
 
 The weights are re-drawn with a seeded generator at a larger scale than HF's default init (std 0.02),
-so logits are well separated and greedy decoding does not hinge on float rounding. The vocab is a
-byte-fallback SentencePiece vocab: 3 specials, 256 byte tokens, ``▁`` and the printable ASCII characters;
-the same vocab is saved as an HF ``tokenizer.json`` so both runtimes also tokenize text the same way.
+so logits are well separated and greedy decoding does not hinge on float rounding. The Llama/Gemma vocab
+is a byte-fallback SentencePiece vocab: 3 specials, 256 byte tokens, ``▁`` and the printable ASCII
+characters; the Qwen2 vocab is byte-level BPE like the real Qwen2 GGUFs (256 byte tokens, a few merges,
+``<|endoftext|>``/``<|im_start|>``/``<|im_end|>``). The same vocab is saved as an HF ``tokenizer.json``
+so both runtimes also tokenize text the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .gguf_export import SpmVocab, byte_fallback_vocab, write_gguf
+from .gguf_export import TOKEN_CONTROL, BpeVocab, SpmVocab, byte_fallback_vocab, byte_level_vocab, write_gguf
 
 TinyArch = Literal["llama", "gemma3", "qwen2"]
 TINY_ARCHS: tuple[TinyArch, ...] = ("llama", "gemma3", "qwen2")
@@ -34,14 +36,25 @@ class TinyModel:
     vocab_size: int
 
 
-def tiny_vocab(arch: TinyArch = "llama") -> SpmVocab:
-    """Llama's SentencePiece adds a dummy "▁" prefix; Gemma's does not (as in the real GGUFs)."""
+# A few merges so the byte-level BPE really merges (indentation, common code bigrams), ranked best first.
+_QWEN_MERGES: tuple[tuple[str, str], ...] = (
+    ("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("Ġ", "t"), ("h", "e"), ("i", "n"), ("Ġ", "a"), ("e", "r"), ("o", "n"),
+    ("Ġt", "he"), ("r", "e"), ("Ġ", "="), ("d", "e"), ("de", "f"), ("Ġ", "r"), ("Ġr", "e"),
+)  # fmt: skip
+_QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def tiny_vocab(arch: TinyArch = "llama") -> SpmVocab | BpeVocab:
+    """As the real GGUFs: Llama's SentencePiece adds a dummy "▁" prefix, Gemma's does not; Qwen2 has a
+    byte-level BPE (``gpt2`` model, ``qwen2`` pre-tokenizer, no BOS)."""
+    if arch == "qwen2":
+        return byte_level_vocab(_QWEN_MERGES, _QWEN_SPECIALS)
     return byte_fallback_vocab(_EXTRA_PIECES, add_space_prefix=arch == "llama")
 
 
-def _config(arch: TinyArch, vocab_size: int, n_layers: int) -> Any:
+def _config(arch: TinyArch, vocab: SpmVocab | BpeVocab, n_layers: int) -> Any:
     common: dict[str, Any] = dict(
-        vocab_size=vocab_size,
+        vocab_size=len(vocab),
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=n_layers,
@@ -50,9 +63,9 @@ def _config(arch: TinyArch, vocab_size: int, n_layers: int) -> Any:
         head_dim=16,
         max_position_embeddings=512,
         rms_norm_eps=1e-6,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
+        bos_token_id=vocab.bos_id,
+        eos_token_id=vocab.eos_id,
+        pad_token_id=vocab.pad_id,
     )
     if arch == "llama":
         from transformers import LlamaConfig
@@ -102,17 +115,15 @@ def _randomize(model: Any, arch: TinyArch, seed: int) -> None:
         for name, param in sorted(model.named_parameters()):
             if name.endswith("norm.weight"):
                 noise = torch.randn(param.shape, generator=gen) * 0.1
-                # Gemma's RMSNorm multiplies by (1 + w): keep the *effective* scale near 1 for both archs.
-                if arch == "gemma3":
-                    # The tied lm_head sees small embeddings (below): a 4x final norm restores logit spread.
-                    param.copy_(noise + (3.0 if name == "model.norm.weight" else 0.0))
-                else:
-                    param.copy_(1.0 + noise)
+                # The tied lm_head sees small embeddings (below): a 4x final norm restores logit spread.
+                boost = 3.0 if arch != "llama" and name == "model.norm.weight" else 0.0
+                # Gemma's RMSNorm multiplies by (1 + w): keep the *effective* scale near 1 for all archs.
+                param.copy_(noise + boost + (0.0 if arch == "gemma3" else 1.0))
             elif "embed_tokens" in name:
-                # Gemma scales inputs by sqrt(hidden) and ties lm_head: small rows stop the model from
-                # just copying its input token (a degenerate greedy run would make parity checks weak).
-                # Qwen2 ties lm_head too but does not scale inputs: a milder shrink does the same.
-                std = {"gemma3": 0.03, "qwen2": 0.3}.get(arch, 1.0)
+                # Gemma and Qwen2 tie lm_head to the embeddings: small rows stop the model from just
+                # copying its input token (a degenerate greedy run would make parity checks weak;
+                # measured on the tiny Qwen2: std 0.3 repeats one token, 0.03 gives 8-15 distinct of 16).
+                std = 1.0 if arch == "llama" else 0.03
                 param.copy_(torch.randn(param.shape, generator=gen) * std)
             elif name.endswith(".bias"):
                 # Qwen2's q/k/v biases: large enough that dropping or misplacing one would show.
@@ -122,7 +133,35 @@ def _randomize(model: Any, arch: TinyArch, seed: int) -> None:
                 param.copy_(torch.randn(param.shape, generator=gen) / fan_in**0.5)
 
 
-def _hf_tokenizer(vocab: SpmVocab) -> Any:
+def _hf_bpe_tokenizer(vocab: BpeVocab) -> Any:
+    """The byte-level BPE as Qwen2's ``tokenizer.json`` has it: regex split, byte-level, no BOS."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    specials = [p for p, t in zip(vocab.pieces, vocab.types, strict=True) if t == TOKEN_CONTROL]
+    ids = {piece: i for i, piece in enumerate(vocab.pieces) if piece not in specials}
+    merges = [(a, b) for a, _, b in (m.partition(" ") for m in vocab.merges)]
+    tok = Tokenizer(models.BPE(vocab=ids, merges=merges, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(p, special=True, normalized=False) for p in specials])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=vocab.pieces[vocab.bos_id],
+        eos_token=vocab.pieces[vocab.eos_id],
+        pad_token=vocab.pieces[vocab.pad_id],
+    )
+
+
+def _hf_tokenizer(vocab: SpmVocab | BpeVocab) -> Any:
+    if isinstance(vocab, BpeVocab):
+        return _hf_bpe_tokenizer(vocab)
     """The same byte-fallback vocab as a ``tokenizers`` BPE (no merges: every piece is one character)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -155,7 +194,7 @@ def build_tiny(arch: TinyArch, out_dir: Path, seed: int = 0, n_layers: int = 2) 
     if arch not in TINY_ARCHS:
         raise ValueError(f"unknown tiny arch {arch!r}")
     vocab = tiny_vocab(arch)
-    config = _config(arch, len(vocab), n_layers)
+    config = _config(arch, vocab, n_layers)
     torch.manual_seed(seed)  # the constructor's own init; overwritten below, but keeps it reproducible
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     _randomize(model, arch, seed)

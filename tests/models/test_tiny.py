@@ -78,6 +78,8 @@ def test_gguf_metadata_qwen2(built: dict[str, TinyModel]) -> None:
     assert f["general.architecture"] == "qwen2"
     assert f["qwen2.block_count"] == 2 and f["qwen2.attention.head_count_kv"] == 2
     assert f["qwen2.rope.freq_base"] == 1_000_000.0
+    assert f["tokenizer.ggml.model"] == "gpt2" and f["tokenizer.ggml.pre"] == "qwen2"
+    assert f["tokenizer.ggml.add_bos_token"] is False
     tensors = f["_tensors"]
     assert isinstance(tensors, dict)
     assert "output.weight" not in tensors  # tied to token_embd
