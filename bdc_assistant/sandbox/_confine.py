@@ -197,6 +197,11 @@ def open_sources(dirs: list[str]) -> list[tuple[str, int]]:
 def build_root(root: str, sources: list[tuple[str, int]], links: dict[str, str], scratch_mb: int) -> None:
     """Mount the sandbox's whole world at ``root``: a small tmpfs, read-only binds of ``sources``, the
     merged-/usr symlinks, the device files, and the scratch tmpfs at ``root/tmp``. Closes the handles."""
+    for path, _ in sources:
+        if path == "/tmp" or path.startswith("/tmp/"):  # the scratch tmpfs would cover it
+            raise OSError(
+                errno.EINVAL, f"the interpreter's stdlib {path} is under /tmp, the sandbox's scratch"
+            )
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=755")
     for path, fd in sources:

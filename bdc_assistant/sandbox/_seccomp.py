@@ -105,9 +105,12 @@ class Seccomp:
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
         lib.seccomp_arch_native.restype = ctypes.c_uint32
         self.arch = int(lib.seccomp_arch_native())
+        self._nrs: dict[str, int] = {}
 
     def nr(self, name: str) -> int:
-        return int(self.lib.seccomp_syscall_resolve_name(name.encode()))
+        if name not in self._nrs:  # resolved once in the zygote; every run child inherits the cache
+            self._nrs[name] = int(self.lib.seccomp_syscall_resolve_name(name.encode()))
+        return self._nrs[name]
 
     def main_filter(self, level: str, landlock_abi: int) -> Filter | None:
         """Compile the deny-list for ``level``; None if libseccomp refuses to export it."""

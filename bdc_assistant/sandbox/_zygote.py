@@ -595,6 +595,7 @@ def _prepare(cfg: dict, hello: dict, req_fd: int, resp_fd: int) -> Confinement:
         _confine.prctl(_confine.PR_SET_CHILD_SUBREAPER, 1)
     if conf.seccomp is not None:
         conf.main_filter = conf.seccomp.main_filter(level, abi)
+        conf.seccomp.pid_filter(os.getpid())  # resolves its syscall numbers once, for every child
     hello["seccomp"] = conf.main_filter is not None
     if abi and level != "weak":
         devices = [d for d in ("/dev/" + n for n in _confine.DEVICES) if os.path.exists(d)]
