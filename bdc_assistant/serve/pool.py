@@ -150,7 +150,9 @@ class InstancePool:
         finish = {"reason": "error"}
 
         def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            # RuntimeError: the loop closed under us (server shutdown): nobody is left to tell.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def emit(item: Item) -> None:
             if isinstance(item, End):
@@ -163,9 +165,8 @@ class InstancePool:
             except BaseException as exc:  # handed to the event loop, which turns it into one sentence
                 put(exc)
             finally:
-                # RuntimeError: the loop closed under us (server shutdown): nothing left to hand back to.
+                put(_DONE)
                 with contextlib.suppress(RuntimeError):
-                    put(_DONE)
                     loop.call_soon_threadsafe(self._finished, ticket, finish["reason"])
 
         threading.Thread(target=work, name=f"bdc-serve-{inst.index}", daemon=True).start()

@@ -313,3 +313,50 @@ def test_without_v1_prefix_too(fake_server: tuple[ThreadServer, StageGenerator])
         srv.base, "POST", "/chat/completions", {"messages": [{"role": "user", "content": PROBLEM}]}
     )
     assert status == 200 and "```python" in out["choices"][0]["message"]["content"]
+
+
+class FailingGenerator(StageGenerator):
+    def generate(self, prompt: str, params: Any, cancel: Any = None) -> Any:
+        from bdc_assistant.errors import ModelError
+
+        yield "partial "
+        raise ModelError("The prompt has 5000 tokens, more than the context window of 4096.")
+
+
+def test_a_model_error_is_one_sentence_and_frees_the_instance() -> None:
+    with ThreadServer(_state([make_solver(FailingGenerator(), TextCustomizer())])) as srv:
+        code, _, out = request(srv.base, "POST", "/v1/completions", {"prompt": "x"})
+        assert code == 500 and out["error"]["message"].startswith("The prompt has 5000 tokens")
+        assert one_sentence(out["error"]["message"])
+        s = Stream(srv.base, "/v1/completions", {"prompt": "x", "stream": True})
+        events = s.events(3)
+        assert events[0]["choices"][0]["text"] == "partial "
+        assert "context window" in events[1]["error"]["message"]
+        s.close()
+        _wait(lambda: request(srv.base, "GET", "/bdc/status")[2]["pending"] == 0)
+        assert request(srv.base, "GET", "/bdc/status")[2]["instances"][0]["last_finish"] == "error"
+
+
+def test_a_client_that_leaves_the_queue_gives_its_place_back() -> None:
+    gen = EndlessGenerator()
+    with ThreadServer(_state([make_solver(gen, TextCustomizer())], queue=1)) as srv:
+        a = Stream(srv.base, "/v1/completions", {"prompt": "a", "max_tokens": 30000, "stream": True})
+        assert a.events(1)
+        b = Stream(srv.base, "/v1/completions", {"prompt": "b", "max_tokens": 5, "stream": True})
+        assert b.status == 200  # admitted: its response started, it waits for the instance
+        _wait(lambda: request(srv.base, "GET", "/bdc/status")[2]["waiting"] == 1)
+        b.close()
+        _wait(lambda: request(srv.base, "GET", "/bdc/status")[2]["waiting"] == 0)
+        assert request(srv.base, "GET", "/bdc/status")[2]["pending"] == 1  # only A
+        got: dict[str, Any] = {}  # C takes B's place in the queue (no 503) and is served once A goes
+        c = threading.Thread(
+            target=lambda: got.update(
+                r=request(srv.base, "POST", "/v1/completions", {"prompt": "c", "max_tokens": 2})
+            )
+        )
+        c.start()
+        _wait(lambda: request(srv.base, "GET", "/bdc/status")[2]["waiting"] == 1)
+        a.close()
+        c.join(30)
+        assert got["r"][0] == 200 and got["r"][2]["choices"][0]["text"] == "x x "
+        _wait(lambda: request(srv.base, "GET", "/bdc/status")[2]["pending"] == 0)
