@@ -1,7 +1,8 @@
 """API keys: the OS keyring (service "bdc-assistant"), overridden by environment variables.
 
-Lookup order for provider ``p``: ``BDC_KEY_<P>``, then the preset's own variable (``OPENAI_API_KEY``,
-``ANTHROPIC_API_KEY``, …), then the keyring. A machine with no keyring backend (headless Linux without
+Lookup order for a key named ``p``: ``BDC_KEY_<P>``, then the variables the caller names (deep mode names
+the provider preset's own, ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, …: see
+:func:`bdc_assistant.deep.providers.presets.provider_key`), then the keyring. A machine with no keyring backend (headless Linux without
 Secret Service) gets :class:`KeyringUnavailable` with the env-var route spelled out, never a silent
 plaintext file. Keys never reach logs, the database or exports: :class:`Redactor` scrubs every text the
 store writes.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError, KeyringUnavailable
@@ -21,22 +22,9 @@ REDACTED = "[REDACTED]"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 
 
-def _preset_env(provider: str) -> str | None:
-    try:
-        from .deep.providers.presets import load_presets
-
-        preset = load_presets().get(provider)
-    except ConfigError:
-        preset = None
-    return preset.key_env if preset and preset.key_env else None
-
-
-def env_names(provider: str) -> list[str]:
-    names = [f"BDC_KEY_{provider.upper().replace('-', '_')}"]
-    extra = _preset_env(provider)
-    if extra:
-        names.append(extra)
-    return names
+def env_names(provider: str, extra: Sequence[str] = ()) -> list[str]:
+    """The environment variables that hold the key, in the order they are tried."""
+    return [f"BDC_KEY_{provider.upper().replace('-', '_')}", *extra]
 
 
 def _check_name(provider: str) -> str:
@@ -91,10 +79,11 @@ def mask(key: str) -> str:
     return f"{key[:3]}…{key[-2:]} ({len(key)} chars)" if len(key) >= 8 else "…"
 
 
-def get_key(provider: str) -> tuple[str, str] | None:
-    """(key, source) or None. Env vars win; a missing keyring backend just means 'not in the keyring'."""
+def get_key(provider: str, extra_env: Sequence[str] = ()) -> tuple[str, str] | None:
+    """(key, source) or None. Env vars win (``BDC_KEY_<P>``, then ``extra_env``); a missing keyring backend
+    just means 'not in the keyring'."""
     provider = _check_name(provider)
-    for name in env_names(provider):
+    for name in env_names(provider, extra_env):
         value = os.environ.get(name, "").strip()
         if value:
             return value, name
@@ -140,8 +129,10 @@ def _remember(provider: str, *, add: bool) -> None:
     backend.set_password(SERVICE, _INDEX, ",".join(sorted(names)))
 
 
-def list_keys(known: Iterable[str] = ()) -> list[KeyInfo]:
-    """Providers with a key available, and where it comes from (masked)."""
+def list_keys(known: Mapping[str, Sequence[str]] | None = None) -> list[KeyInfo]:
+    """Providers with a key available, and where it comes from (masked). ``known`` maps provider names
+    to their extra environment variables."""
+    known = known or {}
     names = set(known)
     names |= {v[len("BDC_KEY_") :].lower() for v in os.environ if v.startswith("BDC_KEY_") and os.environ[v]}
     try:
@@ -152,7 +143,7 @@ def list_keys(known: Iterable[str] = ()) -> list[KeyInfo]:
     out: list[KeyInfo] = []
     for name in sorted(names):
         try:
-            found = get_key(name)
+            found = get_key(name, known.get(name, ()))
         except ConfigError:
             continue
         if found:

@@ -8,7 +8,7 @@
   Markdown ``bdc serve`` returns. The response's ``_meta.bdc`` carries the gates summary and expert mixture.
 - ``session/cancel``: sets the prompt's :class:`CancelToken`; generation stops at the next token and the
   prompt answers ``stopReason: cancelled``.
-- Deep mode sends data off the machine, so the consent rules of :mod:`bdc_assistant.consent` apply
+- Deep mode sends data off the machine, so the consent rules of :mod:`bdc_assistant.deep.consent` apply
   unchanged: without consent on record for these hosts, the agent first sends ``session/request_permission``
   with the consent text; "allow once" records consent for that run only, "allow always" records it for
   later runs to the same hosts, anything else sends nothing and answers locally instead. The deep runner
@@ -293,10 +293,10 @@ class BdcAcpAgent:
     # ---- deep mode -------------------------------------------------------------------------------------
 
     async def _permission(self, session: _Session, urls: list[str], run_id: str) -> str:
-        """Consent per :mod:`bdc_assistant.consent`: recorded → go; else ask the client; returns how."""
+        """Consent per :mod:`bdc_assistant.deep.consent`: recorded → go; else ask the client; returns how."""
         from acp.schema import AllowedOutcome, PermissionOption, ToolCallUpdate
 
-        from ..consent import consent_text, has_consent, hosts, record_consent
+        from ..deep.consent import consent_text, has_consent, hosts, record_consent
         from ..store.runs import RunStore
 
         store = RunStore()
@@ -382,8 +382,8 @@ class BdcAcpAgent:
     ) -> Any:
         import hashlib
 
-        from ..commands.deep import Progress
         from ..deep.problem_tests import statement_examples
+        from ..deep.progress import Progress
         from ..deep.runner import DeepRunner
         from ..types import Problem
 

@@ -69,6 +69,7 @@ def parse_tests(data: Any, where: str) -> list[TestCase]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation import cc_checkers  # noqa: F401 - registers the CodeContests checkers --checker may name
     from ..sandbox import sandbox_from_settings
 
     try:

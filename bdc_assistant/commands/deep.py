@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from ..deep.progress import Progress
 from ..errors import ProviderError
 
 
@@ -62,37 +63,6 @@ def read_problem(text: str) -> str:
     except OSError:
         pass
     return text
-
-
-class Progress:
-    """Prints a compact line per rollout and per notable event."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def __call__(self, e: Any) -> None:
-        from ..deep import events as ev
-
-        line = None
-        if isinstance(e, ev.RunStarted):
-            line = f"run {e.run_id}{' (resumed)' if e.resumed else ''}: {len(e.agents)} agents: {', '.join(e.agents)}"
-        elif isinstance(e, ev.NodeSimulated) and e.rollout == 0 and e.node_id == 0:
-            line = f"direct solve: public PR {e.pass_rate:.3f} (best {e.best_pass_rate:.3f})"
-        elif isinstance(e, ev.NodePruned):
-            line = f"  pruned node {e.node_id}: PR {e.pass_rate:.3f} < parent {e.parent_pass_rate:.3f}"
-        elif isinstance(e, ev.NodeRefined):
-            line = (
-                f"  refined node {e.ill_node_id} -> {e.new_node_id} ({e.critic} reviewed, {e.author} rewrote)"
-            )
-        elif isinstance(e, ev.RolloutDone):
-            line = (
-                f"rollout {e.rollout}: best public PR {e.best_public_pass_rate:.3f}, nodes {e.nodes}, "
-                f"calls {e.calls}, spend ${e.spend_usd:.4f}"
-            )
-        elif isinstance(e, ev.Finished):
-            line = f"stopped by {e.stopped_by}: best public PR {e.public_pass_rate:.3f}"
-        if line:
-            print(line, file=self.out, flush=True)
 
 
 def ask_on_terminal() -> Any:
@@ -142,7 +112,7 @@ def finish(result: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..consent import ensure_consent
+    from ..deep.consent import ensure_consent
     from ..deep.llm import Budgets
     from ..deep.problem_tests import load_tests_file, merge_tests, statement_examples
     from ..deep.providers.presets import parse_agent, unique_names

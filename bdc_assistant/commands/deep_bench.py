@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..consent import ensure_consent
     from ..deep.bench import run_bench
+    from ..deep.consent import ensure_consent
     from ..deep.providers.presets import parse_agent, unique_names
     from ..deep.runner import DeepRunner
     from ..errors import ConfigError

@@ -19,9 +19,9 @@ def run(args: argparse.Namespace) -> int:
     from .. import keys
 
     if args.keys_cmd == "list":
-        from ..deep.providers.presets import load_presets
+        from ..deep.providers.presets import key_envs
 
-        found = keys.list_keys(load_presets())
+        found = keys.list_keys(key_envs())
         if not keys.keyring_available():
             print("(no OS keyring on this machine: only environment variables are used)", file=sys.stderr)
         if not found:

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 print(path, file=sys.stderr)
         return 0
     from ..config import load_settings
+    from ..evaluation import cc_checkers  # noqa: F401 - a stored CodeContests problem may name its checker
 
     if args.runs_cmd == "replay":
         from ..deep.runner import DeepRunner
@@ -105,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0 if identical else 1
     # resume
+    from ..deep.progress import Progress
     from ..deep.runner import DeepRunner
-    from .deep import Progress, finish, install_cancel
+    from .deep import finish, install_cancel
 
     out = sys.stderr if args.json else sys.stdout
     runner = DeepRunner(store=store, settings=load_settings().deep)

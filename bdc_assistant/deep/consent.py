@@ -13,8 +13,8 @@ import hashlib
 from collections.abc import Callable, Sequence
 from urllib.parse import urlparse
 
-from .errors import ConsentError
-from .store.runs import RunStore
+from ..errors import ConsentError
+from ..store.runs import RunStore
 
 CONSENT_VERSION = 1
 

@@ -12,7 +12,7 @@ Usage (the CLI and the TUI both do exactly this)::
 rollout done, spend, finished) on the calling thread, in a deterministic order. ``cancel`` stops the run
 at the next call or rollout boundary with ``stopped_by="cancelled"`` (the run stays resumable).
 
-Guarantees: consent must be on record before anything is sent (:mod:`bdc_assistant.consent`); only the
+Guarantees: consent must be on record before anything is sent (:mod:`.consent`); only the
 problem's public tests reach the search; keys are scrubbed from everything stored; the run is
 checkpointed after every rollout, so ``resume`` loses and duplicates nothing and, with the response cache,
 ends with the same result as an uninterrupted run.
@@ -27,15 +27,15 @@ from typing import Any
 
 from .. import keys as keymod
 from ..config import DeepSettings
-from ..consent import has_consent
 from ..errors import ConsentError, DatasetError, ProviderError, StoreError
 from ..store.runs import RunRow, RunStore, new_run_id, pid_alive
 from ..types import CancelToken, Problem, TestCase
 from . import events as ev
 from .agents import LLMTeam, prompts_version
+from .consent import has_consent
 from .llm import Budgets, Gateway, Meter
 from .providers.base import Provider
-from .providers.presets import AgentSpec, Price, parse_agent, unique_names
+from .providers.presets import AgentSpec, Price, key_envs, parse_agent, provider_key, unique_names
 from .search import Evaluator, PublicProblem, Search, SearchConfig, SearchOutcome, StopSearch
 from .tree import Tree
 
@@ -132,7 +132,7 @@ class DeepRunner:
         settings: DeepSettings | None = None,
         evaluator_factory: EvaluatorFactory = default_evaluator,
         provider_factory: ProviderFactory = default_provider,
-        key_lookup: Callable[[str], tuple[str, str] | None] = keymod.get_key,
+        key_lookup: Callable[[str], tuple[str, str] | None] = provider_key,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         if settings is None:
@@ -252,7 +252,7 @@ class DeepRunner:
             found = self.key_lookup(a.preset)
             key = found[0] if found else None
             if key is None and a.key_required:
-                env = " or ".join(keymod.env_names(a.preset))
+                env = " or ".join(keymod.env_names(a.preset, key_envs().get(a.preset, ())))
                 raise ProviderError(f"No API key for {a.preset}: run `bdc keys set {a.preset}` or set {env}.")
             redactor.add(key)
             providers[a.name] = self.provider_factory(a, key)

@@ -2,8 +2,9 @@
 
 A checker is a plain function ``(test_input, expected_output, actual_output) -> bool`` that runs in the
 trusted parent; it must treat ``actual_output`` as hostile text (parse defensively, bound its work).
-Problems name their checker in ``Problem.checker``; the CodeContests ids that use each one are in
-``evaluation/cc_checkers.py``.
+Problems name their checker in ``Problem.checker``. This registry imports none of its plug-ins: a module
+that adds checkers (``evaluation/cc_checkers.py``) registers them when it is imported, and whoever hands
+the sandbox problems that name them imports it first.
 """
 
 from __future__ import annotations
@@ -28,18 +29,12 @@ def register(name: str) -> Callable[[Checker], Checker]:
 def get_checker(name: str | None) -> Checker | None:
     if name is None:
         return None
-    if name not in CHECKERS:
-        _load_builtin()
     try:
         return CHECKERS[name]
     except KeyError:
         raise SandboxError(
             f"Unknown output checker '{name}'; known: {', '.join(sorted(CHECKERS))}."
         ) from None
-
-
-def _load_builtin() -> None:
-    from ..evaluation import cc_checkers  # noqa: F401 - registers the CodeContests checkers
 
 
 @register("tokens_unordered")

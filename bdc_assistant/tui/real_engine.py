@@ -93,12 +93,12 @@ class RealEngine:
         return [parse_agent(a).base_url for a in agents]
 
     def consent_text(self, agents: Sequence[str]) -> str:
-        from ..consent import consent_text
+        from ..deep.consent import consent_text
 
         return consent_text(self._base_urls(agents))
 
     def has_consent(self, agents: Sequence[str]) -> bool:
-        from ..consent import has_consent
+        from ..deep.consent import has_consent
         from ..store.runs import RunStore
 
         store = RunStore()
@@ -108,7 +108,7 @@ class RealEngine:
             store.close()
 
     def record_consent(self, agents: Sequence[str]) -> None:
-        from ..consent import record_consent
+        from ..deep.consent import record_consent
         from ..store.runs import RunStore
 
         store = RunStore()
@@ -118,9 +118,9 @@ class RealEngine:
             store.close()
 
     def key_source(self, provider: str) -> str | None:
-        from .. import keys
+        from ..deep.providers.presets import provider_key
 
-        got = keys.get_key(provider)
+        got = provider_key(provider)
         return got[1] if got else None
 
     def store_key(self, provider: str, value: str) -> None:

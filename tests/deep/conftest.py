@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from bdc_assistant.config import DeepSettings
-from bdc_assistant.consent import record_consent
+from bdc_assistant.deep.consent import record_consent
 from bdc_assistant.deep.runner import DeepRunner
 from bdc_assistant.store.runs import RunStore
 from bdc_assistant.types import Problem, TestCase

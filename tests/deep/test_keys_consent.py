@@ -12,8 +12,9 @@ import pytest
 from keyring.backends import fail
 
 from bdc_assistant import keys
-from bdc_assistant.consent import ensure_consent, has_consent
+from bdc_assistant.deep.consent import ensure_consent, has_consent
 from bdc_assistant.deep.llm import Budgets
+from bdc_assistant.deep.providers.presets import key_envs, provider_key
 from bdc_assistant.errors import ConsentError, KeyringUnavailable, ProviderError
 
 from .conftest import ADD, make_runner
@@ -42,12 +43,14 @@ def no_keyring():
 def test_keyring_set_get_list_rm_and_env_override(file_keyring, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     keys.set_key("openai", "sk-from-keyring-123456")
-    assert keys.get_key("openai") == ("sk-from-keyring-123456", "keyring")
+    assert provider_key("openai") == ("sk-from-keyring-123456", "keyring")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-abcdef")
-    assert keys.get_key("openai") == ("sk-from-env-abcdef", "OPENAI_API_KEY")
+    assert provider_key("openai") == ("sk-from-env-abcdef", "OPENAI_API_KEY")
+    # the preset's variable counts in deep mode only
+    assert keys.get_key("openai") == ("sk-from-keyring-123456", "keyring")
     monkeypatch.setenv("BDC_KEY_OPENAI", "sk-bdc-env-999999")
-    assert keys.get_key("openai") == ("sk-bdc-env-999999", "BDC_KEY_OPENAI")
-    listed = {k.provider: k for k in keys.list_keys()}
+    assert provider_key("openai") == ("sk-bdc-env-999999", "BDC_KEY_OPENAI")
+    listed = {k.provider: k for k in keys.list_keys(key_envs())}
     assert listed["openai"].source == "BDC_KEY_OPENAI"
     assert "999999" not in listed["openai"].masked
     assert keys.delete_key("openai") is True
@@ -58,9 +61,9 @@ def test_no_keyring_backend_gives_the_env_route(no_keyring, monkeypatch) -> None
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(KeyringUnavailable, match=r"export .*API_KEY"):
         keys.set_key("anthropic", "sk-whatever-123")
-    assert keys.get_key("anthropic") is None  # not an error: there is just no key
+    assert provider_key("anthropic") is None  # not an error: there is just no key
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env-123456")
-    assert keys.get_key("anthropic") == ("sk-ant-env-123456", "ANTHROPIC_API_KEY")
+    assert provider_key("anthropic") == ("sk-ant-env-123456", "ANTHROPIC_API_KEY")
 
 
 def test_bad_provider_name_is_one_sentence() -> None:

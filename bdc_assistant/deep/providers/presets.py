@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ... import keys
 from ...errors import ConfigError
 from ...resources import assets_dir
 
@@ -95,6 +96,16 @@ def _preset(name: str, raw: dict[str, Any], file: Path) -> Preset:
         )
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"Provider preset '{name}' in {file} is malformed: {exc}.") from exc
+
+
+def key_envs() -> dict[str, tuple[str, ...]]:
+    """Each preset's own key variable (``OPENAI_API_KEY``, …), tried after ``BDC_KEY_<PRESET>``."""
+    return {name: (p.key_env,) if p.key_env else () for name, p in load_presets().items()}
+
+
+def provider_key(preset: str) -> tuple[str, str] | None:
+    """(key, where it came from) for a provider preset, or None."""
+    return keys.get_key(preset, key_envs().get(preset, ()))
 
 
 def parse_agent(spec: str, presets: dict[str, Preset] | None = None) -> AgentSpec:
