@@ -34,8 +34,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from ..config import load_settings
+    from ..errors import BackendUnavailable
     from ..serve.server import ServeOptions, serve
+
+    # Fail before loading any model, with one sentence, if llama-cpp-python[server]'s web stack is missing.
+    for module in ("uvicorn", "starlette", "sse_starlette"):
+        if importlib.util.find_spec(module) is None:
+            raise BackendUnavailable(
+                f"`bdc serve` needs {module.replace('_', '-')} (from llama-cpp-python[server]), which is not "
+                "installed; run `make install`."
+            )
 
     options = ServeOptions(
         host=args.host,
