@@ -39,6 +39,8 @@ class MethodScore:
     private_pr_sum: float = 0.0
     public_pr_sum: float = 0.0
     calls: int = 0
+    pruned: int = 0
+    refined: int = 0
     wall_s: float = 0.0
     stopped_by: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
@@ -52,6 +54,8 @@ class MethodScore:
             "problems": self.problems,
             "calls": self.calls,
             "calls_per_problem": round(self.calls / n, 2),
+            "pruned": self.pruned,
+            "refined": self.refined,
             "wall_s": round(self.wall_s, 1),
             "stopped_by": self.stopped_by,
         }
@@ -118,6 +122,8 @@ def run_bench(
             s.private_pr_sum += private
             s.public_pr_sum += result.public_pass_rate
             s.calls += result.calls
+            s.pruned += result.pruned
+            s.refined += result.refined
             s.wall_s += time.monotonic() - start
             s.stopped_by[result.stopped_by] = s.stopped_by.get(result.stopped_by, 0) + 1
             s.run_ids.append(result.run_id)

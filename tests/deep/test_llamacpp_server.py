@@ -119,8 +119,11 @@ def test_whole_search_against_llama_cpp_server(llama_server: str, bdc_home: Path
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["calls"] <= 6 and out["nodes"] >= 1
-    assert out["stopped_by"] in ("max_calls", "rollouts", "solved", "exhausted")
+    # which budget or search stop ends a run on real models is not fixed (tests/deep/test_bench.py and
+    # test_providers.py pin the search on scripted models); here: no provider failure, and the store agrees
+    assert not out["stopped_by"].startswith("provider_"), out
     con = sqlite3.connect(bdc_home / "data" / "bdc.sqlite3")
+    assert con.execute("SELECT stopped_by FROM deep_runs").fetchone()[0] == out["stopped_by"]
     meter = json.loads(con.execute("SELECT meter_json FROM deep_runs").fetchone()[0])
     for agent in ("openai:gemma", "openai:smollm2"):
         assert meter["per_agent"][agent]["calls"] >= 1
@@ -168,7 +171,8 @@ def test_deep_bench_runs_on_humaneval(llama_server: str, bdc_home: Path) -> None
         "mc-toa+prune+refine",
     }
     for name, m in report["methods"].items():
-        assert m["problems"] == 1 and 0 <= m["ac"] <= 100
+        assert m["problems"] == 1 and m["ac"] == (100.0 if m["pr"] == 100.0 else 0.0)  # one problem
         assert m["calls_per_problem"] <= (1 if name.startswith("zero-shot") else 2)
+        assert m["pruned"] == m["refined"] == 0  # 2 calls leave no room (tests/deep/test_bench.py: room)
     assert "AC%" in r.stderr
     print(f"deep-bench --limit 1: {time.time() - t0:.0f} s")

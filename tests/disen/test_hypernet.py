@@ -53,7 +53,7 @@ def test_numpy_forward_matches_torch(normalization):
         )
 
 
-def test_initial_gates_are_uniform_half_and_input_aware_after_training_step():
+def test_initial_gates_are_half_and_one_gradient_step_makes_them_depend_on_the_input():
     import torch
 
     L, K, r, d = 2, 3, 4, 8

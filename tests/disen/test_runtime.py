@@ -32,7 +32,7 @@ class HashEncoder:
         return np.stack(out)
 
 
-def test_customizer_gives_input_aware_gates(loaded_bundles):
+def test_customizer_gates_differ_between_queries_and_repeat_for_the_same_query(loaded_bundles):
     bundle = loaded_bundles["gemma3"]
     enc = HashEncoder()
     cz = Customizer(bundle, enc)

@@ -64,7 +64,8 @@ class _Solver:
         self.closed = False
 
     def answer(self, problem: str, max_tokens: int | None = None) -> Answer:
-        code = "    return 0\n"  # a completion of the prompt: the runner prepends the prompt
+        # a completion of the prompt (the runner prepends the prompt): right for truncate_number only
+        code = "    return number % 1.0\n" if "def truncate_number" in problem else "    return 0\n"
         return Answer(
             problem=problem,
             thought="",
@@ -98,7 +99,7 @@ def test_eval_limit_and_resume(
     assert cli.main(["eval", "--dataset", "humaneval", "--limit", "3", "--out", str(out), "--json"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["problems"] == 3 and first["strict"]["denominator"] == 3
-    assert 0.0 <= first["pass_at_1"] <= 100.0 and first["tokens"] == 9
+    assert first["pass_at_1"] == pytest.approx(100 / 3, abs=0.01) and first["tokens"] == 9  # 1 of 3
     assert opened[-1].closed
     assert cli.main(["eval", "--dataset", "humaneval", "--limit", "5", "--out", str(out), "--json"]) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

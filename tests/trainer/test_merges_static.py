@@ -36,13 +36,21 @@ def test_ties_of_identical_experts_is_the_expert_and_dare_is_seeded() -> None:
         merge_delta([d], "twin", 1.0, 0)
 
 
-def test_ties_trims_and_elects_sign() -> None:
+def test_ties_elects_sign_by_total_mass_and_averages_the_agreeing() -> None:
     a = torch.tensor([[3.0, -1.0, 0.1, 2.0]])
     b = torch.tensor([[1.0, -2.0, -0.1, -5.0]])
-    merged = merge_delta([a, b], "ties", density=1.0, seed=0)
-    # sign by total mass: col3 sums to -3 → negative sign wins, only b's -5 survives
-    assert merged[0, 3] == pytest.approx(-5.0)
-    assert merged[0, 0] == pytest.approx(2.0) and merged[0, 1] == pytest.approx(-1.5)
+    merged = merge_delta([a, b], "ties", density=1.0, seed=0)  # density 1: nothing is trimmed
+    # column sums 4, -3, 0, -3 elect +, -, + (0 counts as +), -; the agreeing entries are averaged
+    assert torch.allclose(merged, torch.tensor([[2.0, -1.5, 0.1, -5.0]]))
+
+
+def test_ties_trims_each_expert_to_its_largest_entries_first() -> None:
+    a = torch.tensor([[3.0, -1.0, 0.1, 2.0]])
+    b = torch.tensor([[1.0, -2.0, -0.1, -5.0]])
+    merged = merge_delta([a, b], "ties", density=0.5, seed=0)
+    # density 0.5 keeps 2 of 4 entries per expert by magnitude: a → [3, 0, 0, 2], b → [0, -2, 0, -5];
+    # column sums 3, -2, 0, -3 elect +, -, +, -; a's 2 disagrees in column 3 and is dropped
+    assert torch.allclose(merged, torch.tensor([[3.0, -2.0, 0.0, -5.0]]))
 
 
 def test_merge_export_is_exact_at_full_rank(two_experts: list[Path], tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import DataTable, Input, Static
+from textual.widgets._toast import Toast
 
 from bdc_assistant.config import load_settings
 from bdc_assistant.logs import setup_logging
@@ -38,9 +40,9 @@ def make_app(engine: FakeEngine | None = None, history: bool = True, **kw: Any) 
     return BdcApp(load_settings(), engine or FakeEngine(), open_history() if history else None, **kw)
 
 
-def drive(app: BdcApp, body: Callable[[Any], Awaitable[None]]) -> None:
+def drive(app: BdcApp, body: Callable[[Any], Awaitable[None]], *, notifications: bool = False) -> None:
     async def main() -> None:
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=notifications) as pilot:
             await pilot.pause()
             await body(pilot)
 
@@ -380,20 +382,30 @@ def test_brackets_in_user_text_are_shown_not_parsed_as_markup() -> None:
         plan="1. use [bold]x[/] and [red\n", examples=[TestCase("[1, 2]\n", "3\n", origin="statement")]
     )
     app = make_app(engine)
+    problem = "sum of [a, b] [/] [link=x]"
 
     async def body(pilot: Any) -> None:
-        await ask(pilot, app, "sum of [a, b] [/] [link=x]")
+        await ask(pilot, app, problem)
         await wait_until(
             pilot, lambda: app.chat.current is None and app.chat.blocks and app.chat.example_tests
         )
+        view = app.main.query_one(AnswerView)
+        assert str(view.query_one(".problem", Static).render()) == problem
+        assert "1. use [bold]x[/] and [red" in view.plan.source
+        cell = app.main.query_one(TestsPanel).query_one(DataTable).get_row_at(0)[2]
+        assert str(cell) == "[1, 2]⏎"
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "HistoryScreen")
+        assert str(app.screen.query_one(DataTable).get_row_at(0)[1]) == problem
         await pilot.press(*"[/]")
         await pilot.pause(0.2)
+        assert app.screen.query_one(Input).value == "[/]"
         app.notify("path [/tmp/x] failed [")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: bool(app.screen.query(Toast)))
+        toasts = [str(t.render()) for t in app.screen.query(Toast)]
+        assert any("path [/tmp/x] failed [" in t for t in toasts), toasts
 
-    drive(app, body)
+    drive(app, body, notifications=True)  # toasts drawn, as in the terminal
 
 
 def test_slash_new_starts_a_fresh_conversation() -> None:

@@ -1,6 +1,7 @@
-"""The real engine adapter (``RealEngine``) against the real solver session, consent store, key lookup,
-bundle registry and sandbox: only the generator is scripted (tests/fakes.py), except in the slow test,
-which answers with the embedded gemma model through llama.cpp, end to end in the app."""
+"""``RealEngine`` (the TUI's adapter) against the real solver session, consent store, key lookup, bundle
+registry and sandbox. The tests whose names say "scripted generator" answer with tests/fakes.py's
+``FakeGenerator`` inside the real solver session; only the slow test answers with the embedded model
+through llama.cpp, end to end in the app."""
 
 from __future__ import annotations
 
@@ -25,15 +26,15 @@ PLAN = " Read a and b.\n2. Print a + b.\n"
 CODE = "a, b = map(int, input().split())\nprint(a + b)\n```\nchatter"
 
 
-def scripted_engine() -> RealEngine:
+def engine_with_a_scripted_generator() -> RealEngine:
     settings = load_settings()
     engine = RealEngine(settings)
     engine._solver = Solver(settings, FakeGenerator([PLAN, CODE]), "completion")
     return engine
 
 
-def test_real_solver_session_streams_into_the_app() -> None:
-    engine = scripted_engine()
+def test_solver_session_with_a_scripted_generator_streams_into_the_app() -> None:
+    engine = engine_with_a_scripted_generator()
     app = BdcApp(engine.settings, engine, open_history())
 
     async def main() -> None:
@@ -51,7 +52,9 @@ def test_real_solver_session_streams_into_the_app() -> None:
     assert "Print a + b." in answer.thought
 
 
-def test_real_consent_refused_sends_nothing_and_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_consent_sends_and_records_nothing_with_a_scripted_generator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     attempts: list[Any] = []
 
     def guard(self: socket.socket, address: Any) -> None:
@@ -60,7 +63,7 @@ def test_real_consent_refused_sends_nothing_and_records_nothing(monkeypatch: pyt
 
     monkeypatch.setattr(socket.socket, "connect", guard)
     monkeypatch.setattr(socket.socket, "connect_ex", guard)
-    engine = scripted_engine()
+    engine = engine_with_a_scripted_generator()
     app = BdcApp(engine.settings, engine, open_history(), warm_up=False)
 
     async def main() -> None:
@@ -80,7 +83,7 @@ def test_real_consent_refused_sends_nothing_and_records_nothing(monkeypatch: pyt
     assert not engine.has_consent(("openai::gpt-4o-mini",))
 
 
-def test_real_consent_keys_providers_and_retrain_status(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_consent_store_keys_presets_and_retrain_status(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = RealEngine(load_settings())
     agents = ("anthropic::claude-3-5-haiku-latest",)
     assert {"openai", "anthropic"} <= {p.name for p in engine.deep_providers()}
@@ -100,7 +103,7 @@ def test_real_consent_keys_providers_and_retrain_status(monkeypatch: pytest.Monk
     assert argv[-3:] == ["retrain", "--json", "--force"]
 
 
-def test_real_sandbox_runs_the_answer_on_tests() -> None:
+def test_sandbox_runs_the_answer_on_tests() -> None:
     engine = RealEngine(load_settings())
     code = "a, b = map(int, input().split())\nprint(a + b)\n"
     verdicts = engine.run_tests(code, [TestCase("1 2\n", "3\n"), TestCase("2 2\n", "5\n")])
@@ -110,7 +113,7 @@ def test_real_sandbox_runs_the_answer_on_tests() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed")
-def test_embedded_model_answers_in_the_app(embedded_base_gguf: Any) -> None:
+def test_embedded_model_answers_in_the_app_end_to_end(embedded_base_gguf: Any) -> None:
     settings = load_settings(solver={"thought_tokens": 24, "max_tokens": 48})
     engine = RealEngine(settings)
     app = BdcApp(settings, engine, open_history())
