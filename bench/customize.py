@@ -1,4 +1,4 @@
-"""Per-query DisenLoRA cost on the embedded gemma-3-270m: setup time and decode speed, side by side.
+"""Per-query DisenLoRA cost on the embedded base solver (Qwen2.5-Coder-0.5B-Instruct): setup, decode, answer.
 
 For each of ``--queries`` coding prompts, ``setup_ms`` times what a query pays before its first token:
 encoder embedding + numpy hypernetwork + (llama.cpp) A* patch, adapter load, activate, free the old
@@ -9,11 +9,18 @@ order; tok/s = 1 / median gap between tokens (robust when other processes share 
 folded into W, so its ratio should be ~1) and, with ``--hook``/on CUDA, in hook mode (unmerged,
 per-sample gates).
 
+Whole answers (llama.cpp): the per-query adapter swap resets the context, so a customized query cannot
+reuse the KV cache of the prompt prefix it shares with the previous query (chat template + system
+prompt), which the plain base does reuse. ``--answers`` chat queries are answered ``--answer-tokens``
+tokens long, plain vs customized (blocks in ABBA order); time-to-first-token includes the customization
+setup; ``ttft_ratio`` / ``answer_time_ratio`` = customized ÷ plain (medians), and ``plain_cold_*`` is the
+plain base with a reset before every query (what is lost to the reset alone).
+
     python bench/customize.py --json                                  # llama.cpp + torch merge, CPU
     python bench/customize.py --backend torch --device cuda --json    # torch merge + hook on a GPU
 
-The bundle is a random K=3, r=4 bundle for the embedded base (``make_random_bundle``), cached under the
-app's cache dir; pass ``--bundle`` to time a trained one.
+The bundle is a random K=3, r=4 bundle on all 7 projections for the base (``make_random_bundle``, gates
+spread over (0, 1)), cached under the app's cache dir; pass ``--bundle`` to time a trained one.
 """
 
 from __future__ import annotations
@@ -45,7 +52,24 @@ PROMPTS = (
     "def binary_search(arr, target):\n    lo, hi = 0, len(arr) - 1\n    while lo <= hi:\n",
     "import sys\n\ndef main():\n    n = int(sys.stdin.readline())\n",
 )
-TARGETS = {"setup_ms": 100.0, "decode_ratio": 0.90, "torch_merge_decode_ratio": 0.98}
+SYSTEM = (
+    "You are a careful Python programmer. Read the problem, think briefly, then write one complete solution "
+    "in a single ```python block. Use only the standard library, and read from stdin / write to stdout when "
+    "the problem asks for it."
+)
+PROBLEMS = (
+    "Write a function fibonacci(n) that returns the n-th Fibonacci number, with fibonacci(0) == 0.",
+    "Read two integers from one line of input and print their sum.",
+    "Write is_palindrome(s) that tells whether s reads the same backwards, ignoring case and spaces.",
+    "Sort a list of (name, age) tuples by age, then by name, and print one per line.",
+    "Implement a Stack class with push, pop, peek and is_empty.",
+    "Count the primes strictly below n using a sieve; n is given on stdin.",
+    "Given an array of integers, return the maximum subarray sum (Kadane's algorithm).",
+    "Return the most common word in a text, ignoring punctuation and case.",
+    "Implement binary search returning the index of target in a sorted list, or -1.",
+    "Read n and then n lines of integers; print the median.",
+)
+TARGETS = {"setup_ms": 20.0, "decode_ratio": 0.95, "torch_merge_decode_ratio": 0.98}
 
 
 def _cpu_name() -> str:
@@ -110,15 +134,94 @@ def _bundle(args: argparse.Namespace, gguf: Path, embed_dim: int) -> Path:
     out = (
         app_paths().cache_dir
         / "bench"
-        / f"random-{cached_sha256(gguf)[:12]}-K{args.K}-r{args.r}-s{args.scale}-d{embed_dim}"
+        / f"random-{cached_sha256(gguf)[:12]}-K{args.K}-r{args.r}-s{args.scale}-d{embed_dim}-spread"
     )
     if not (out / "manifest.json").exists():
-        make_random_bundle(gguf, out, K=args.K, r=args.r, seed=0, scale=args.scale, embed_dim=embed_dim)
+        make_random_bundle(
+            gguf, out, K=args.K, r=args.r, seed=0, scale=args.scale, embed_dim=embed_dim, spread_gates=True
+        )
     return out
 
 
 def _median(xs: list[float]) -> float:
     return round(statistics.median(xs), 2) if xs else 0.0
+
+
+def _answer(gen: Any, ids: list[int], tokens: int) -> tuple[float, float, int]:
+    """(seconds to the first token, seconds to ``tokens`` tokens, prompt tokens reused from the KV cache).
+
+    Goes through ``Llama.generate(reset=True)`` like the app's chat path: it keeps the KV of the longest
+    prefix the new prompt shares with what the context already holds.
+    """
+    llama = gen.llama
+    held = list(llama._input_ids[: llama.n_tokens])
+    reused = 0
+    for a, b in zip(held, ids[:-1], strict=False):
+        if a != b:
+            break
+        reused += 1
+    t0 = time.perf_counter()
+    first = 0.0
+    steps = llama.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)
+    n = 0
+    try:
+        for _tok in steps:
+            n += 1
+            if n == 1:
+                first = time.perf_counter() - t0
+            if n >= tokens:
+                break
+    finally:
+        steps.close()
+    return first, time.perf_counter() - t0, reused
+
+
+def bench_answers(args: argparse.Namespace, gen: Any, customizer: Any) -> dict[str, Any]:
+    """Chat queries answered in full, plain vs customized vs plain-with-reset, in ABBA blocks."""
+    prompts = []
+    for problem in PROBLEMS[: args.answers]:
+        text = gen.render_chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": problem}])
+        prompts.append(gen.tokenize(text, add_bos=False, special=True))
+    customs = [customizer.for_query(p) for p in PROBLEMS[: args.answers]]
+    rows: dict[str, list[tuple[float, float, int]]] = {"plain": [], "custom": [], "cold": []}
+
+    def block(mode: str) -> None:
+        gen.set_customization(None)  # every block starts from an empty context
+        for i, ids in enumerate(prompts):
+            t0 = time.perf_counter()
+            if mode == "custom":
+                gen.set_customization(customs[i])
+            elif mode == "cold":
+                gen.llama.reset()
+            setup = time.perf_counter() - t0
+            first, total, reused = _answer(gen, ids, args.answer_tokens)
+            if i:  # the first query of a block has nothing to reuse in any mode
+                rows[mode].append((setup + first, setup + total, reused))
+
+    order = ("plain", "custom", "cold", "cold", "custom", "plain")
+    for r in range(args.answer_rounds):
+        for mode in order if r % 2 == 0 else order[::-1]:
+            block(mode)
+    gen.set_customization(None)
+
+    def med(mode: str, k: int) -> float:
+        return statistics.median(x[k] for x in rows[mode])
+
+    return {
+        "answer_queries": len(prompts) - 1,
+        "answer_tokens": args.answer_tokens,
+        "answer_prompt_tokens_median": statistics.median(len(p) for p in prompts),
+        "plain_prefix_reused_tokens_median": med("plain", 2),
+        "custom_prefix_reused_tokens_median": med("custom", 2),
+        "plain_ttft_ms": round(med("plain", 0) * 1e3, 1),
+        "custom_ttft_ms": round(med("custom", 0) * 1e3, 1),
+        "plain_cold_ttft_ms": round(med("cold", 0) * 1e3, 1),
+        "ttft_ratio": round(med("custom", 0) / med("plain", 0), 3),
+        "plain_answer_s": round(med("plain", 1), 3),
+        "custom_answer_s": round(med("custom", 1), 3),
+        "plain_cold_answer_s": round(med("cold", 1), 3),
+        "answer_time_ratio": round(med("custom", 1) / med("plain", 1), 3),
+    }
 
 
 def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer: Any) -> dict[str, Any]:
@@ -155,7 +258,10 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
             lambda: gen.set_customization(custom),
             lambda: gen.set_customization(None),
         )
+        answers = bench_answers(args, gen, customizer) if args.answers > 1 else {}
         return {
+            **answers,
+            "adapter_dtype": gen._slot._dtype,
             "setup_ms": _median(setups),
             "setup_ms_max": round(max(setups), 2),
             "setup_breakdown_ms": {k: _median(v) for k, v in stages.items()},
@@ -184,6 +290,7 @@ def bench_torch(
     gen = TorchGenerator(hf_dir_for_gguf(gguf), device=args.device)
     tokens = args.torch_tokens or (args.tokens if gen.device.startswith("cuda") else 32)
     out: dict[str, Any] = {
+        "torch_weights": "dequantized from the GGUF",
         "torch_device": gen.device,
         "torch_dtype": str(gen.dtype).replace("torch.", ""),
         "torch_tokens": tokens,
@@ -251,6 +358,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=6, help="paired plain/custom decode runs (ABBA order)")
+    parser.add_argument("--answers", type=int, default=6, help="chat queries for the whole-answer timing")
+    parser.add_argument("--answer-tokens", type=int, default=64, help="tokens per whole answer")
+    parser.add_argument("--answer-rounds", type=int, default=1, help="ABBA rounds of the whole-answer timing")
+    parser.add_argument(
+        "--model",
+        choices=("coder-0.5b", "coder-1.5b", "gemma-270m"),
+        default="coder-0.5b",
+        help="base solver",
+    )
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--bundle", default="", help="bundle dir; default: a cached random bundle")
     parser.add_argument(
@@ -266,13 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     from bdc_assistant.disen.identity import identity_of_gguf
     from bdc_assistant.disen.runtime import Customizer
     from bdc_assistant.encoder import Encoder
-    from bdc_assistant.models.embedded import encoder_path, install_base
+    from bdc_assistant.models.embedded import encoder_path, install_solver
 
     if args.device == "cpu" and args.encoder_threads > 0:
         import torch
 
         torch.set_num_threads(args.encoder_threads)
-    gguf = install_base()
+    gguf = install_solver(args.model)
     encoder = Encoder(Path(args.encoder) if args.encoder else encoder_path())
     encoder.embed(["warm up"])  # model load is a one-time cost, not a per-query one
     bundle_dir = _bundle(args, gguf, encoder.dim)
@@ -294,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": _cpu_name(),
         "encoder": encoder.name,
         "targets_spec": TARGETS,
+        "llamacpp_weights": "GGUF Q4_K_M as shipped",
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.backend in ("both", "llamacpp"):
         result.update(bench_llamacpp(args, gguf, bundle, customizer))
@@ -307,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         k: (result[k] <= v if k == "setup_ms" else result[k] >= v) for k, v in TARGETS.items() if k in result
     }
     result["meets_targets"] = met
+    result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(result))
     else:

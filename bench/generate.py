@@ -1,13 +1,14 @@
-"""Decode speed of the two backends on the embedded gemma-3-270m, side by side.
+"""Decode speed of the two backends on the embedded base solver (Qwen2.5-Coder-0.5B-Instruct), side by side.
 
-llama.cpp runs the shipped Q4_K_M GGUF; torch runs the same model dequantized to f32 (the cached HF dir
-``bdc`` builds for the torch backend; built here on first use, ~2 min). Both decode greedily from the
-same prompt. Decode tok/s excludes the prompt: every token of ``iter_greedy`` is time-stamped;
+llama.cpp runs the shipped Q4_K_M GGUF (``llamacpp_weights``); torch runs the same model dequantized to
+f32 (``torch_weights``: the cached HF dir ``bdc`` builds for the torch backend; built here on first use,
+~2 min). Both decode greedily from the same prompt. Decode tok/s excludes the prompt: every token of ``iter_greedy`` is time-stamped;
 ``*_tok_s`` = 1 / median gap between tokens over all ``--repeats`` (robust when other processes share
 the cores), ``*_tok_s_mean`` = N / fastest whole decode. ``ratio`` = llamacpp_tok_s / torch_tok_s.
 
     python bench/generate.py --json                 # one JSON line
     python bench/generate.py --tokens 64 --threads 2
+    python bench/generate.py --model coder-1.5b --backends llamacpp --json   # after `bdc models install coder-1.5b`
 """
 
 from __future__ import annotations
@@ -65,10 +66,29 @@ def _time_decode(gen: Any, ids: list[int], tokens: int, repeats: int) -> dict[st
     }
 
 
-def run(tokens: int, threads: int, repeats: int, backends: list[str], gguf: Path | None) -> dict[str, Any]:
+def _gguf_weights(path: Path) -> str:
+    """The file type a GGUF declares (e.g. MOSTLY_Q4_K_M), to say what llama.cpp really multiplies."""
+    import gguf as gguf_lib
+
+    try:
+        reader = gguf_lib.GGUFReader(str(path))
+        field = reader.fields.get("general.file_type")
+        return gguf_lib.LlamaFileType(int(field.contents())).name if field is not None else "unknown"
+    except (ValueError, KeyError, OSError):
+        return "unknown"
+
+
+def run(
+    tokens: int,
+    threads: int,
+    repeats: int,
+    backends: list[str],
+    gguf: Path | None,
+    model: str | None = None,
+) -> dict[str, Any]:
     from bdc_assistant.models import embedded
 
-    path = gguf or embedded.install_base()
+    path = gguf or embedded.install_solver(model or embedded.DEFAULT_SOLVER)
     result: dict[str, Any] = {
         "bench": "generate",
         "model": path.name,
@@ -83,6 +103,7 @@ def run(tokens: int, threads: int, repeats: int, backends: list[str], gguf: Path
         t0 = time.perf_counter()
         gen = LlamaCppGenerator(path, n_ctx=1024, threads=threads)
         result["llamacpp_load_s"] = round(time.perf_counter() - t0, 3)
+        result["llamacpp_weights"] = f"GGUF {_gguf_weights(path)} (as shipped)"
         ids = gen.tokenize(PROMPT)
         stats = _time_decode(gen, ids, tokens, repeats)
         result["llamacpp_tok_s"] = round(stats["tok_s"], 2)
@@ -103,6 +124,7 @@ def run(tokens: int, threads: int, repeats: int, backends: list[str], gguf: Path
         t0 = time.perf_counter()
         tgen = TorchGenerator(hf_dir, device="cpu")
         result["torch_load_s"] = round(time.perf_counter() - t0, 3)
+        result["torch_weights"] = f"dequantized from the GGUF to {str(tgen.dtype).replace('torch.', '')}"
         tids = tgen.tokenize(PROMPT)
         result["same_prompt_ids"] = ids is None or tids == ids
         stats = _time_decode(tgen, tids, tokens, repeats)
@@ -139,8 +161,9 @@ def _machine() -> dict[str, Any]:
     except ImportError:
         pass
     try:
-        load1, _, _ = os.getloadavg()
+        load1, load5, load15 = os.getloadavg()
         info["load_avg_1m"] = round(load1, 2)
+        info["load_avg_1_5_15"] = [round(x, 2) for x in (load1, load5, load15)]
     except OSError:
         pass
     return info
@@ -153,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both backends (default 2)")
     parser.add_argument("--repeats", type=int, default=1, help="best of this many timings (default 1)")
     parser.add_argument("--backends", default="llamacpp,torch", help="comma list: llamacpp,torch")
-    parser.add_argument("--gguf", type=Path, default=None, help="another GGUF (default: the embedded gemma)")
+    parser.add_argument("--gguf", type=Path, default=None, help="another GGUF (default: the embedded solver)")
+    parser.add_argument(
+        "--model",
+        choices=("coder-0.5b", "coder-1.5b", "gemma-270m"),
+        default=None,
+        help="embedded solver to time (default coder-0.5b; coder-1.5b needs `bdc models install coder-1.5b`)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -164,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from bdc_assistant.errors import BdcError
 
     try:
-        result = run(args.tokens, args.threads, args.repeats, backends, args.gguf)
+        result = run(args.tokens, args.threads, args.repeats, backends, args.gguf, args.model)
     except BdcError as exc:
         print(f"bdc: {exc}", file=sys.stderr)
         return exc.exit_code

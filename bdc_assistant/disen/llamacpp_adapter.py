@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import BackendUnavailable, BundleError, ModelError
 from .bundle import Bundle, template_path
 from .compose import CatLora, Customization
-from .gguf_adapter import AdapterTemplate, Dtype, read_template, write_template
+from .gguf_adapter import AdapterTemplate, Dtype, TemplatePatcher, read_template, write_template
 from .identity import shape_from_llama_metadata
 
 
@@ -131,6 +131,7 @@ class LlamaCppAdapterSlot:
         self._handle: Any = None
         self._templates: dict[str, AdapterTemplate] = {}
         self._scratch: dict[str, Path] = {}
+        self._patchers: dict[str, TemplatePatcher] = {}
         self._lock = threading.Lock()
         self.loads = 0
         self.frees = 0
@@ -215,15 +216,22 @@ class LlamaCppAdapterSlot:
         """Lower level: patch g ⊙ cat.A into a private copy of ``template`` and swap it in."""
         with self._lock:
             t0 = time.perf_counter()
-            scratch = self._scratch.get(template.bundle_id + str(template.path))
+            key = template.bundle_id + str(template.path)
+            scratch = self._scratch.get(key)
+            patcher = self._patchers.get(key)
             if scratch is None or not scratch.exists():
                 fd, name = tempfile.mkstemp(
                     prefix=f"bdc-adapter-{os.getpid()}-", suffix=".gguf", dir=_scratch_dir()
                 )
                 os.close(fd)
                 scratch = template.private_copy(Path(name))
-                self._scratch[template.bundle_id + str(template.path)] = scratch
-            template.patch(scratch, cat, g)
+                self._scratch[key] = scratch
+                patcher = None
+            if patcher is None or patcher.cat is not cat or patcher.target != scratch:
+                if patcher is not None:
+                    patcher.close()
+                patcher = self._patchers[key] = template.open_patcher(scratch, cat)
+            patcher.patch(g)
             t1 = time.perf_counter()
             handle = self._api.init(self._model_ptr(), str(scratch).encode())
             if not handle:
@@ -274,6 +282,9 @@ class LlamaCppAdapterSlot:
                 self.clear()
         finally:
             self._handle = None
+            for patcher in self._patchers.values():
+                patcher.close()
+            self._patchers.clear()
             _unlink_all(self._scratch)
 
     @property

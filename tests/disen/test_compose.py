@@ -14,6 +14,7 @@ from bdc_assistant.disen.gguf_adapter import read_adapter_delta, read_template, 
 from bdc_assistant.disen.modules import parent_of
 from bdc_assistant.disen.random_bundle import make_random_bundle
 from bdc_assistant.disen.torch_apply import TorchMergeSlot
+from bdc_assistant.errors import BundleError
 
 from .conftest import load_torch, random_g
 
@@ -158,3 +159,32 @@ def test_peft_get_delta_weight_agrees(tiny_models, loaded_bundles):
                 ex.B[(layer, module)].astype(np.float64) @ ex.A[(layer, module)].astype(np.float64)
             )
             assert rel(ours, theirs) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+def test_kept_open_patcher_equals_fresh_writes_query_after_query(dtype, loaded_bundles, tmp_path):
+    """One mapping patched for several queries gives, each time, the bytes of a template written with that g."""
+    bundle = loaded_bundles["qwen2"]
+    kw = dict(arch="qwen2", n_heads=4, n_kv_heads=2, bundle_id=bundle.bundle_id, dtype=dtype)
+    template = write_template(bundle.cat, tmp_path / "t.gguf", **kw)
+    patcher = template.open_patcher(template.private_copy(tmp_path / "p.gguf"), bundle.cat)
+    try:
+        for seed in (3, 4, 3):
+            g = random_g(bundle, seed)
+            patcher.patch(g)
+            direct = write_template(bundle.cat, tmp_path / f"d{seed}.gguf", g=g, **kw)
+            assert (tmp_path / "p.gguf").read_bytes() == direct.path.read_bytes()
+    finally:
+        patcher.close()
+    with pytest.raises(BundleError, match="closed"):
+        patcher.patch(random_g(bundle, 5))
+
+
+def test_patcher_refuses_a_template_of_another_shape(loaded_bundles, tiny_models, tmp_path):
+    qwen = loaded_bundles["qwen2"]
+    rank2 = load_bundle(make_random_bundle(tiny_models["qwen2"].hf_dir, tmp_path / "r2", K=3, r=2))
+    template = write_template(
+        qwen.cat, tmp_path / "t.gguf", arch="qwen2", n_heads=4, n_kv_heads=2, bundle_id=qwen.bundle_id
+    )
+    with pytest.raises(BundleError, match="does not match its bundle"):
+        template.open_patcher(template.private_copy(tmp_path / "p.gguf"), rank2.cat)
