@@ -10,7 +10,9 @@ alternating (in process, then HTTP) so a change in machine load hits both alike:
 
 TTFT is measured from the call to the first *generated* token (the chat stream's first chunk is the
 plan's "1." prefix, written before the model runs, so it is skipped on both sides); the decode rate is
-tokens / (last token − first token). ``overhead_*`` = HTTP / in process − 1 on the medians (goal ≤ 5 %).
+1 / the median gap between consecutive tokens. ``overhead_*`` = HTTP / in process − 1 on the medians;
+``paired_overhead_*`` = the median over runs of each HTTP run against the in-process run just before it
+(robust when other processes load the machine). Goal: ≤ 5 %.
 The answers must be identical on both sides (``same_text``), which shows both did the same work.
 
     python bench/serve.py --json                       # embedded gemma-3-270m, random K=3 bundle
@@ -20,6 +22,7 @@ The answers must be identical on both sides (``same_text``), which shows both di
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -52,9 +55,11 @@ def _median(xs: list[float]) -> float | None:
 
 
 def _rate(stamps: list[float]) -> float | None:
-    return (
-        (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 and stamps[-1] > stamps[0] else None
-    )
+    """1 / median gap between consecutive tokens: robust to the plan→code prefill in the middle of a chat
+    answer and to a moment of load from other processes (as bench/generate.py measures decode)."""
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    median = statistics.median(gaps) if len(gaps) >= 2 else 0.0
+    return 1.0 / median if median > 0 else None
 
 
 # ---- in process ---------------------------------------------------------------------------------------
@@ -106,18 +111,10 @@ def inproc_chat(solver: Any, problem: str) -> dict[str, Any]:
     text.append(renderer.finish())
     return {
         "ttft": stamps[0] - t0 if stamps else None,
-        "tok_s": _chat_rate(answer.tokens, stamps),
+        "tok_s": _rate(stamps),
         "tokens": answer.tokens,
         "text": "".join(text),
     }
-
-
-def _chat_rate(tokens: int | None, stamps: list[float]) -> float | None:
-    """Generated tokens after the first / time from the first to the last (both sides count the same way:
-    the solver's token count, which excludes prompt text such as the plan's "1." and a completed stub)."""
-    if not tokens or len(stamps) < 2 or stamps[-1] <= stamps[0]:
-        return None
-    return (tokens - 1) / (stamps[-1] - stamps[0])
 
 
 # ---- over HTTP ----------------------------------------------------------------------------------------
@@ -158,7 +155,7 @@ def http_chat(client: Any, problem: str) -> dict[str, Any]:
     tokens = final.get("tokens")
     return {
         "ttft": stamps[0] - t0 if stamps else None,
-        "tok_s": _chat_rate(tokens, stamps),
+        "tok_s": _rate(stamps),
         "tokens": tokens,
         "text": "".join(content),
     }
@@ -242,13 +239,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         inproc_completion(solver, PROMPTS[0], 4)
         http_completion(client, PROMPTS[0], 4)
         for r in range(args.repeats):
-            for prompt in PROMPTS:
+            for prompt in PROMPTS[: args.limit]:
                 a = inproc_completion(solver, prompt, args.tokens)
                 b = http_completion(client, prompt, args.tokens)
                 rows["completions"].append(
                     {"repeat": r, "inproc": a, "http": b, "same_text": a["text"] == b["text"]}
                 )
-            for problem in PROBLEMS:
+            for problem in PROBLEMS[: args.limit]:
                 a = inproc_chat(solver, problem)
                 b = http_chat(client, problem)
                 rows["chat"].append(
@@ -265,6 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bundle": Path(bundle).name,
         "tokens": args.tokens,
         "repeats": args.repeats,
+        "problems_per_kind": min(args.limit, len(PROMPTS)),
         "threads": args.threads,
         "inproc_load_s": round(load_s, 2),
     }
@@ -283,6 +281,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if i_rate and h_rate:
             result[f"overhead_{kind}_tok_s"] = round(i_rate / h_rate - 1, 4)
         result[f"{kind}_same_text"] = all(x["same_text"] for x in items)
+        # Paired: each HTTP run against the in-process run just before it (same moment, same load).
+        pairs_t = [
+            x["http"]["ttft"] / x["inproc"]["ttft"]
+            for x in items
+            if x["http"]["ttft"] and x["inproc"]["ttft"]
+        ]
+        pairs_r = [
+            x["inproc"]["tok_s"] / x["http"]["tok_s"]
+            for x in items
+            if x["http"]["tok_s"] and x["inproc"]["tok_s"]
+        ]
+        if pairs_t:
+            result[f"paired_overhead_{kind}_ttft"] = round(statistics.median(pairs_t) - 1, 4)
+        if pairs_r:
+            result[f"paired_overhead_{kind}_tok_s"] = round(statistics.median(pairs_r) - 1, 4)
     result["load_avg_1m"] = {
         "start": round(loads[0], 2),
         "max": round(max(loads), 2),
@@ -319,11 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--thought-tokens", type=int, default=48, help="solver.thought_tokens (default 48)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds over the problems (default 3)")
+    parser.add_argument(
+        "--limit", type=int, default=len(PROMPTS), help="prompts/problems per kind (default all 3)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads on both sides (default 2)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serve.json")
     args = parser.parse_args(argv)
-    if args.tokens < 2 or args.repeats < 1 or args.threads < 1:
-        parser.error("tokens must be >= 2, repeats and threads >= 1")
+    if args.tokens < 8 or args.thought_tokens < 8 or min(args.repeats, args.threads, args.limit) < 1:
+        parser.error(
+            "tokens and thought-tokens must be >= 8 (the solver's minimum), repeats and threads >= 1"
+        )
     from bdc_assistant.errors import BdcError
 
     try:
