@@ -120,6 +120,59 @@ def inproc_chat(solver: Any, problem: str) -> dict[str, Any]:
 # ---- over HTTP ----------------------------------------------------------------------------------------
 
 
+class RawClient:
+    """Streams with http.client and json.loads per event: no SDK objects per chunk. With only 2 cores, the
+    client's own per-chunk work competes with the model's threads; this separates that from the server's."""
+
+    def __init__(self, base_url: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base_url)
+        self.host, self.port, self.prefix = parts.hostname or "127.0.0.1", parts.port, parts.path.rstrip("/")
+        self.completions = _RawEndpoint(self, "/completions")
+        self.chat = type("Chat", (), {"completions": _RawEndpoint(self, "/chat/completions")})()
+
+    def stream(self, path: str, body: dict[str, Any]) -> Any:
+        import http.client
+
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+        conn.request(
+            "POST",
+            self.prefix + path,
+            json.dumps({**body, "stream": True}),
+            {"Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        for raw in resp:
+            if raw.startswith(b"data: ") and not raw.startswith(b"data: [DONE]"):
+                yield _Obj(json.loads(raw[6:]))
+        conn.close()
+
+
+class _RawEndpoint:
+    def __init__(self, client: RawClient, path: str) -> None:
+        self.client, self.path = client, path
+
+    def create(self, **body: Any) -> Any:
+        body.pop("stream", None)
+        return self.client.stream(self.path, body)
+
+
+class _Obj:
+    """Attribute access over a decoded JSON object (chunk.choices[0].delta.content, chunk.bdc)."""
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._data.get(name) if isinstance(self._data, dict) else None
+        if isinstance(value, dict):
+            return _Obj(value)
+        if isinstance(value, list):
+            return [_Obj(v) if isinstance(v, dict) else v for v in value]
+        return value
+
+
 def http_completion(client: Any, prompt: str, max_tokens: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     stamps: list[float] = []
@@ -151,7 +204,8 @@ def http_chat(client: Any, problem: str) -> dict[str, Any]:
             if len(content) > 1:  # skip the "## Plan\n1." chunk written before the model runs
                 stamps.append(time.perf_counter())
         if chunk.choices and chunk.choices[0].finish_reason:
-            final = getattr(chunk, "bdc", None) or {}
+            bdc = getattr(chunk, "bdc", None) or {}
+            final = bdc._data if isinstance(bdc, _Obj) else bdc
     tokens = final.get("tokens")
     return {
         "ttft": stamps[0] - t0 if stamps else None,
@@ -231,7 +285,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         solver.customizer.for_query("warm up")  # load the encoder, as the server does at start
     load_s = time.perf_counter() - t0
     proc, url = _start_server(env, bundle)
-    client = openai.OpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600)
+    client: Any = (
+        RawClient(url)
+        if args.client == "raw"
+        else openai.OpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600)
+    )
     rows: dict[str, list[dict[str, Any]]] = {"completions": [], "chat": []}
     loads: list[float] = [os.getloadavg()[0]]
     try:
@@ -263,6 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tokens": args.tokens,
         "repeats": args.repeats,
         "problems_per_kind": min(args.limit, len(PROMPTS)),
+        "client": args.client,
         "threads": args.threads,
         "inproc_load_s": round(load_s, 2),
     }
@@ -332,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--thought-tokens", type=int, default=48, help="solver.thought_tokens (default 48)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds over the problems (default 3)")
+    parser.add_argument(
+        "--client",
+        choices=["openai", "raw"],
+        default="openai",
+        help="HTTP client: the openai SDK (default) or raw SSE",
+    )
     parser.add_argument(
         "--limit", type=int, default=len(PROMPTS), help="prompts/problems per kind (default all 3)"
     )
