@@ -249,6 +249,8 @@ def _start_server(env: dict[str, str], bundle: str) -> tuple[subprocess.Popen[st
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import openai
 
+    load_before = os.getloadavg()[0]  # before this bench adds its own 2 threads
+
     from bdc_assistant.config import load_settings
     from bdc_assistant.models import embedded
 
@@ -356,6 +358,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if pairs_r:
             result[f"paired_overhead_{kind}_tok_s"] = round(statistics.median(pairs_r) - 1, 4)
     result["load_avg_1m"] = {
+        "before": round(load_before, 2),
         "start": round(loads[0], 2),
         "max": round(max(loads), 2),
         "end": round(loads[-1], 2),
