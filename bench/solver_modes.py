@@ -58,8 +58,12 @@ def main() -> int:
                         update={"solver": settings.solver.model_copy(update={"plan": mode})}
                     )
                     solver = Solver(
-                        mode_settings, base_solver.generator, base_solver.style, base_solver.customizer,
-                        base_solver.bundle_name, base_solver.bundle_note,
+                        mode_settings,
+                        base_solver.generator,
+                        base_solver.style,
+                        base_solver.customizer,
+                        base_solver.bundle_name,
+                        base_solver.bundle_note,
                     )
                     run = EvalRun(args.out / f"{name}-plan-{mode}", name)
                     summary = evaluate(problems, solver, sandbox, run)

@@ -37,7 +37,7 @@ def bdc_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 
 @pytest.fixture(scope="session")
 def embedded_base_gguf() -> Path:
-    """The embedded gemma-3-270m GGUF, assembled once per machine."""
+    """The embedded base solver GGUF (Qwen2.5-Coder-0.5B-Instruct), assembled once per machine."""
     from bdc_assistant.models import embedded
 
     os.environ["BDC_MODELS_DIR"] = str(REAL_MODELS_DIR)

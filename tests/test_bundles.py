@@ -163,8 +163,15 @@ def test_cli_list_use_rollback(
     assert json.loads(capsys.readouterr().out)["id"] == "shipped"
 
 
-def test_doctor_shows_the_active_bundle(shipped: Path, capsys: pytest.CaptureFixture) -> None:
+def test_doctor_shows_the_active_bundle(
+    shipped: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     pytest.importorskip("bdc_assistant.commands.doctor")
+    from bdc_assistant.models.tiny import build_tiny
+
+    # the shipped bundle applies only to the base it was made for: run doctor on that (tiny) base
+    tiny = build_tiny("llama", tmp_path / "tiny-base", seed=0)
+    monkeypatch.setenv("BDC_MODELS__BASE_GGUF", str(tiny.gguf_path))
     main(["doctor", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert report["bundle"]["experts"] == 3 and report["bundle"]["id"] == "shipped"

@@ -57,11 +57,11 @@ def resolve_base(cfg: TrainerConfig, work_dir: Path) -> BaseRef:
         hf_dir, gguf = Path(tiny.hf_dir), Path(tiny.gguf_path)
         style = "completion"
     elif b.kind == "embedded":
-        from bdc_assistant.models.embedded import install_base
+        from bdc_assistant.models.embedded import DEFAULT_SOLVER, install_base, solver_spec
 
         gguf = install_base()
         hf_dir = dequantized_hf_dir(gguf)
-        style = "completion"
+        style = "chat" if solver_spec(DEFAULT_SOLVER).chat else "completion"
     else:
         if not b.hf_dir:
             raise ModelError("base.kind = 'hf' needs base.hf_dir.")

@@ -184,7 +184,9 @@ def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
     return (round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2))
 
 
-def paired_bootstrap_ci95(a: list[bool], b: list[bool], rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
+def paired_bootstrap_ci95(
+    a: list[bool], b: list[bool], rounds: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
     """95 % paired-bootstrap interval of pass-rate(b) − pass-rate(a), in points, over the same problems."""
     import random
 

@@ -43,7 +43,11 @@ def _into_docstring(stub: str, note: str) -> str:
     if not funcs:
         return stub
     body = funcs[-1].body
-    doc = body[0] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else None
+    doc = (
+        body[0]
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+        else None
+    )
     lines = stub.splitlines(keepends=True)
     if doc is None or doc.end_lineno is None:
         return stub

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Literal
 
 from ..resources import assets_dir
@@ -43,7 +42,9 @@ def thought_prompt(problem: str, style: PromptStyle) -> StagePrompt:
 
 def direct_prompt(problem: str) -> StagePrompt:
     """One chat turn, no plan: what an instruction-tuned coder answers best on its own (``solver.plan=off``)."""
-    return StagePrompt(_template("direct_chat.txt").format(task=chat_task(problem), reply=_reply(problem)), ())
+    return StagePrompt(
+        _template("direct_chat.txt").format(task=chat_task(problem), reply=_reply(problem)), ()
+    )
 
 
 def chat_task(problem: str) -> str:

@@ -230,28 +230,44 @@ def resolve_bundle_path(settings: Settings, bundle: str | Path | None) -> tuple[
     active = bundles.active_bundle_path()
     if active is not None:
         return active, "active registered bundle"
-    shipped = prompts.ASSETS_DIR / "bundles" / "default"
-    if (shipped / "manifest.json").exists():
+    shipped = bundles.shipped_bundle_dir()
+    if shipped is not None:
         return shipped, "shipped default bundle"
     return None, "no solver bundle installed: answering with the plain base model"
 
 
 def open_solver(settings: Settings, backend: str | None = None, bundle: str | Path | None = None) -> Solver:
     """Load the base model on the chosen backend and, if a bundle applies, its customizer."""
+    from .. import bundles
     from ..backends.select import open_generator
-    from ..models.resolve import is_embedded_base
+    from .customize import loaded_base_identity
 
     generator = open_generator(settings, backend)
-    bundle_path, note = resolve_bundle_path(settings, bundle)
-    customizer = None
-    bundle_name = None
-    if bundle_path is not None:
-        from .customize import open_customizer
+    try:
+        bundle_path, note = resolve_bundle_path(settings, bundle)
+        # The shipped bundle is made for one base: on another base answer plainly (and say so).
+        bundle_path, note = bundles.fit_to_base(bundle_path, note, loaded_base_identity(generator))
+        customizer = None
+        bundle_name = None
+        if bundle_path is not None:
+            from .customize import open_customizer
 
-        customizer = open_customizer(settings, bundle_path, generator)
-        bundle_name = customizer.name
+            customizer = open_customizer(settings, bundle_path, generator)
+            bundle_name = customizer.name
+    except BaseException:
+        generator.close()  # a refused bundle must not leak the loaded model
+        raise
+    return Solver(settings, generator, prompt_style(settings, generator), customizer, bundle_name, note)
+
+
+def prompt_style(settings: Settings, generator: Generator) -> PromptStyle:
+    """The configured prompt style, or for 'auto': chat for instruct models, completion for base models."""
+    from ..models.resolve import embedded_solver
+
     style = settings.models.chat_template
-    if style == "auto":
-        chat_capable = bool(getattr(generator, "has_chat_template", False))
-        style = "completion" if is_embedded_base(settings) or not chat_capable else "chat"
-    return Solver(settings, generator, style, customizer, bundle_name, note)
+    if style != "auto":
+        return style  # type: ignore[return-value]
+    spec = embedded_solver(settings)
+    if spec is not None:
+        return "chat" if spec.chat else "completion"
+    return "chat" if getattr(generator, "has_chat_template", False) else "completion"

@@ -1,5 +1,5 @@
 """Deep mode against a real `python -m llama_cpp.server` on 127.0.0.1 serving both embedded GGUFs as two
-models (gemma base with chat_format "gemma", SmolLM2 with "chatml"). Slow: the server swaps models per
+models (the Qwen2.5-Coder base and SmolLM2, both with chat_format "chatml"). Slow: the server swaps models per
 request (seconds each on a loaded 2-core machine)."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "host": "127.0.0.1",
                 "port": port,
                 "models": [
-                    {"model": str(base), "model_alias": "gemma", "chat_format": "gemma", **common},
+                    {"model": str(base), "model_alias": "coder", "chat_format": "chatml", **common},
                     {"model": str(small), "model_alias": "smollm2", "chat_format": "chatml", **common},
                 ],
             }
@@ -92,7 +92,7 @@ def _env(home: Path) -> dict[str, str]:
 def test_whole_search_against_llama_cpp_server(llama_server: str, bdc_home: Path, tmp_path: Path) -> None:
     tests = tmp_path / "tests.py"
     tests.write_text("assert add(2, 3) == 5\nassert add(-1, 1) == 0\n")
-    agents = ["--agent", f"openai:{llama_server}:gemma", "--agent", f"openai:{llama_server}:smollm2"]
+    agents = ["--agent", f"openai:{llama_server}:coder", "--agent", f"openai:{llama_server}:smollm2"]
     r = subprocess.run(
         [
             sys.executable,
@@ -125,9 +125,9 @@ def test_whole_search_against_llama_cpp_server(llama_server: str, bdc_home: Path
     con = sqlite3.connect(bdc_home / "data" / "bdc.sqlite3")
     assert con.execute("SELECT stopped_by FROM deep_runs").fetchone()[0] == out["stopped_by"]
     meter = json.loads(con.execute("SELECT meter_json FROM deep_runs").fetchone()[0])
-    for agent in ("openai:gemma", "openai:smollm2"):
+    for agent in ("openai:coder", "openai:smollm2"):
         assert meter["per_agent"][agent]["calls"] >= 1
-        assert meter["per_agent"][agent]["tokens_out"] > 0  # gemma answers (chat_format gemma)
+        assert meter["per_agent"][agent]["tokens_out"] > 0  # both models answer
     cached = [json.loads(x[0])["text"] for x in con.execute("SELECT response_json FROM llm_cache")]
     assert cached and all(isinstance(t, str) for t in cached) and any(t.strip() for t in cached)
     kinds = {k for (k,) in con.execute("SELECT kind FROM deep_events")}
@@ -135,7 +135,7 @@ def test_whole_search_against_llama_cpp_server(llama_server: str, bdc_home: Path
 
 
 def test_deep_bench_runs_on_humaneval(llama_server: str, bdc_home: Path) -> None:
-    agents = ["--agent", f"openai:{llama_server}:gemma", "--agent", f"openai:{llama_server}:smollm2"]
+    agents = ["--agent", f"openai:{llama_server}:coder", "--agent", f"openai:{llama_server}:smollm2"]
     t0 = time.time()
     r = subprocess.run(
         [
@@ -162,9 +162,9 @@ def test_deep_bench_runs_on_humaneval(llama_server: str, bdc_home: Path) -> None
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(report["methods"]) == {
-        "zero-shot[openai:gemma]",
+        "zero-shot[openai:coder]",
         "zero-shot[openai:smollm2]",
-        "single[openai:gemma]",
+        "single[openai:coder]",
         "single[openai:smollm2]",
         "mc-toa",
         "mc-toa+prune",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bdc_assistant.models import embedded
+
 HEAVY = (
     "torch",
     "transformers",
@@ -141,7 +143,7 @@ def test_ask_json_on_the_embedded_model_offline(embedded_base_gguf: Path) -> Non
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("thought", "code", "backend", "model", "tokens", "seconds"):
         assert key in data
-    assert data["backend"] == "llamacpp" and data["model"] == "gemma-3-270m-q4_k_m.gguf"
+    assert data["backend"] == "llamacpp" and data["model"] == embedded.BASE_NAME
     assert "def is_palindrome" in data["code"]
     compile(data["code"], "answer.py", "exec")
     assert data["tokens"] > 0 and data["bundle"] is None and "plain base model" in data["bundle_note"]

@@ -18,7 +18,10 @@ import llama_build  # noqa: E402
 @pytest.mark.slow
 def test_embedded_model_loads_and_generates_in_a_child_process() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "smoke_llama.py")], capture_output=True, text=True, timeout=600
+        [sys.executable, str(ROOT / "scripts" / "smoke_llama.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if proc.returncode < 0:
         pytest.fail(f"the child died from {signal.Signals(-proc.returncode).name}: {proc.stderr.strip()}")

@@ -89,7 +89,9 @@ def test_mbpp_example_goes_into_the_docstring() -> None:
     text = solver_text(problem)
     assert "Your code should pass this test:\n    assert " in text
     assert prompts.code_stub(text) == text.strip("\n").rstrip() + "\n"  # still a stub to complete
-    private = [ln.strip() for ln in problem.private_tests[0].input.splitlines() if ln.strip().startswith("assert")]
+    private = [
+        ln.strip() for ln in problem.private_tests[0].input.splitlines() if ln.strip().startswith("assert")
+    ]
     assert private[1] not in text and private[2] not in text  # the private asserts stay hidden
 
 

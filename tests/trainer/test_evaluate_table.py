@@ -103,7 +103,10 @@ def test_answers_are_cached_per_bundle_content(tmp_path) -> None:
     res = evaluate_methods(
         rows, {"humaneval": problems}, open_solver, PassAll(), out, timeout_s=1, row_key=row_key
     )
-    assert sorted(calls) == sorted(
+    from bdc_assistant.evaluation.problem_text import solver_text
+
+    asked = {solver_text(p): p.statement for p in problems}  # the solver sees the statement plus the I/O note
+    assert sorted((b, asked[text]) for b, text in calls) == sorted(
         [("base", "problem 2"), ("sft", "problem 2")] + [("dis", f"problem {i}") for i in range(3)]
     )
     assert all(len(res[label]["humaneval"]) == 3 for label, _ in rows)
