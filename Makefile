@@ -10,6 +10,8 @@ LLAMA_VERSION ?= 0.3.36
 TORCH_CPU ?= torch==2.13.0
 # `make install CODER_15B=1` also installs the optional Qwen2.5-Coder-1.5B-Instruct solver (1.1 GB).
 CODER_15B ?=
+# `make run SOLVER=coder-1.5b` answers with another embedded solver (coder-0.5b, coder-1.5b, gemma-270m).
+SOLVER ?= coder-0.5b
 export LLAMA_VERSION
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -42,10 +44,11 @@ $(STAMP): pyproject.toml Makefile scripts/llama_build.py scripts/smoke_llama.py
 	@touch $(STAMP)
 
 run: install
-	$(BIN)/bdc
+	@if [ "$(SOLVER)" != coder-0.5b ]; then $(BIN)/bdc models install $(SOLVER); fi
+	BDC_MODELS__SOLVER=$(SOLVER) $(BIN)/bdc
 
 ask: install
-	$(BIN)/bdc ask "Write a Python function is_palindrome(s) that returns True when the string s reads the same forwards and backwards, ignoring case."
+	BDC_MODELS__SOLVER=$(SOLVER) $(BIN)/bdc ask "Write a Python function is_palindrome(s) that returns True when the string s reads the same forwards and backwards, ignoring case."
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -114,6 +114,7 @@ def collect(verify: bool = True) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             report["problems"].append(f"bundle manifest {manifest} is unreadable: {exc}")
     report["bundle"] = bundle
+    report["shipped_bundle"] = _shipped_info(bundles, base_id)
     from ..sandbox import probe_isolation
 
     report["sandbox"] = probe_isolation(settings)  # level, namespaces, seccomp, landlock, reason
@@ -121,6 +122,25 @@ def collect(verify: bool = True) -> dict[str, Any]:
         report["problems"].append(report["sandbox"]["reason"])
     report["ok"] = not report["problems"]
     return report
+
+
+def _shipped_info(bundles: Any, base_id: Any) -> dict[str, Any] | None:
+    """The bundle this build ships, and whether it applies to the configured base (it is made for one base)."""
+    path = bundles.shipped_bundle_dir()
+    if path is None:
+        return None
+    try:
+        data = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        return {"path": str(path), "applies": False, "why": f"its manifest is unreadable: {exc}"}
+    mismatch = bundles.base_mismatch(path, base_id) if base_id is not None else None
+    return {
+        "path": str(path),
+        "experts": data.get("K"),
+        "base": (data.get("base") or {}).get("name"),
+        "applies": mismatch is None,
+        "why": mismatch or "made for this base",
+    }
 
 
 def _base_info(settings: Any, verify: bool) -> dict[str, Any]:
@@ -157,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key:<10} {report['models'].get(key + '_status')}  {value}")
     b = report["bundle"]
     print(f"bundle     {b.get('path') or '-'}  ({b.get('note')})")
+    if (shipped := report.get("shipped_bundle")) and not shipped["applies"]:
+        print(f"shipped    {shipped['path']}  (not used: {shipped['why']})")
     print(f"log        {report['paths']['log_file']}")
     print(f"sandbox    {report['sandbox']['level'] or 'NONE'}: {report['sandbox']['reason']}")
     for name, version in report["packages"].items():

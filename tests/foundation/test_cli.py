@@ -129,6 +129,11 @@ def test_doctor_json_reports_models_and_backend(embedded_base_gguf: Path) -> Non
     assert data["gpu"]["cuda"] in (True, False)
     assert data["backend"]["chosen"] in ("llamacpp", "torch")
     assert data["packages"]["llama-cpp-python"]
+    # the base by name with its pinned sha256 and license; the strict sandbox level and why
+    assert data["base"]["sha256_verified"] and data["base"]["license"] == "Apache-2.0"
+    assert data["sandbox"]["level"] in ("userns", "landlock") and data["sandbox"]["reason"]
+    shipped = data["shipped_bundle"]
+    assert shipped is None or shipped["applies"] == (data["bundle"]["path"] == shipped["path"])
 
 
 @pytest.mark.slow
