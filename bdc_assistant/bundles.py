@@ -360,7 +360,8 @@ def _pending_store_runs() -> list[str]:
 
 
 def count_trajectories() -> int:
-    """Trajectories the app has collected: exported JSONL lines plus finished, not yet exported deep runs."""
+    """Trajectories the app can train on: exported JSONL lines (negatives excluded) plus the verified pairs
+    of finished, not yet exported deep runs (what their export will write)."""
     total = _count_jsonl()
     pending = _pending_store_runs()
     if pending:
@@ -398,16 +399,28 @@ def sync_store_trajectories() -> list[Path]:
 
 
 def _count_jsonl() -> int:
+    """Non-empty lines of ``trajectories/*.jsonl`` that the trainer may train on (negatives do not count)."""
     total = 0
     d = trajectories_dir()
     if d.is_dir():
         for f in sorted(d.glob("*.jsonl")):
             try:
                 with f.open("rb") as fh:
-                    total += sum(1 for line in fh if line.strip())
+                    total += sum(1 for line in fh if line.strip() and not _negative_line(line))
             except OSError:
                 continue
     return total
+
+
+def _negative_line(line: bytes) -> bool:
+    """A line ``bdc runs export --include-negatives`` marked as not verified (an unparsable line is not one)."""
+    if b'"verified"' not in line and b'"negative"' not in line:
+        return False
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and (obj.get("verified") is False or obj.get("negative") is True)
 
 
 def new_trajectories_since_active() -> int:

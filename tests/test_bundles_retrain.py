@@ -40,6 +40,7 @@ def test_trainer_runs_as_a_subprocess_without_activating() -> None:
     cmd = trainer_command(Path("c.toml"), Path("/o"), ["sft.lr=1"])
     assert cmd[1:4] == ["-m", "trainer", "all"]
     assert "export.activate=false" in cmd and "data.app_trajectories=true" in cmd and cmd[-1] == "sft.lr=1"
+    assert "data.min_public_pass_rate=1.0" in cmd  # only programs that pass every public test train
 
 
 @pytest.fixture()

@@ -39,3 +39,16 @@ def test_finished_deep_runs_count_once_and_sync_to_jsonl(monkeypatch: pytest.Mon
     assert len(rows) == n and all(r["source"] == f"deep:{res.run_id}" for r in rows)
     assert bundles.count_trajectories() == n  # exported runs are not counted twice
     assert bundles.sync_store_trajectories() == []
+
+
+def test_negative_lines_do_not_count_as_new_trajectories(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(bundles, "ASSETS_DIR", tmp_path / "no-assets")
+    tdir = bundles.trajectories_dir()
+    tdir.mkdir(parents=True)
+    lines = [
+        {"problem": "p", "thought": "t", "solution": "s", "verified": True},
+        {"problem": "p", "thought": "t", "solution": "bad", "verified": False, "negative": True},
+        {"problem": "p", "thought": "t", "solution": "old"},  # an export from before the marks
+    ]
+    (tdir / "r.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "\n")
+    assert bundles.count_trajectories() == 2

@@ -70,7 +70,11 @@ class DataSection(_Section):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of *problems* held out")
     max_chars: int = Field(6000, ge=100, description="drop trajectories whose text is longer than this")
     min_public_pass_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="drop trajectories whose recorded public pass rate is below this"
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="drop trajectories whose recorded public pass rate is below this (1.0: only programs "
+        "that pass every public test; lines marked negative are dropped whatever this says)",
     )
 
 

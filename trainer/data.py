@@ -1,11 +1,16 @@
 """The ``data`` stage: trajectories → deduplicated (problem, thought, solution) records, split by problem.
 
 Inputs are JSONL files in the trajectory schema shared with deep mode
-(``problem_id, problem, thought, solution, public_pass_rate, source, policy``), optionally the app's own
-trajectory exports, synthetic records for smoke runs, and records bootstrapped from the reference
-solutions of the offline problem sets (their thoughts are short, rule-written summaries of the reference
-code; the manifest says so). Splitting is by problem, never by record, so no problem leaks from train
-into validation. Each record later yields two SFT pairs (p2t and t2s, paper §4.2.1).
+(``problem_id, problem, thought, solution, public_pass_rate, source, policy``, plus ``verified`` /
+``negative`` on deep-mode exports), optionally the app's own trajectory exports, synthetic records for
+smoke runs, and records bootstrapped from the reference solutions of the offline problem sets (their
+thoughts are short, rule-written summaries of the reference code; the manifest says so). Splitting is by
+problem, never by record, so no problem leaks from train into validation. Each record later yields two SFT
+pairs (p2t and t2s, paper §4.2.1).
+
+Wrong code must never reach training: a line marked ``"verified": false`` or ``"negative": true`` (a
+deep-mode export with ``--include-negatives``) is never a training record, whatever the config, and
+``data.min_public_pass_rate`` (default 1.0) drops every record whose recorded public pass rate is below it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from bdc_assistant.errors import DatasetError
 if TYPE_CHECKING:
     from .runner import Context
 
-FIELDS = ("problem_id", "problem", "thought", "solution", "public_pass_rate", "source", "policy")
+FIELDS = ("problem_id", "problem", "thought", "solution", "public_pass_rate", "source", "policy", "verified")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class Trajectory:
     public_pass_rate: float | None = None
     source: str = ""
     policy: str | None = None
+    # deep-mode exports: True = passes every public test on an unpruned node; False = a negative (never
+    # trained on); None = the line does not say (older exports, hand-made files, synthetic, bootstrap)
+    verified: bool | None = None
 
     def key(self) -> str:
         """Content key for deduplication (whitespace-insensitive)."""
@@ -65,6 +73,9 @@ def parse_record(obj: object, where: str) -> Trajectory:
     rate = obj.get("public_pass_rate")
     if rate is not None and not isinstance(rate, int | float):
         raise DatasetError(f"{where}: public_pass_rate must be a number or null.")
+    for flag in ("verified", "negative"):
+        if obj.get(flag) is not None and not isinstance(obj.get(flag), bool):
+            raise DatasetError(f"{where}: {flag} must be true, false or null.")
     return Trajectory(
         problem_id=str(obj.get("problem_id") or ""),
         problem=obj["problem"],
@@ -73,6 +84,7 @@ def parse_record(obj: object, where: str) -> Trajectory:
         public_pass_rate=None if rate is None else float(rate),
         source=str(obj.get("source") or ""),
         policy=None if obj.get("policy") is None else str(obj.get("policy")),
+        verified=False if obj.get("negative") is True else obj.get("verified"),
     )
 
 
@@ -289,6 +301,7 @@ def _read_rows(path: Path) -> list[dict]:
 @dataclass(frozen=True)
 class DataReport:
     read: int
+    negatives: int  # lines marked as not verified: dropped before anything else
     duplicates: int
     filtered: int
     train: int
@@ -296,6 +309,28 @@ class DataReport:
     train_problems: int
     validation_problems: int
     data_hash: str
+
+
+def is_negative(rec: Trajectory) -> bool:
+    """A record its exporter marked as not verified: never a training pair, whatever the config says."""
+    return rec.verified is False
+
+
+def usable(rec: Trajectory, *, max_chars: int, min_public_pass_rate: float) -> bool:
+    """The config's filters: length, a non-empty program, and the recorded public pass rate.
+
+    What is verified, and what is not: a deep-mode record's rate is the share of the run's *public* tests
+    its program passed in the sandbox (with the default 1.0, all of them). Private tests are not checked
+    here, also for dataset problems that have them: a deep run never sees them (the store holds the public
+    view of the problem only) and this stage runs no code. Records without a rate are kept: the
+    bootstrap's reference solutions (labelled ``bootstrap:<set>-reference``, trusted as the datasets'
+    own solutions) and hand-made files whose author vouches for them.
+    """
+    return (
+        len(rec.problem) + len(rec.thought) + len(rec.solution) <= max_chars
+        and bool(rec.solution.strip())
+        and (rec.public_pass_rate is None or rec.public_pass_rate >= min_public_pass_rate)
+    )
 
 
 def dedupe(records: Iterable[Trajectory]) -> tuple[list[Trajectory], int]:
@@ -358,14 +393,9 @@ def build(
         raw.extend(read_jsonl(f))
     raw.extend(synthetic(synthetic_n, seed))
     raw.extend(bootstrap(bootstrap_sets, bootstrap_dir, bootstrap_limit))
-    unique, dups = dedupe(raw)
-    kept = [
-        r
-        for r in unique
-        if len(r.problem) + len(r.thought) + len(r.solution) <= max_chars
-        and r.solution.strip()
-        and (r.public_pass_rate is None or r.public_pass_rate >= min_public_pass_rate)
-    ]
+    candidates = [r for r in raw if not is_negative(r)]  # before dedupe: a negative never shadows a pair
+    unique, dups = dedupe(candidates)
+    kept = [r for r in unique if usable(r, max_chars=max_chars, min_public_pass_rate=min_public_pass_rate)]
     if len(kept) < 2:
         raise DatasetError(
             f"Only {len(kept)} usable trajectories after deduplication and filtering; at least 2 are needed."
@@ -373,6 +403,7 @@ def build(
     train, val = split_by_problem(kept, val_fraction, seed)
     report = DataReport(
         read=len(raw),
+        negatives=len(raw) - len(candidates),
         duplicates=dups,
         filtered=len(unique) - len(kept),
         train=len(train),

@@ -4,7 +4,9 @@ Safe from cron or a systemd timer: it does nothing until at least N trajectories
 bundle was trained; a lock file stops two runs at once (the second exits with code 75); the trainer runs
 as a subprocess (``python -m trainer all``; the app never imports ``trainer/``) and registers its bundle
 without activating it; only a finished run whose evaluation is not worse than the active bundle's
-becomes active. A failed run leaves the active bundle untouched.
+becomes active. A failed run leaves the active bundle untouched. Only verified trajectories train: the
+deep-mode export writes programs that pass every public test on unpruned nodes, and the trainer runs with
+``data.min_public_pass_rate=1.0``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,10 @@ def should_switch(new_manifest: dict[str, Any], active_manifest: dict[str, Any] 
 
 
 def trainer_command(config: Path, out: Path, overrides: list[str]) -> list[str]:
+    """``python -m trainer all`` on the app's trajectories, registering without activating.
+
+    ``data.min_public_pass_rate=1.0`` is pinned (whatever the config file says) so only programs that pass
+    every public test become training pairs; an explicit ``--set`` from the user comes later and wins."""
     cmd = [
         sys.executable,
         "-m",
@@ -102,6 +108,8 @@ def trainer_command(config: Path, out: Path, overrides: list[str]) -> list[str]:
         str(out),
         "--set",
         "data.app_trajectories=true",
+        "--set",
+        "data.min_public_pass_rate=1.0",
         "--set",
         "export.register_bundle=true",
         "--set",

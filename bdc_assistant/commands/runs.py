@@ -20,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ex.add_argument("run_id")
     ex.add_argument("--format", choices=["jsonl", "rethinkmcts", "bdc"], default="jsonl")
     ex.add_argument("--out", type=Path, help="file or directory (default: stdout)")
+    ex.add_argument(
+        "--include-negatives",
+        action="store_true",
+        help="jsonl: also write the nodes that are not verified pairs (pruned, or failing a public test), "
+        'marked "verified": false, "negative": true; the trainer never trains on them',
+    )
     rs = sub.add_parser("resume", help="continue a killed or cancelled run from its last rollout")
     rs.add_argument("run_id")
     rs.add_argument("--json", action="store_true")
@@ -83,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.runs_cmd == "export":
         from ..deep.exports import export_run
 
-        written = export_run(store, args.run_id, args.format, args.out)
+        written = export_run(
+            store, args.run_id, args.format, args.out, include_negatives=args.include_negatives
+        )
         if isinstance(written, str):
             sys.stdout.write(written if written.endswith("\n") or not written else written + "\n")
         else:

@@ -1,10 +1,17 @@
 """Exports of a stored deep-mode run.
 
-* ``jsonl``: our trajectory schema, one line per root-to-node path with a simulated solution:
-  ``{"problem_id", "problem", "thought", "solution", "public_pass_rate", "source", "policy"}`` where
-  ``thought`` is the path's thoughts joined by newlines, ``solution`` the node's best program,
-  ``public_pass_rate`` that program's public pass rate, ``policy`` the policy that wrote it and
-  ``source`` = ``deep:<run_id>``. The trainer reads these as p2t (problem → thought) and t2s pairs.
+* ``jsonl``: our trajectory schema, one line per simulated node (a root-to-node path):
+  ``{"problem_id", "problem", "thought", "solution", "public_pass_rate", "source", "policy", "verified"}``
+  where ``thought`` is the path's thoughts joined by newlines (the root's is empty), ``solution`` the
+  node's best program, ``public_pass_rate`` that program's public pass rate, ``policy`` the policy that
+  wrote it and ``source`` = ``deep:<run_id>``. The trainer reads these as p2t (problem → thought) and t2s
+  pairs, so by default only *verified pairs* are written (``"verified": true``): the node is not ill or
+  replaced (pruned), its best program passes every public test, and the run has at least one public test
+  that a person or a dataset wrote (LLM-generated tests alone verify nothing: the same models wrote them).
+  Wrong code must never reach training. With ``include_negatives`` (``bdc runs export --include-negatives``)
+  every other simulated node is written too, as ``"verified": false, "negative": true`` with a one-phrase
+  ``"rejected"`` reason; the trainer never turns such a line into a training pair, whatever its config.
+  What is verified is the *public* tests only: a deep run never sees private tests.
 * ``rethinkmcts``: the RethinkMCTS / PG-TD per-problem ``<idx>.json`` (codes, rewards, train rewards,
   time, sample times, token counts, rethink counters). Private rewards are not known to a deep run
   (the search never sees private tests), so ``rewards`` holds ``null`` per code.
@@ -23,7 +30,7 @@ from typing import Any
 
 from .. import atomic
 from ..store.runs import RunStore
-from .tree import Node, Tree, child_score
+from .tree import Node, Solution, Tree, child_score
 
 
 def _tree(store: RunStore, run_id: str) -> tuple[Tree, dict[str, Any]]:
@@ -41,25 +48,51 @@ def _tree(store: RunStore, run_id: str) -> tuple[Tree, dict[str, Any]]:
     return Tree.from_json(data), {"row": row}
 
 
-def trajectories(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+PRUNED = ("ill", "replaced")  # judged worse than the parent; "exhausted" only lost its children
+
+
+def checked_tests(problem: dict[str, Any]) -> int:
+    """Public tests a person or a dataset wrote (user, statement, dataset): the ones that can verify code."""
+    return sum(1 for t in problem.get("public_tests") or () if t.get("origin") != "generated")
+
+
+def rejection(node: Node, best: Solution, n_checked: int) -> str:
+    """Why the node's best program is not a verified pair; empty when it is one."""
+    if node.status in PRUNED:
+        return f"the node is {node.status} (pruned)" + (f": {node.reason}" if node.reason else "")
+    if n_checked == 0:
+        return "the run has no public test written by a person or a dataset"
+    if best.pass_rate < 1.0:
+        return f"the best program's public pass rate is {best.pass_rate:g}, below 1"
+    return ""
+
+
+def trajectories(store: RunStore, run_id: str, *, include_negatives: bool = False) -> list[dict[str, Any]]:
+    """One line per simulated node; verified pairs only unless ``include_negatives`` (see the module doc)."""
     tree, meta = _tree(store, run_id)
     row = meta["row"]
+    n_checked = checked_tests(row.problem)
     out = []
     for node in sorted(tree.nodes.values(), key=lambda n: n.id):
         best = node.best_solution()
         if not node.simulated or best is None:
             continue
-        out.append(
-            {
-                "problem_id": row.problem_id,
-                "problem": row.problem["statement"],
-                "thought": "\n".join(node.thoughts),
-                "solution": best.code,
-                "public_pass_rate": best.pass_rate,
-                "source": f"deep:{run_id}",
-                "policy": best.policy,
-            }
-        )
+        why = rejection(node, best, n_checked)
+        if why and not include_negatives:
+            continue
+        line: dict[str, Any] = {
+            "problem_id": row.problem_id,
+            "problem": row.problem["statement"],
+            "thought": "\n".join(node.thoughts),
+            "solution": best.code,
+            "public_pass_rate": best.pass_rate,
+            "source": f"deep:{run_id}",
+            "policy": best.policy,
+            "verified": not why,
+        }
+        if why:
+            line |= {"negative": True, "rejected": why}
+        out.append(line)
     return out
 
 
@@ -144,10 +177,15 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "problem"
 
 
-def export_run(store: RunStore, run_id: str, fmt: str, out: Path | None) -> list[Path] | str:
-    """Write the export; return the files written, or the text when ``out`` is None (stdout)."""
+def export_run(
+    store: RunStore, run_id: str, fmt: str, out: Path | None, *, include_negatives: bool = False
+) -> list[Path] | str:
+    """Write the export; return the files written, or the text when ``out`` is None (stdout).
+
+    ``include_negatives`` concerns ``jsonl`` only (the other formats always hold every node)."""
     if fmt == "jsonl":
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in trajectories(store, run_id))
+        rows = trajectories(store, run_id, include_negatives=include_negatives)
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         name = f"{safe_name(run_id)}.jsonl"
     elif fmt == "rethinkmcts":
         text = json.dumps(rethinkmcts(store, run_id), ensure_ascii=False, indent=1)

@@ -100,9 +100,9 @@ def test_deep_json_contract_and_planted_key_never_stored(bdc_home: Path, tests_f
             assert PLANTED.encode() not in path.read_bytes(), path
     rows = [json.loads(x) for x in exports[0].stdout.splitlines()]
     assert {tuple(sorted(x)) for x in rows} == {
-        ("policy", "problem", "problem_id", "public_pass_rate", "solution", "source", "thought")
+        ("policy", "problem", "problem_id", "public_pass_rate", "solution", "source", "thought", "verified")
     }
-    assert rows[0]["thought"] == "" and rows[-1]["public_pass_rate"] == 1.0
+    assert rows and all(x["verified"] and x["public_pass_rate"] == 1.0 for x in rows)  # verified pairs only
     trace = json.loads(exports[2].stdout)
     assert set(trace) == {"decision_to_chance", "chance_to_decision", "chance_features", "decision_features"}
     rmcts = json.loads(exports[1].stdout)

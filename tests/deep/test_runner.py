@@ -94,14 +94,16 @@ def test_exports_shapes(server, store) -> None:
         [f"openai:{server.url}:model-a", f"openai:{server.url}:model-b"],
         Budgets(max_calls=30, budget_usd=0),
     )
-    rows = trajectories(store, res.run_id)
+    rows = trajectories(store, res.run_id, include_negatives=True)
     assert [r["thought"] for r in rows] == [
         "",
         "subtract the numbers (d0)",
         "compute the sum of a and b and print it.",
     ]
     assert [r["public_pass_rate"] for r in rows] == [0.5, 0.0, 1.0]
+    assert [r["verified"] for r in rows] == [False, False, True]
     assert all(r["source"] == f"deep:{res.run_id}" and r["problem_id"] == "add" for r in rows)
+    assert trajectories(store, res.run_id) == rows[2:]  # the default: verified pairs only
     trace = bdc_trace(store, res.run_id)
     assert trace["decision_to_chance"]["0"] == [5, 2, 3, 4]
     assert trace["chance_features"]["5"]["by_model"] == "openai:model-a"
