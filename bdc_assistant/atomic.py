@@ -42,14 +42,35 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def directory(dest: Path) -> Iterator[Path]:
+def file(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` for a writer that streams (model assembly, GGUF writers); when the
+    block ends without an error it replaces ``path`` in one rename, otherwise it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def directory(dest: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield an empty temp directory beside ``dest``; when the block ends without an error it becomes
-    ``dest`` in one rename (``dest`` must not exist), otherwise it is removed."""
+    ``dest`` in one rename, otherwise it is removed. ``dest`` must not exist unless ``replace``: then the old
+    directory is removed just before the rename (the only moment a reader can find neither)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         yield tmp
+        if replace and dest.exists():
+            shutil.rmtree(dest)
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from .. import atomic
 from ..errors import BundleError
 from . import modules as mods
 from .compose import CatLora, ExpertWeights, build_cat, expert_scale
@@ -170,9 +170,7 @@ def save_bundle(
         raise BundleError(f"The manifest says K={manifest['K']} but {len(experts)} experts were given.")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise BundleError(f"The bundle directory {out_dir} already exists and is not empty.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic.directory(out_dir, replace=True) as tmp:
         manifest = json.loads(json.dumps(manifest))  # deep copy, JSON-clean
         manifest["format_version"] = FORMAT_VERSION
         manifest["target_modules"] = list(mods.check_targets(manifest["target_modules"]))
@@ -212,12 +210,6 @@ def save_bundle(
                 files[p.relative_to(tmp).as_posix()] = _sha256(p)
         manifest["files"] = files
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

