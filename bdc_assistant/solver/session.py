@@ -130,10 +130,11 @@ class Solver:
             # The prompt ended inside a ```python fence (after the stub, if any): the text is raw code.
             return prompts.extract_code("```python\n" + (stub or "") + solution_text + "\n```")
         stub = prompts.code_stub(problem)
-        if stub is None:
+        wanted = _last_function(stub) if stub is not None else _asserted_function(problem)
+        if wanted is None:
             return prompts.extract_code(solution_text)
         # A function was asked for: take the block that defines it, without the demo an instruct model adds.
-        return prompts.strip_demo(prompts.extract_code(solution_text, _last_function(stub)))
+        return prompts.strip_demo(prompts.extract_code(solution_text, wanted))
 
     def plan_mode(self) -> str:
         """'on' or 'off': the setting, or for 'auto' the mode that won on the validation split."""
@@ -202,6 +203,14 @@ def _last_function(stub: str) -> str | None:
     except SyntaxError:
         return None
     return funcs[-1].name if funcs else None
+
+
+def _asserted_function(problem: str) -> str | None:
+    """The function a problem's example test calls (``assert f(2) == 4`` → ``f``): what it asks for."""
+    match = re.search(r"^\s*assert\s+(?:not\s+)?\(?\s*([A-Za-z_]\w*)\s*\(", problem, re.M)
+    if match is None or match.group(1) in ("set", "math", "abs", "round", "sorted", "list", "tuple", "len"):
+        return None
+    return match.group(1)
 
 
 def _with(params: GenerationParams, **changes: Any) -> GenerationParams:

@@ -95,6 +95,25 @@ def test_mbpp_example_goes_into_the_docstring() -> None:
     assert private[1] not in text and private[2] not in text  # the private asserts stay hidden
 
 
+def test_mbpp_stub_naming_a_helper_is_replaced_by_the_task_and_its_test(tmp_path: Path) -> None:
+    """MbppEval/580's stub is the reference's helper ``even_ele``; its test calls ``extract_even``."""
+    problem = next(p for p in load_dataset("mbpp-val") if p.id == "MbppEval/580")
+    text = solver_text(problem)
+    assert "def even_ele" not in text and prompts.code_stub(text) is None
+    assert text.startswith("Write a function to remove uneven elements")
+    assert text.endswith(
+        "Your code should pass this test:\nassert extract_even((4, 5, (7, 6, (2, 4)), 6, 8)) == (4, (6, (2, 4)), 6, 8)"
+    )
+    reply = (
+        "```python\ndef even_ele(t):\n    return t\n```\nThen:\n```python\ndef extract_even(t):\n"
+        "    return even_ele(t)\n\nprint(extract_even((1,)))\n```"
+    )
+    answer = _solver(tmp_path, FakeGenerator([reply]), "off").answer(text)
+    assert (
+        answer.code == "def extract_even(t):\n    return even_ele(t)\n"
+    )  # the block the test calls, no demo
+
+
 def test_codecontests_text_says_stdin_and_drops_the_harness_notes() -> None:
     problem = load_dataset("codecontests-val")[0]
     text = solver_text(problem)
