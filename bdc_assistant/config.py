@@ -148,6 +148,22 @@ class DeepSettings(_Section):
     max_retries: int = Field(4, ge=0, le=20, description="retries on 429/5xx/timeouts/malformed replies")
     concurrency: int = Field(4, ge=1, le=64, description="concurrent requests per provider")
     generate_tests: int = Field(0, ge=0, le=50, description="LLM-generated tests to add (marked generated)")
+    pick: Literal["first", "sstar"] = Field(
+        "first",
+        description="final program among those tied on the public tests: first (earliest) or sstar "
+        "(one extra LLM call asks for distinguishing inputs; the largest behaviour cluster wins)",
+    )
+    pick_programs: int = Field(
+        4, ge=2, le=16, description="sstar: tied programs shown and clustered, at most"
+    )
+    pick_inputs: int = Field(5, ge=1, le=20, description="sstar: distinguishing inputs asked for, at most")
+    resample_temperature: float = Field(
+        0.8,
+        ge=0.0,
+        le=2.0,
+        description="deep-bench: temperature of resampled attempts (a method that converged before its "
+        "budget starts over with a new seed) when `temperature` is 0",
+    )
 
 
 class TuiSettings(_Section):

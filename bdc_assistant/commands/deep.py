@@ -48,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generate-tests", type=int, metavar="N", help="ask the first agent for N extra tests")
     p.add_argument("--seed", type=int)
     p.add_argument(
+        "--pick",
+        choices=["first", "sstar"],
+        help="final program among those tied on the public tests (default: config deep.pick); sstar keeps "
+        "one call back to ask for distinguishing inputs",
+    )
+    p.add_argument(
         "--yes", action="store_true", help="consent to sending the problem to the agents, for this run"
     )
     p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
@@ -185,5 +191,6 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         run_id=run_id,
         generate_tests=args.generate_tests,
+        pick=args.pick,
     )
     return finish(result, args, out)

@@ -1,5 +1,6 @@
-"""`bdc deep-bench --dataset humaneval --limit N --agent ... --json`: AC of zero-shot, each single agent,
-MC-ToA, +prune and +prune+refine at an equal LLM-call budget (scored on private tests after the search)."""
+"""`bdc deep-bench --dataset humaneval --limit N --agent ... [--pick first|sstar] --json`: AC of zero-shot
+(1 call), best-of-n, each single agent, MC-ToA, +prune and +prune+refine at an equal LLM-call budget
+(scored on private tests after the search); see :mod:`bdc_assistant.deep.bench` for the budget rules."""
 
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-usd", type=float, default=1.0, help="spend cap per problem per method")
     p.add_argument("--rollouts", type=int, help="rollout cap (default: the calls budget decides)")
     p.add_argument("--width", type=int)
+    p.add_argument(
+        "--pick",
+        choices=["first", "sstar"],
+        help="final program among those tied on the public tests (default: config deep.pick); sstar keeps "
+        "one call back for distinguishing inputs and also reports the first pick's AC from the same trees",
+    )
     p.add_argument("--yes", action="store_true", help="consent to sending the problems to the agents")
     p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..deep.bench import run_bench
+    from ..deep.bench import run_bench, table
     from ..deep.consent import ensure_consent
     from ..deep.providers.presets import parse_agent, unique_names
     from ..deep.runner import DeepRunner
@@ -67,18 +74,12 @@ def run(args: argparse.Namespace) -> int:
         max_calls=args.max_calls,
         budget_usd=args.budget_usd,
         sandbox=default_sandbox(),
+        pick=args.pick or deep.pick,
         on_progress=lambda s: print(s, file=out, flush=True),
         consent=consent,
     )
     report["dataset"] = args.dataset
-    width = max(len(n) for n in report["methods"])
-    print(
-        f"\n{'method':<{width}}  AC%     PR%     calls/problem  ({report['problems']} problems, "
-        f"budget {args.max_calls} calls, {report['wall_s']} s)",
-        file=out,
-    )
-    for name, m in report["methods"].items():
-        print(f"{name:<{width}}  {m['ac']:<7} {m['pr']:<7} {m['calls_per_problem']}", file=out)
+    print("\n" + table(report), file=out)
     if args.json:
         print(json.dumps(report))
     return 0

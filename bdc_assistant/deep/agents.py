@@ -36,6 +36,7 @@ PROMPTS = (
     "summarise",
     "regenerate",
     "testgen",
+    "distinguish",
     "propose_completion",
     "solve_completion",
     "summarise_completion",
@@ -188,6 +189,44 @@ def parse_tests(text: str, problem: PublicProblem, limit: int) -> list[TestCase]
     return out[:limit]
 
 
+def parse_inputs(text: str, problem: PublicProblem, limit: int) -> tuple[str, ...] | None:
+    """Distinguishing inputs from a model's answer, or None when it has none usable (malformed).
+
+    A JSON list (fenced, with prose around it, trailing commas or single quotes is still read) of strings,
+    or of objects with an ``input`` field. Stdio problems: each is a whole stdin (a final newline is added).
+    Call problems: each must be one Python expression (it is printed with ``repr``). Duplicates are dropped."""
+    call = problem.kind == "call" or bool(problem.entry_point)
+    for blob in _json_candidates(text):
+        data = _loads_lenient(blob)
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), None)
+        if not isinstance(data, list):
+            continue
+        out: list[str] = []
+        for item in data:
+            raw = item.get("input") if isinstance(item, dict) else item
+            if not call and isinstance(raw, int | float) and not isinstance(raw, bool):
+                raw = str(raw)  # a bare number is a whole stdin too
+            if not isinstance(raw, str) or not raw.strip():
+                continue
+            value = raw.strip() if call else (raw if raw.endswith("\n") else raw + "\n")
+            if call and not _is_expression(value):
+                continue
+            if value not in out:
+                out.append(value)
+        if out:
+            return tuple(out[: max(limit, 1)])
+    return None
+
+
+def _is_expression(text: str) -> bool:
+    try:
+        ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 # ---- the team -----------------------------------------------------------------------------------------
 
 
@@ -195,12 +234,19 @@ class LLMTeam:
     """The search's policies, one per agent, all going through one gateway."""
 
     def __init__(
-        self, gateway: Gateway, names: Sequence[str], *, max_tokens: int, temperature: float
+        self,
+        gateway: Gateway,
+        names: Sequence[str],
+        *,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None = None,
     ) -> None:
         self.gateway = gateway
         self.names = tuple(names)
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.seed = seed  # a resampled attempt's seed (deep-bench); None = the provider's default
 
     def _request(self, agent: str, user: str, max_tokens: int | None = None) -> ChatRequest:
         return ChatRequest(
@@ -208,6 +254,7 @@ class LLMTeam:
             model=self.gateway.agents[agent].model,
             max_tokens=max_tokens or self.max_tokens,
             temperature=self.temperature,
+            seed=self.seed,
         )
 
     def _completion(self, agent: str, text: str, max_tokens: int, stop: tuple[str, ...]) -> ChatRequest:
@@ -217,6 +264,7 @@ class LLMTeam:
             max_tokens=max_tokens,
             temperature=self.temperature,
             stop=stop,
+            seed=self.seed,
         )
 
     def _is_completion(self, agent: str) -> bool:
@@ -341,6 +389,29 @@ class LLMTeam:
             )
             (resp,) = self.gateway.batch([Call(author, "regenerate", self._request(author, user, 256))])
         return clean_thought(resp.text) or ill_thought
+
+    def distinguish(self, agent: str, problem: PublicProblem, programs: Sequence[str], count: int) -> str:
+        """One call: inputs on which the tied ``programs`` may behave differently (the S* pick); the raw
+        answer, parsed by :func:`parse_inputs`."""
+        call = problem.kind == "call" or bool(problem.entry_point)
+        fn = problem.entry_point or "f"
+        values = dict(
+            problem=problem.statement,
+            format_hint=format_hint(problem),
+            programs="\n\n".join(
+                f"Program {i + 1}:\n```python\n{code.rstrip()[:4000]}\n```" for i, code in enumerate(programs)
+            ),
+            count=count,
+            input_format=(
+                f"Each input is one Python expression that calls `{fn}` with concrete arguments."
+                if call
+                else "Each input is the complete standard input of one run of the program."
+            ),
+            example=json.dumps([f"{fn}(0)", f"{fn}([1, 2], 3)"] if call else ["3\n1 2 3\n", "0\n"]),
+        )
+        user = Template(prompt("distinguish")).safe_substitute(values)
+        (resp,) = self.gateway.batch([Call(agent, "distinguish", self._request(agent, user, 512))])
+        return resp.text
 
     def generate_tests(self, agent: str, problem: PublicProblem, count: int) -> list[TestCase]:
         if self._is_completion(agent):

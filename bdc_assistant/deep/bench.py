@@ -1,14 +1,38 @@
 """Compare search methods at an equal LLM-call budget on a dataset (``bdc deep-bench``).
 
 Methods, each run through the same :class:`~.runner.DeepRunner` (so every tree is stored and exportable):
-  * ``zero-shot[A]``: agent A's direct solve (the root simulation only; 1 call; the floor);
-  * ``single[A]``: MC-ToA with agent A alone, prune and refine on, at the budget;
-  * ``mc-toa``: all agents, no prune, no refine;
-  * ``mc-toa+prune``; ``mc-toa+prune+refine``.
-The final program of each run is then scored on the problem's *private* tests, after the search, in the
-sandbox; AC = share of problems where it passes them all, PR = mean private pass fraction. Shared calls
-(the same prompt to the same model) are served from the response cache but still count against each
-method's budget, so every method gets the same logical budget.
+  * ``zero-shot[A]``: agent A's direct solve, *one* call (budget 1; the floor, kept for reference);
+  * ``best-of-n[A]``: zero-shot at the full budget: independent direct solves of agent A (attempt 0 at the
+    configured temperature, then one new seed per attempt) until the budget is spent, best by public tests;
+  * ``single[A]``: MC-ToA with agent A alone, prune and refine on (only with two or more agents);
+  * ``mc-toa``: all agents, no prune, no refine; ``mc-toa+prune``; ``mc-toa+prune+refine``.
+
+Equal budget, really. Every method but ``zero-shot[A]`` gets the same N calls per problem (``--max-calls``;
+a cache hit counts as a call, so every method gets the same *logical* budget). A method whose search ends
+with calls left because it has nothing more to do -- its rollout cap, every branch pruned
+(``exhausted``), only finished leaves left (``converged``), or a direct solve done -- *resamples*: it
+starts a new independent attempt (a fresh tree, ``seed = attempt``, and ``resample_temperature`` when the
+configured temperature is 0, so the answers differ) with the calls left, and so on. This is the fair
+choice: a method that converges early would otherwise be compared at a smaller budget, and resampling is
+what a user with N calls would do with the rest (for zero-shot it is exactly best-of-N). Only two things
+end a method early, the same for every method: a program that passes every public test (``solved``,
+when ``early_stop`` is on: more attempts could only add programs the public tests cannot rank; the S* pick
+is what ranks them) and calls too few for the next batch (or another cap: USD, provider failure). What is
+left is counted as *unspent* and shown per method; it is never silently dropped. The final pick over all
+attempts uses the public pass rate; ties go to the earliest candidate (attempt, node id, policy, sample).
+
+S* pick (``--pick sstar``, :mod:`.pick`). One call of every N-call method stays back for the final pick
+(the search gets N-1). When two or more distinct programs tie at the best public pass rate, one agent is
+asked for distinguishing inputs, the tied programs run on them in the sandbox, and the largest behaviour
+cluster wins; with no tie the reserved call is unspent. The pick happens after the search, so each problem
+is scored with *both* picks from the same trees: ``ac``/``pr`` are for the configured pick, ``ac_first``/
+``pr_first`` for the ``first`` pick (equal under ``--pick first``); ``ties`` counts problems with a tie,
+``sstar_changed`` the picks S* changed, ``sstar_fallbacks`` why S* kept the ``first`` pick (malformed
+answer, no budget, ...). Under ``--pick first`` the search gets all N calls and nothing is reserved.
+
+The final program of each method is scored on the problem's *private* tests, after the search, in the
+sandbox; AC = share of problems where it passes them all, PR = mean private pass fraction. Per method the
+report has mean calls, tokens (in+out) and unspent calls per problem, and mean attempts per problem.
 """
 
 from __future__ import annotations
@@ -19,9 +43,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..types import Problem
+from .evaluate import SandboxEvaluator
 from .llm import Budgets
+from .pick import Candidate, Pick, PickMode, first_pick, tree_candidates
 from .providers.presets import AgentSpec
-from .runner import DeepRunner, search_config
+from .runner import DeepRunner, public_view, search_config
+
+# search stops that leave an attempt nothing more to do: with calls left, the method resamples
+RESAMPLE_STOPS = frozenset({"rollouts", "exhausted", "converged"})
 
 
 @dataclass(frozen=True)
@@ -29,40 +58,90 @@ class Method:
     name: str
     agents: tuple[AgentSpec, ...]
     overrides: dict[str, Any]
-    max_calls: int
+    max_calls: int  # this method's budget per problem
 
 
 @dataclass
 class MethodScore:
+    budget: int = 0
     problems: int = 0
     accepted: int = 0
     private_pr_sum: float = 0.0
+    accepted_first: int = 0
+    private_pr_first_sum: float = 0.0
     public_pr_sum: float = 0.0
     calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    unspent: int = 0
+    attempts: int = 0
     pruned: int = 0
     refined: int = 0
+    ties: int = 0
+    sstar_changed: int = 0
+    sstar_fallbacks: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     stopped_by: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         n = max(self.problems, 1)
+        tokens = self.tokens_in + self.tokens_out
         return {
             "ac": round(100 * self.accepted / n, 2),
             "pr": round(100 * self.private_pr_sum / n, 2),
+            "ac_first": round(100 * self.accepted_first / n, 2),
+            "pr_first": round(100 * self.private_pr_first_sum / n, 2),
             "public_pr": round(100 * self.public_pr_sum / n, 2),
             "problems": self.problems,
+            "budget": self.budget,
             "calls": self.calls,
             "calls_per_problem": round(self.calls / n, 2),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "tokens_per_problem": round(tokens / n, 1),
+            "unspent": self.unspent,
+            "unspent_per_problem": round(self.unspent / n, 2),
+            "attempts_per_problem": round(self.attempts / n, 2),
             "pruned": self.pruned,
             "refined": self.refined,
+            "ties": self.ties,
+            "sstar_changed": self.sstar_changed,
+            "sstar_fallbacks": self.sstar_fallbacks,
             "wall_s": round(self.wall_s, 1),
             "stopped_by": self.stopped_by,
         }
 
 
+@dataclass(frozen=True)
+class MethodRun:
+    """One method on one problem: every attempt's spend, the candidates, and both picks."""
+
+    budget: int
+    calls: int  # search calls of every attempt plus the pick's
+    tokens_in: int
+    tokens_out: int
+    attempts: int
+    stopped_by: str  # what ended the method (see ended_by)
+    pick: Pick
+    first: Pick
+    public_pass_rate: float
+    pruned: int
+    refined: int
+    run_ids: tuple[str, ...]
+
+    @property
+    def unspent(self) -> int:
+        return self.budget - self.calls
+
+
+# ---- pure accounting ------------------------------------------------------------------------------------
+
+
 def methods_for(agents: Sequence[AgentSpec], max_calls: int) -> list[Method]:
-    out = [Method(f"zero-shot[{a.name}]", (a,), {"rollouts": 0}, 1) for a in agents]
+    direct = {"rollouts": 0, "samples": 1}
+    out = [Method(f"zero-shot[{a.name}]", (a,), direct, 1) for a in agents]
+    out += [Method(f"best-of-n[{a.name}]", (a,), direct, max_calls) for a in agents]
     if len(agents) > 1:
         out += [Method(f"single[{a.name}]", (a,), {"prune": True, "refine": True}, max_calls) for a in agents]
     everyone = tuple(agents)
@@ -74,11 +153,109 @@ def methods_for(agents: Sequence[AgentSpec], max_calls: int) -> list[Method]:
     return out
 
 
+def search_budget(budget: int, pick: PickMode) -> int:
+    """Calls the attempts may spend: all of them, less the one S* keeps back (not from a 1-call budget)."""
+    return budget - 1 if pick == "sstar" and budget > 1 else budget
+
+
+def min_attempt_calls(n_agents: int, samples: int) -> int:
+    """An attempt's first batch (the root solve: every agent writes ``samples`` programs)."""
+    return n_agents * samples
+
+
+def resample(stopped_by: str, calls_left: int, min_calls: int) -> bool:
+    """Start another independent attempt: the last one had nothing more to do and the calls left pay for a
+    new attempt's first batch."""
+    return stopped_by in RESAMPLE_STOPS and calls_left >= min_calls
+
+
+def ended_by(stopped_by: str, calls_left: int, min_calls: int) -> str:
+    """Why the method ended: a resample-able stop with too few calls for another attempt is the budget."""
+    return "max_calls" if stopped_by in RESAMPLE_STOPS and calls_left < min_calls else stopped_by
+
+
+# ---- running --------------------------------------------------------------------------------------------
+
+
 def private_score(sandbox: Any, problem: Problem, code: str) -> float:
     if not problem.private_tests or not code.strip():
         return 0.0
     verdicts = sandbox.run_tests(code, problem.private_tests, checker=problem.checker)
     return sum(v.passed for v in verdicts) / len(verdicts)
+
+
+def run_method(
+    runner: DeepRunner,
+    problem: Problem,
+    method: Method,
+    *,
+    budget_usd: float,
+    pick: PickMode,
+    sandbox: Any,
+    consent: Callable[[str], None] = lambda run_id: None,
+) -> MethodRun:
+    """Attempts until :func:`resample` says stop, then the final pick over every attempt's candidates."""
+    from ..store.runs import new_run_id
+
+    base = replace(search_config(runner.settings), **method.overrides)
+    search_calls = search_budget(method.max_calls, pick)
+    min_calls = min_attempt_calls(len(method.agents), base.samples)
+    calls = tokens_in = tokens_out = pruned = refined = 0
+    spend = 0.0
+    candidates: list[Candidate] = []
+    run_ids: list[str] = []
+    attempt = 0
+    while True:
+        run_id = new_run_id()
+        consent(run_id)
+        result = runner.run(
+            problem,
+            list(method.agents),
+            Budgets(max_calls=search_calls - calls, budget_usd=max(budget_usd - spend, 0.0)),
+            config=replace(base, seed=base.seed + attempt),
+            run_id=run_id,
+            generate_tests=0,
+            pick="first",
+            attempt=attempt,
+        )
+        calls += result.calls
+        tokens_in += result.tokens_in
+        tokens_out += result.tokens_out
+        spend += result.spend_usd
+        pruned += result.pruned
+        refined += result.refined
+        run_ids.append(result.run_id)
+        if result.tree is not None:
+            candidates += tree_candidates(result.tree, attempt)
+        attempt += 1
+        if result.calls == 0 or not resample(result.stopped_by, search_calls - calls, min_calls):
+            break
+    first = first_pick(candidates, "first", runner.settings.pick_programs)
+    chosen = first
+    if pick == "sstar":
+        chosen = runner.pick(
+            problem,
+            list(method.agents),
+            candidates,
+            Budgets(max_calls=method.max_calls - calls, budget_usd=max(budget_usd - spend, 0.0)),
+            run_id=run_ids[-1],
+            mode="sstar",
+            probe=SandboxEvaluator(sandbox, public_view(problem)).probe,
+        )
+    return MethodRun(
+        budget=method.max_calls,
+        calls=calls + chosen.calls,
+        tokens_in=tokens_in + chosen.tokens_in,
+        tokens_out=tokens_out + chosen.tokens_out,
+        attempts=attempt,
+        stopped_by=ended_by(result.stopped_by, search_calls - calls, min_calls),
+        pick=chosen,
+        first=first,
+        public_pass_rate=first.pass_rate,
+        pruned=pruned,
+        refined=refined,
+        run_ids=tuple(run_ids),
+    )
 
 
 def run_bench(
@@ -89,50 +266,96 @@ def run_bench(
     max_calls: int,
     budget_usd: float,
     sandbox: Any,
+    pick: PickMode = "first",
     on_progress: Callable[[str], None] = lambda s: None,
     consent: Callable[[str], None] = lambda run_id: None,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     methods = methods_for(agents, max_calls)
-    scores = {m.name: MethodScore() for m in methods}
+    scores = {m.name: MethodScore(budget=m.max_calls) for m in methods}
     for i, problem in enumerate(problems):
         if not problem.public_tests:
             on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
             continue
         parts = []
         for m in methods:
-            from ..store.runs import new_run_id
-
-            run_id = new_run_id()
-            consent(run_id)
             start = time.monotonic()
-            config = replace(search_config(runner.settings), **m.overrides)
-            result = runner.run(
-                problem,
-                list(m.agents),
-                Budgets(max_calls=m.max_calls, budget_usd=budget_usd),
-                config=config,
-                run_id=run_id,
-                generate_tests=0,
+            run = run_method(
+                runner, problem, m, budget_usd=budget_usd, pick=pick, sandbox=sandbox, consent=consent
             )
-            private = private_score(sandbox, problem, result.best_code)
+            private_first = private_score(sandbox, problem, run.first.code)
+            private = (
+                private_first
+                if run.pick.code == run.first.code
+                else private_score(sandbox, problem, run.pick.code)
+            )
             s = scores[m.name]
             s.problems += 1
             s.accepted += int(private >= 1.0)
             s.private_pr_sum += private
-            s.public_pr_sum += result.public_pass_rate
-            s.calls += result.calls
-            s.pruned += result.pruned
-            s.refined += result.refined
+            s.accepted_first += int(private_first >= 1.0)
+            s.private_pr_first_sum += private_first
+            s.public_pr_sum += run.public_pass_rate
+            s.calls += run.calls
+            s.tokens_in += run.tokens_in
+            s.tokens_out += run.tokens_out
+            s.unspent += run.unspent
+            s.attempts += run.attempts
+            s.pruned += run.pruned
+            s.refined += run.refined
+            s.ties += int(run.first.tied > 1)
+            s.sstar_changed += int(run.pick.changed)
+            if run.pick.fallback:
+                s.sstar_fallbacks[run.pick.fallback] = s.sstar_fallbacks.get(run.pick.fallback, 0) + 1
             s.wall_s += time.monotonic() - start
-            s.stopped_by[result.stopped_by] = s.stopped_by.get(result.stopped_by, 0) + 1
-            s.run_ids.append(result.run_id)
-            parts.append(f"{m.name}={'AC' if private >= 1.0 else f'{private:.2f}'}")
+            s.stopped_by[run.stopped_by] = s.stopped_by.get(run.stopped_by, 0) + 1
+            s.run_ids.extend(run.run_ids)
+            mark = "*" if run.pick.changed else ""
+            parts.append(f"{m.name}={'AC' if private >= 1.0 else f'{private:.2f}'}{mark}")
         on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(parts))
     return {
         "problems": len(problems),
         "max_calls": max_calls,
+        "pick": pick,
         "agents": [a.name for a in agents],
         "methods": {name: s.as_dict() for name, s in scores.items()},
         "wall_s": round(time.monotonic() - t0, 1),
     }
+
+
+def table(report: dict[str, Any]) -> str:
+    """The per-method table ``bdc deep-bench`` prints: AC/PR beside mean calls, tokens and unspent calls
+    per problem, ties, and (under ``--pick sstar``) the ``first`` pick's AC from the same trees."""
+    methods = report["methods"]
+    width = max([len(n) for n in methods] + [6])
+    sstar_mode = report.get("pick") == "sstar"
+    head = f"{'method':<{width}}  {'AC%':>6} {'PR%':>6}"
+    if sstar_mode:
+        head += f" {'AC%1st':>6}"
+    head += f" {'budget':>6} {'calls':>6} {'tokens':>8} {'unspent':>7} {'ties':>4}"
+    if sstar_mode:
+        head += f" {'S*chg':>5} {'S*fb':>4}"
+    lines = [head]
+    for name, m in methods.items():
+        row = f"{name:<{width}}  {m['ac']:>6.2f} {m['pr']:>6.2f}"
+        if sstar_mode:
+            row += f" {m['ac_first']:>6.2f}"
+        row += (
+            f" {m['budget']:>6} {m['calls_per_problem']:>6.2f} {m['tokens_per_problem']:>8.0f}"
+            f" {m['unspent_per_problem']:>7.2f} {m['ties']:>4}"
+        )
+        if sstar_mode:
+            row += f" {m['sstar_changed']:>5} {sum(m['sstar_fallbacks'].values()):>4}"
+        lines.append(row)
+    lines.append(
+        f"({report['problems']} problems, budget {report['max_calls']} calls (zero-shot: 1), pick "
+        f"{report.get('pick', 'first')}, {report.get('wall_s', 0)} s; calls, tokens (in+out) and unspent "
+        "calls are means per problem; ties = problems with distinct programs tied on the public tests; "
+        "best-of-n = zero-shot resampled to the budget, best by public tests"
+        + (
+            "; AC%1st = the first pick from the same trees, S*chg = picks S* changed, S*fb = S* fallbacks)"
+            if sstar_mode
+            else ")"
+        )
+    )
+    return "\n".join(lines)

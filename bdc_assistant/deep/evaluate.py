@@ -2,7 +2,8 @@
 
 :class:`SandboxEvaluator` is built from a :class:`~.search.PublicProblem`, so the private tests of a
 dataset problem are never in reach of the search; scoring on private tests happens after the search, in
-the bench, with a separate call.
+the bench, with a separate call. :meth:`SandboxEvaluator.probe` runs a program on inputs that have no
+expected output (the S* pick's distinguishing inputs, :mod:`.pick`), also in the sandbox.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..types import TestCase, Verdict
 from . import trace as tracing
+from .pick import behaviour
 from .search import Evaluation, Failure, PublicProblem
 
 
@@ -43,6 +45,7 @@ class SandboxEvaluator:
         self.tests = tuple(problem.public_tests)
         self.timeout_s = timeout_s
         self.checker = problem.checker
+        self.call = problem.kind == "call" or bool(problem.entry_point)
 
     def evaluate(self, code: str) -> Evaluation:
         if not code.strip():
@@ -56,3 +59,17 @@ class SandboxEvaluator:
         verdict = self.sandbox.run(program, stdin=stdin, timeout_s=(self.timeout_s or 4.0) * 3)
         source = code if test.kind == "stdio" else code.rstrip("\n") + "\n\n" + test.input + "\n"
         return tracing.render(tracing.parse(verdict.stderr), source) or f"(no trace: {verdict.status})"
+
+    def probe(self, code: str, inputs: Sequence[str]) -> tuple[str, ...]:
+        """One behaviour string per input (:func:`.pick.behaviour`), each from one sandboxed run: stdio
+        problems get the input on stdin; call problems run the program followed by ``print(repr(INPUT))``."""
+        out = []
+        for inp in inputs:
+            if self.call:
+                verdict = self.sandbox.run(
+                    code.rstrip("\n") + f"\n\nprint(repr({inp}))\n", stdin="", timeout_s=self.timeout_s
+                )
+            else:
+                verdict = self.sandbox.run(code, stdin=inp, timeout_s=self.timeout_s)
+            out.append(behaviour(verdict.passed, str(verdict.status), verdict.stdout))
+        return tuple(out)

@@ -39,7 +39,7 @@ class Budgets:
 @dataclass(frozen=True)
 class Call:
     agent: str
-    phase: str  # propose | solve | summarise | regenerate | testgen
+    phase: str  # propose | solve | summarise | regenerate | testgen | distinguish
     request: ChatRequest
     sample: int = 0
 

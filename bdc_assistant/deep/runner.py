@@ -8,6 +8,11 @@ Usage (the CLI and the TUI both do exactly this)::
     result.as_json()   # {"best_code", "public_pass_rate", "nodes", "pruned", "refined", "calls", "run_id", "stopped_by"}
     runner.resume(run_id)                       # after a crash or kill -9: continues from the last rollout
 
+With ``pick = "sstar"`` (settings or ``run(pick=...)``) the search keeps one call of ``max_calls`` back for
+the S*-style final pick (:mod:`.pick`): when distinct programs tie at the best public pass rate, one agent
+is asked for distinguishing inputs and the largest behaviour cluster wins. ``pick(...)`` does the same
+over candidates gathered from several runs (``bdc deep-bench``'s resampled attempts).
+
 ``on_event`` receives the frozen dataclasses of :mod:`.events` (node added / simulated / pruned / refined,
 rollout done, spend, finished) on the calling thread, in a deterministic order. ``cancel`` stops the run
 at the next call or rollout boundary with ``stopped_by="cancelled"`` (the run stays resumable).
@@ -34,6 +39,7 @@ from . import events as ev
 from .agents import LLMTeam, prompts_version
 from .consent import has_consent
 from .llm import Budgets, Gateway, Meter
+from .pick import Candidate, Pick, PickMode, find_ties, first_pick, sstar, tree_candidates
 from .providers.base import Provider
 from .providers.presets import AgentSpec, Price, key_envs, parse_agent, provider_key, unique_names
 from .search import Evaluator, PublicProblem, Search, SearchConfig, SearchOutcome, StopSearch
@@ -59,6 +65,8 @@ class DeepResult:
     tokens_in: int = 0
     tokens_out: int = 0
     meter: dict[str, Any] = field(default_factory=dict)
+    pick: dict[str, Any] = field(default_factory=dict)  # how the final program was chosen (Pick.as_record)
+    tree: Tree | None = field(default=None, repr=False, compare=False)  # the final tree, not serialised
 
     def as_json(self) -> dict[str, Any]:
         """The CLI contract's final line."""
@@ -81,6 +89,7 @@ class DeepResult:
             "spend_usd": self.spend_usd,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "pick": self.pick,
         }
 
 
@@ -159,7 +168,13 @@ class DeepRunner:
         config: SearchConfig | None = None,
         run_id: str | None = None,
         generate_tests: int | None = None,
+        pick: PickMode | None = None,
+        attempt: int = 0,
     ) -> DeepResult:
+        """One search. ``pick`` overrides the settings' final pick; ``attempt`` > 0 makes this run an
+        independent resample (deep-bench): every request carries ``seed=attempt`` and, when the configured
+        temperature is 0, ``resample_temperature``, so its answers differ from attempt 0's (and from each
+        other's in the response cache)."""
         specs = unique_names([a if isinstance(a, AgentSpec) else parse_agent(a) for a in agents])
         if not specs:
             raise ProviderError("Deep mode needs at least one agent (--agent PROVIDER:URL:MODEL).")
@@ -184,11 +199,15 @@ class DeepRunner:
             "search": asdict(config),
             "budgets": asdict(budgets),
             "llm": {
-                "temperature": self.settings.temperature,
+                "temperature": self.settings.temperature
+                if attempt == 0 or self.settings.temperature > 0
+                else self.settings.resample_temperature,
                 "max_output_tokens": self.settings.max_output_tokens,
                 "timeout_s": self.settings.timeout_s,
                 "max_retries": self.settings.max_retries,
+                "seed": attempt or None,
             },
+            "pick": self._pick_conf(pick),
             "generate_tests": n_gen,
             "prompts_version": prompts_version(),
         }
@@ -235,7 +254,60 @@ class DeepRunner:
         result = self._execute(plan, {}, on_event, None)
         return result, row.checkpoint is not None and row.checkpoint == self.store.get_run(new_id).checkpoint
 
+    def pick(
+        self,
+        problem: Problem | PublicProblem,
+        agents: Sequence[AgentSpec | str],
+        candidates: Sequence[Candidate],
+        budgets: Budgets,
+        *,
+        run_id: str,
+        mode: PickMode | None = None,
+        probe: Callable[[str, Sequence[str]], Sequence[str]] | None = None,
+    ) -> Pick:
+        """The final pick over ``candidates`` (in ``first`` order) gathered from finished runs of one problem.
+
+        ``first`` spends nothing. ``sstar`` spends at most one call, through a gateway of its own (the
+        response cache, ``budgets``, the consent on record for ``run_id``); the returned :class:`Pick` says
+        what it spent. ``probe`` runs a program on inputs in the sandbox (default: the evaluator's)."""
+        conf = self._pick_conf(mode)
+        if conf["mode"] != "sstar":
+            return first_pick(candidates, "first", conf["programs"])
+        if not find_ties(candidates, conf["programs"]).tied:
+            return first_pick(candidates, "sstar", conf["programs"])  # nothing to ask: no provider needed
+        specs = unique_names([a if isinstance(a, AgentSpec) else parse_agent(a) for a in agents])
+        pub = public_view(problem)
+        self._require_consent(specs, run_id)
+        providers = self._providers(specs)
+        if probe is None:
+            probe = getattr(self.evaluator_factory(pub), "probe", None)
+        gateway = Gateway(
+            specs,
+            providers,
+            self.store,
+            Meter(),
+            budgets,
+            timeout_s=self.settings.timeout_s,
+            max_retries=self.settings.max_retries,
+            sleep=self.sleep,
+            max_concurrency=self.settings.concurrency,
+        )
+        team = LLMTeam(
+            gateway,
+            [a.name for a in specs],
+            max_tokens=self.settings.max_output_tokens,
+            temperature=self.settings.temperature,
+        )
+        try:
+            return _sstar_pick(pub, team, specs, candidates, probe, conf)
+        finally:
+            gateway.close()
+
     # ---- internals ----------------------------------------------------------------------------------
+
+    def _pick_conf(self, mode: PickMode | None) -> dict[str, Any]:
+        s = self.settings
+        return {"mode": mode or s.pick, "programs": s.pick_programs, "inputs": s.pick_inputs}
 
     def _require_consent(self, specs: Sequence[AgentSpec], run_id: str) -> None:
         if not has_consent(self.store, [a.base_url for a in specs], run_id):
@@ -288,19 +360,30 @@ class DeepRunner:
             [a.name for a in plan.agents],
             max_tokens=llm["max_output_tokens"],
             temperature=llm["temperature"],
+            seed=llm.get("seed"),
         )
         agents = tuple(a.name for a in plan.agents)
+        pick_conf = plan.conf.get("pick") or {"mode": "first"}  # runs stored before the pick existed
+        sstar_mode = pick_conf["mode"] == "sstar"
+        if sstar_mode and plan.budgets.max_calls > 1:  # one call stays back for the final pick
+            gateway.budgets = replace(plan.budgets, max_calls=plan.budgets.max_calls - 1)
         session.sink(ev.RunStarted(plan.run_id, plan.problem.id, agents, resumed=plan.resumed))
         try:
-            outcome = self._search(plan, team, session)
+            outcome, evaluator = self._search(plan, team, session)
+            gateway.budgets = plan.budgets
+            candidates = tree_candidates(outcome.tree)
+            pick = first_pick(candidates, "first", int(pick_conf.get("programs", 4)))
+            if sstar_mode and outcome.stopped_by not in ("cancelled", "no_tests"):
+                probe = getattr(evaluator, "probe", None)
+                pick = _sstar_pick(plan.problem, team, plan.agents, candidates, probe, pick_conf)
         except BaseException:
             self.store.mark_failed(plan.run_id)
             raise
         finally:
             gateway.close()
-        return self._finish(plan, session, outcome)
+        return self._finish(plan, session, outcome, pick)
 
-    def _search(self, plan: RunPlan, team: LLMTeam, session: _Session) -> SearchOutcome:
+    def _search(self, plan: RunPlan, team: LLMTeam, session: _Session) -> tuple[SearchOutcome, Evaluator]:
         pub, stop = plan.problem, None
         if plan.wants_generated_tests():
             try:
@@ -321,7 +404,7 @@ class DeepRunner:
         )
         if plan.tree is not None:
             search.tree = plan.tree
-        return search.run() if stop is None else search.outcome(stop.reason, stop.detail)
+        return (search.run() if stop is None else search.outcome(stop.reason, stop.detail)), evaluator
 
     def _add_generated_tests(self, plan: RunPlan, team: LLMTeam) -> PublicProblem:
         generated = team.generate_tests(plan.agents[0].name, plan.problem, plan.conf["generate_tests"])
@@ -329,13 +412,16 @@ class DeepRunner:
         self.store.update_problem(plan.run_id, asdict(pub), plan.meter.snapshot())  # tests + what they cost
         return pub
 
-    def _finish(self, plan: RunPlan, session: _Session, outcome: SearchOutcome) -> DeepResult:
+    def _finish(self, plan: RunPlan, session: _Session, outcome: SearchOutcome, pick: Pick) -> DeepResult:
         meter = plan.meter
         meter.elapsed_s = session.elapsed()
         tree = outcome.tree
+        best_code, best_node = outcome.best_code, outcome.best_node
+        if pick.changed:  # S* chose another tied program (same public pass rate)
+            best_code, best_node = pick.code, pick.node
         result = DeepResult(
             run_id=plan.run_id,
-            best_code=outcome.best_code,
+            best_code=best_code,
             public_pass_rate=outcome.public_pass_rate,
             nodes=len(tree.nodes),
             pruned=tree.pruned_total,
@@ -343,11 +429,13 @@ class DeepRunner:
             calls=meter.calls,
             stopped_by=outcome.stopped_by,
             detail=self.store.scrub(outcome.detail),
-            best_node=outcome.best_node,
+            best_node=best_node,
             spend_usd=meter.spend_usd,
             tokens_in=meter.tokens_in,
             tokens_out=meter.tokens_out,
             meter=meter.snapshot(),
+            pick=pick.as_record(),
+            tree=tree,
         )
         session.emit(ev.Finished(plan.run_id, result.stopped_by, result.public_pass_rate, result.as_json()))
         self.store.finish(
@@ -448,6 +536,41 @@ class _Session:
     def take_events(self) -> list[tuple[float, int | None, str, int | None, dict[str, Any]]]:
         events, self.buffer = self.buffer, []
         return events
+
+
+def _sstar_pick(
+    problem: PublicProblem,
+    team: LLMTeam,
+    agents: Sequence[AgentSpec],
+    candidates: Sequence[Candidate],
+    probe: Callable[[str, Sequence[str]], Sequence[str]] | None,
+    conf: dict[str, Any],
+) -> Pick:
+    """S* through ``team``'s gateway; the first chat agent is asked (a base model cannot follow the
+    instruction). The returned pick carries the calls and tokens it spent."""
+    asker = next((a.name for a in agents if a.kind != "openai_completion"), None)
+    count = int(conf.get("inputs", 5))
+
+    def ask(programs: Sequence[str]) -> str:
+        assert asker is not None
+        return team.distinguish(asker, problem, programs, count)
+
+    meter = team.gateway.meter
+    before = (meter.calls, meter.tokens_in, meter.tokens_out)
+    pick = sstar(
+        problem,
+        candidates,
+        ask=ask if asker is not None else None,
+        probe=probe,
+        max_programs=int(conf.get("programs", 4)),
+        max_inputs=count,
+    )
+    return replace(
+        pick,
+        calls=meter.calls - before[0],
+        tokens_in=meter.tokens_in - before[1],
+        tokens_out=meter.tokens_out - before[2],
+    )
 
 
 class _NullEvaluator:

@@ -1,17 +1,41 @@
 """``bdc deep-bench`` on scripted LLMs (the fake HTTP server) and a scripted sandbox: every method's
-numbers are exact, at a budget where prune and refine have room to act."""
+numbers are exact, at a budget where prune and refine have room to act, where a method converges early
+and resamples, and where S* breaks a tie on the public tests."""
 
 from __future__ import annotations
 
-from bdc_assistant.deep.bench import run_bench
+import json
+
+from bdc_assistant.deep.bench import (
+    Method,
+    ended_by,
+    methods_for,
+    min_attempt_calls,
+    resample,
+    run_bench,
+    run_method,
+    search_budget,
+    table,
+)
+from bdc_assistant.deep.evaluate import SandboxEvaluator
 from bdc_assistant.deep.providers.presets import parse_agent
+from bdc_assistant.deep.runner import DeepRunner
 from bdc_assistant.types import Problem, Status, TestCase, Verdict
 
 from .conftest import ADD, make_runner
-from .httpfakes import BAD, GOOD, HALF
+from .httpfakes import BAD, GOOD, HALF, FakeLLMServer, Script
+
+ALT = "a, b = map(int, input().split())\nprint(a + b if b != 1 else a)\n"  # passes the public tests only
+GOOD2 = "print(sum(map(int, input().split())))\n"  # GOOD's behaviour, other code
 
 # what each scripted program prints for "a b"
-PROGRAMS = {GOOD: lambda a, b: a + b, HALF: lambda a, b: a + b if a < 5 else 0, BAD: lambda a, b: a - b}
+PROGRAMS = {
+    GOOD: lambda a, b: a + b,
+    GOOD2: lambda a, b: a + b,
+    HALF: lambda a, b: a + b if a < 5 else 0,
+    BAD: lambda a, b: a - b,
+    ALT: lambda a, b: a + b if b != 1 else a,
+}
 PROBLEM = Problem(
     "add",
     ADD.statement,
@@ -21,14 +45,76 @@ PROBLEM = Problem(
 
 
 class ScriptedSandbox:
-    def run_tests(self, code: str, tests: tuple[TestCase, ...], checker: str | None = None) -> list[Verdict]:
+    """Runs the scripted programs by table, never by exec; ``run`` is the plain stdin run S* probes with."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, str]] = []
+
+    def run(self, code: str, stdin: str = "", timeout_s: float | None = None) -> Verdict:
+        self.runs.append((code, stdin))
+        return self._exec(code, stdin)
+
+    def _exec(self, code: str, stdin: str) -> Verdict:
         fn = PROGRAMS.get(code)
+        if fn is None:
+            return Verdict(Status.RUNTIME_ERROR, stderr="NameError")
+        a, b = map(int, stdin.split())
+        return Verdict(Status.PASS, stdout=f"{fn(a, b)}\n")
+
+    def run_tests(
+        self,
+        code: str,
+        tests: tuple[TestCase, ...],
+        checker: str | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Verdict]:
         out = []
         for t in tests:
-            a, b = map(int, t.input.split())
-            ok = fn is not None and str(fn(a, b)) == t.output.strip()
-            out.append(Verdict(Status.PASS if ok else Status.WRONG))
+            v = self._exec(code, t.input)
+            ok = v.passed and v.stdout.strip() == t.output.strip()
+            out.append(Verdict(Status.PASS if ok else Status.WRONG, stdout=v.stdout))
         return out
+
+
+def _fence(code: str) -> str:
+    return "```python\n" + code + "```"
+
+
+def _plan(messages: list[dict[str, str]]) -> str:
+    return messages[-1]["content"].split("Follow this plan:")[-1]
+
+
+def exhauster_responder(model: str, messages: list[dict[str, str]]) -> str:
+    """The direct solve writes HALF; every plan leads to BAD, so prune closes every branch (exhausted)."""
+    user = messages[-1]["content"]
+    if "Propose" in user:
+        return json.dumps([{"thought": "subtract them", "reasonableness": 0.5}] * 2)
+    if "explain what is wrong" in user:
+        return "It subtracts."
+    if "Write a better replacement" in user:
+        return "Subtract them again."
+    return _fence(BAD if "subtract" in _plan(messages).lower() else HALF)
+
+
+def tie_responder(distinguish: str) -> object:
+    """Three models whose direct solves all pass the public tests: model-a writes ALT (wrong on "9 1"),
+    model-b GOOD, model-c GOOD2 (GOOD's behaviour). ``distinguish`` is the answer to the S* question."""
+
+    def respond(model: str, messages: list[dict[str, str]]) -> str:
+        user = messages[-1]["content"]
+        if "on which these programs would give different results" in user:
+            return distinguish
+        if "Write the complete Python 3 program" in user:
+            return _fence({"a": ALT, "b": GOOD, "c": GOOD2}[model[-1]])
+        return "?"
+
+    return respond
+
+
+def sandboxed(runner: DeepRunner) -> DeepRunner:
+    """The search's public tests run on the scripted sandbox too (TableEvaluator knows only 3 programs)."""
+    runner.evaluator_factory = lambda p: SandboxEvaluator(ScriptedSandbox(), p)
+    return runner
 
 
 def test_every_method_at_an_equal_budget(server, store) -> None:
@@ -36,17 +122,119 @@ def test_every_method_at_an_equal_budget(server, store) -> None:
     agents = [parse_agent(f"openai:{server.url}:model-{c}") for c in "ab"]
     report = run_bench(runner, [PROBLEM], agents, max_calls=12, budget_usd=0, sandbox=ScriptedSandbox())
     got = {
-        name: (m["ac"], m["pr"], m["calls"], m["pruned"], m["refined"], m["stopped_by"])
+        name: (
+            m["ac"],
+            m["pr"],
+            m["budget"],
+            m["calls"],
+            m["unspent"],
+            m["attempts_per_problem"],
+            m["pruned"],
+            m["refined"],
+            m["stopped_by"],
+        )
         for name, m in report["methods"].items()
     }
     # the direct solve writes HALF (private PR 50); model-a's best-rated plan is "subtract" (BAD), only
-    # model-b ever proposes "sum" (GOOD); AC and PR are on the private tests
+    # model-b ever proposes "sum" (GOOD); AC and PR are on the private tests. best-of-n resamples the
+    # direct solve until the 12 calls are spent; a search that is solved early leaves calls unspent.
     assert got == {
-        "zero-shot[openai:model-a]": (0.0, 50.0, 1, 0, 0, {"rollouts": 1}),
-        "zero-shot[openai:model-b]": (0.0, 50.0, 1, 0, 0, {"rollouts": 1}),
-        "single[openai:model-a]": (100.0, 100.0, 6, 0, 1, {"solved": 1}),  # refine turns subtract into sum
-        "single[openai:model-b]": (100.0, 100.0, 10, 0, 0, {"solved": 1}),
-        "mc-toa": (0.0, 50.0, 12, 0, 0, {"max_calls": 1}),
-        "mc-toa+prune": (0.0, 50.0, 12, 2, 0, {"max_calls": 1}),  # pruning alone does not reach sum
-        "mc-toa+prune+refine": (100.0, 100.0, 10, 0, 1, {"solved": 1}),
+        "zero-shot[openai:model-a]": (0.0, 50.0, 1, 1, 0, 1.0, 0, 0, {"max_calls": 1}),
+        "zero-shot[openai:model-b]": (0.0, 50.0, 1, 1, 0, 1.0, 0, 0, {"max_calls": 1}),
+        "best-of-n[openai:model-a]": (0.0, 50.0, 12, 12, 0, 12.0, 0, 0, {"max_calls": 1}),
+        "best-of-n[openai:model-b]": (0.0, 50.0, 12, 12, 0, 12.0, 0, 0, {"max_calls": 1}),
+        "single[openai:model-a]": (100.0, 100.0, 12, 6, 6, 1.0, 0, 1, {"solved": 1}),  # refine: sum
+        "single[openai:model-b]": (100.0, 100.0, 12, 10, 2, 1.0, 0, 0, {"solved": 1}),
+        "mc-toa": (0.0, 50.0, 12, 12, 0, 1.0, 0, 0, {"max_calls": 1}),
+        "mc-toa+prune": (0.0, 50.0, 12, 12, 0, 1.0, 2, 0, {"max_calls": 1}),  # pruning alone: no sum
+        "mc-toa+prune+refine": (100.0, 100.0, 12, 10, 2, 1.0, 0, 1, {"solved": 1}),
     }
+    for name, m in report["methods"].items():
+        assert m["calls"] + m["unspent"] == m["budget"], name  # every call is spent or shown unspent
+        assert m["tokens_per_problem"] == m["tokens_in"] + m["tokens_out"] > 0, name
+        assert (m["ac_first"], m["pr_first"], m["ties"], m["sstar_fallbacks"]) == (m["ac"], m["pr"], 0, {})
+    # best-of-n: attempt 0 is the zero-shot request (cache hit), the next 11 carry seeds 1..11
+    seeds = sorted({r["body"].get("seed") for r in server.script.requests}, key=lambda s: s or 0)
+    assert seeds == [None, *range(1, 12)]
+    text = table(report)
+    assert "unspent" in text and "tokens" in text and "best-of-n = zero-shot resampled" in text
+
+
+def test_a_search_that_exhausts_early_resamples_until_the_budget_is_spent(store) -> None:
+    with FakeLLMServer(Script(exhauster_responder)) as srv:
+        runner = make_runner(store, [srv.url], width=1)
+        agent = parse_agent(f"openai:{srv.url}:model-a")
+        prune = Method("mc-toa+prune", (agent,), {"prune": True, "refine": False}, 10)
+        run = run_method(runner, PROBLEM, prune, budget_usd=0, pick="first", sandbox=ScriptedSandbox())
+        # an attempt: root solve, expand, child solve (ill, pruned), then nothing is selectable = 3 calls;
+        # 10 calls = 3 exhausted attempts + a 4th cut short by the budget after its root solve
+        assert (run.attempts, run.calls, run.unspent, run.stopped_by) == (4, 10, 0, "max_calls")
+        assert run.pick.code == HALF and run.pick.origin == "a0/n0/openai:model-a/s0"  # earliest tie wins
+        stopped = [store.get_run(r).stopped_by for r in run.run_ids]
+        assert stopped == ["exhausted", "exhausted", "exhausted", "max_calls"]
+        # with refine on, an attempt is root solve, expand, child solve, summarise, regenerate, re-solve = 6;
+        # the 2nd attempt has 4 calls: its regenerate does not fit, so only the 1st attempt's refine counts
+        refine = Method("mc-toa+prune+refine", (agent,), {"prune": True, "refine": True}, 10)
+        run = run_method(runner, PROBLEM, refine, budget_usd=0, pick="first", sandbox=ScriptedSandbox())
+        assert (run.attempts, run.calls, run.unspent, run.refined) == (2, 10, 0, 1)
+
+
+def test_sstar_breaks_a_public_tie_by_majority_behaviour(store) -> None:
+    with FakeLLMServer(Script(tie_responder('["9 1", "4 4"]'))) as srv:
+        runner = sandboxed(make_runner(store, [srv.url]))
+        agents = [parse_agent(f"openai:{srv.url}:model-{c}") for c in "abc"]
+        sandbox = ScriptedSandbox()
+        report = run_bench(
+            runner, [PROBLEM], agents, max_calls=4, budget_usd=0, sandbox=sandbox, pick="sstar"
+        )
+        distinguish = [r for r in srv.script.requests if "different results" in str(r["body"]["messages"])]
+    m = report["methods"]
+    # all three direct solves pass the public tests; model-a's ALT comes first but differs on "9 1"; GOOD
+    # and GOOD2 agree there (2 votes to 1): S* picks GOOD, `first` keeps ALT, from the same tree
+    for name in ("mc-toa", "mc-toa+prune", "mc-toa+prune+refine"):
+        got = m[name]
+        assert (got["ac"], got["ac_first"], got["ties"], got["sstar_changed"]) == (100.0, 0.0, 1, 1), name
+        assert (got["calls"], got["unspent"], got["sstar_fallbacks"]) == (4, 0, {}), name  # 3 + the S* call
+    # one agent, one program: no tie, no S* call, and the reserved call is unspent
+    assert (m["best-of-n[openai:model-a]"]["calls"], m["best-of-n[openai:model-a]"]["unspent"]) == (1, 3)
+    assert m["best-of-n[openai:model-a]"]["ac"] == m["zero-shot[openai:model-a]"]["ac"] == 0.0
+    assert m["zero-shot[openai:model-b]"]["calls"] == 1 and m["zero-shot[openai:model-b]"]["unspent"] == 0
+    assert sum(x["ties"] for x in m.values()) == 3
+    # the same question three times (one per method): the response cache answers the repeats, but each
+    # counts as a call of its method; the tied programs ran in the sandbox on the two inputs
+    assert len(distinguish) == 1
+    assert sorted(set(sandbox.runs)) == sorted((p, s) for p in (ALT, GOOD, GOOD2) for s in ("9 1\n", "4 4\n"))
+    assert "S*chg" in table(report) and "AC%1st" in table(report)
+
+
+def test_sstar_malformed_answer_falls_back_to_first_and_is_counted(store) -> None:
+    with FakeLLMServer(Script(tie_responder("Sorry, I cannot think of any inputs."))) as srv:
+        runner = sandboxed(make_runner(store, [srv.url]))
+        agents = tuple(parse_agent(f"openai:{srv.url}:model-{c}") for c in "abc")
+        method = Method("mc-toa", agents, {"prune": False, "refine": False}, 4)
+        run = run_method(runner, PROBLEM, method, budget_usd=0, pick="sstar", sandbox=ScriptedSandbox())
+    assert (run.pick.used, run.pick.fallback, run.pick.tied, run.pick.code) == ("first", "malformed", 3, ALT)
+    assert (run.calls, run.unspent, run.pick.calls) == (4, 0, 1)  # the call was made, and it is counted
+
+
+def test_budget_rules_are_pure() -> None:
+    assert search_budget(12, "sstar") == 11 and search_budget(12, "first") == 12
+    assert search_budget(1, "sstar") == 1  # the 1-call zero-shot keeps its call
+    assert min_attempt_calls(2, 3) == 6
+    assert resample("exhausted", 2, 2) and resample("converged", 5, 1) and resample("rollouts", 1, 1)
+    assert not resample("exhausted", 1, 2)  # the next attempt's root solve would not fit
+    assert (
+        not resample("solved", 9, 1) and not resample("max_calls", 9, 1) and not resample("budget_usd", 9, 1)
+    )
+    assert ended_by("rollouts", 0, 1) == "max_calls" and ended_by("exhausted", 3, 1) == "exhausted"
+    assert ended_by("solved", 0, 1) == "solved"
+    names = [m.name for m in methods_for([parse_agent("openai:http://x/v1:a")], 8)]
+    assert names == [
+        "zero-shot[openai:a]",
+        "best-of-n[openai:a]",
+        "mc-toa",
+        "mc-toa+prune",
+        "mc-toa+prune+refine",
+    ]
+    budgets = {m.name: m.max_calls for m in methods_for([parse_agent("openai:http://x/v1:a")], 8)}
+    assert budgets["zero-shot[openai:a]"] == 1 and set(budgets.values()) == {1, 8}

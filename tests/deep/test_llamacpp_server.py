@@ -164,6 +164,8 @@ def test_deep_bench_runs_on_humaneval(llama_server: str, bdc_home: Path) -> None
     assert set(report["methods"]) == {
         "zero-shot[openai:coder]",
         "zero-shot[openai:smollm2]",
+        "best-of-n[openai:coder]",
+        "best-of-n[openai:smollm2]",
         "single[openai:coder]",
         "single[openai:smollm2]",
         "mc-toa",
