@@ -5,7 +5,8 @@ Runs the local solver (default settings, greedy, the configured base) over ``mbp
 its 95 % Wilson interval per mode and set, and the paired-bootstrap 95 % interval of on − off. Results are
 resumable (one results dir per mode and set under ``--out``). HumanEval is never used here.
 
-    python bench/solver_modes.py --json [--sets mbpp-val,codecontests-val] [--limit N] [--out DIR]
+    python bench/solver_modes.py --json [--sets mbpp-val,codecontests-val] [--limit N]
+        [--limits codecontests-val=30] [--out DIR]
 """
 
 from __future__ import annotations
@@ -37,12 +38,18 @@ def solved(record: dict[str, Any]) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="mbpp-val,codecontests-val")
-    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--limit", type=int, default=None, help="first N problems of every set")
+    ap.add_argument(
+        "--limits",
+        default="",
+        help="per-set limits, e.g. codecontests-val=30 (overrides --limit for that set)",
+    )
     ap.add_argument("--out", type=Path, default=Path("out/solver_modes"))
     ap.add_argument("--bundle", default="none", help="bundle for both modes (default: the plain base)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    limits = {k: int(v) for k, v in (kv.split("=") for kv in args.limits.split(",") if kv)}
     settings = load_settings()
     base_solver = open_solver(settings, bundle=args.bundle)
     t0 = time.time()
@@ -50,7 +57,7 @@ def main() -> int:
     try:
         with sandbox_from_settings(settings) as sandbox:
             for name in args.sets.split(","):
-                problems = load_dataset(name, args.limit)
+                problems = load_dataset(name, limits.get(name, args.limit))
                 outcomes: dict[str, list[bool]] = {}
                 row: dict[str, Any] = {"problems": len(problems)}
                 for mode in MODES:
