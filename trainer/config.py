@@ -145,9 +145,16 @@ class HypernetSection(_Section):
 class BaselinesSection(_Section):
     """Static merges of the same experts (full-ΔW merges, then truncated SVD back to LoRA form)."""
 
-    methods: list[Literal["ties", "dare"]] = Field(default=["ties", "dare"])
+    methods: list[Literal["ties", "dare", "twin"]] = Field(default=["ties", "dare", "twin"])
     density: float = Field(0.5, gt=0, le=1, description="TIES trim density and DARE keep probability")
     svd_rank: int = Field(0, ge=0, description="rank of the exported merge; 0 = K·r")
+    twin_shared: Literal["mean", "ties"] = Field(
+        "mean", description="TWIN's shared expert: the mean ΔW (task arithmetic, 1/K) or the TIES merge"
+    )
+    twin_rank: int = Field(0, ge=0, description="rank of each TWIN exclusive part; 0 = r")
+    twin_router: Literal["trained", "cosine"] = Field(
+        "trained", description="TWIN router: an MLP trained on the cluster labels, or softmax(cos/0.05)"
+    )
 
 
 class EvaluateSection(_Section):
@@ -156,7 +163,7 @@ class EvaluateSection(_Section):
     datasets: list[Literal["humaneval", "mbpp", "codecontests"]] = Field(default=["humaneval"])
     limit: int = Field(0, ge=0, description="problems per dataset; 0 = all")
     methods: list[str] = Field(
-        default_factory=lambda: ["base", "sft_all", "sft_clusters", "ties", "dare", "disenlora"],
+        default_factory=lambda: ["base", "sft_all", "sft_clusters", "ties", "dare", "twin", "disenlora"],
         description="rows of the table",
     )
     backend: Literal["torch", "llamacpp"] = Field("torch", description="which app backend answers")
@@ -183,6 +190,9 @@ class ExportSection(_Section):
     )
     dtype: Literal["float16", "float32"] = Field("float16", description="dtype of the shipped expert tensors")
     provenance_note: str = Field("", description="free text recorded in the manifest's provenance")
+    refuse_input_invariant: bool = Field(
+        False, description="fail instead of warning when f's gates do not vary with the input"
+    )
 
 
 class TrainerConfig(_Section):

@@ -1,15 +1,16 @@
 """The ``evaluate`` stage: PR and AC of every method on held-out problems, as the paper's Table 2.
 
 Every row runs through the *app*: ``open_solver(settings, backend, bundle)`` with the method's bundle
-(none for the untuned base, one-expert static bundles for SFT-all / per-cluster SFT / TIES / DARE, the
-DisenLoRA bundle for the last row), the solver's own two-stage prompts, and the evaluation harness of
+(none for the untuned base, one-expert static bundles for SFT-all / per-cluster SFT / TIES / DARE, the TWIN
+bundle — a router over shared + exclusive parts, :mod:`.twin` — and the DisenLoRA bundle for the last row), the solver's own two-stage prompts, and the evaluation harness of
 ``bdc eval`` (``bdc_assistant.evaluation.runner.evaluate``: sandboxed judging, resumable JSONL records,
 ``strict`` and ``paper_compat`` metrics). So the table measures what a user of ``bdc ask`` would get.
 Problems whose id was used for training are excluded (and counted), so "held-out" holds even when a
 benchmark also fed the bootstrap.
 
 The table shows the ``strict`` mode (all tests scored, call-based problems supported; the paper's mode
-drops problems with fewer than two tests, i.e. all of HumanEval); both modes are in the JSON.
+drops problems with fewer than two tests, i.e. all of HumanEval); both modes are in the JSON. Below the
+table, the report measures whether the gates depend on the input at all (:mod:`.routing`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bdc_assistant.errors import DatasetError
 from bdc_assistant.types import Problem
 
 from . import artifacts as art
+from . import routing as routing_mod
 
 if TYPE_CHECKING:
     from bdc_assistant.config import Settings
@@ -176,10 +178,10 @@ def method_rows(ctx: Context) -> list[tuple[str, Path | None]]:
         elif m == "sft_clusters":
             for j, name in enumerate(assign["names"]):
                 rows.append((f"SFT on cluster {j} ({name})", ctx.dir("sft") / "bundles" / f"cluster_{j}"))
-        elif m in ("ties", "dare"):
+        elif m in ("ties", "dare", "twin"):
             p = ctx.dir("baselines") / m / "bundle"
             if p.exists():
-                rows.append(({"ties": "TIES", "dare": "DARE"}[m], p))
+                rows.append(({"ties": "TIES", "dare": "DARE", "twin": "TWIN"}[m], p))
         elif m == "disenlora":
             rows.append(("DisenLoRA", ctx.dir("hypernet") / "bundle"))
         else:
@@ -268,14 +270,31 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
         f"Table 2 (shape): {ref.identity['name']} on {', '.join(cfg.evaluate.datasets)}, "
         f"backend {cfg.evaluate.backend}, K={art.assignments(ctx)['k']}, r={cfg.lora.r}"
     )
-    md = markdown(tab, title)
+    routing = routing_section(ctx, results, datasets)
+    md = markdown(tab, title) + "\n" + routing_mod.markdown(routing)
     (ctx.dir("evaluate") / "report.md").write_text(md)
-    (ctx.dir("evaluate") / "report.json").write_text(json.dumps({"title": title, **tab}, indent=2))
+    (ctx.dir("evaluate") / "report.json").write_text(
+        json.dumps({"title": title, **tab, "routing": routing}, indent=2)
+    )
     print(md)
     summary = tab["rows"].get("DisenLoRA", {}).get("overall")
     return {
         "table": tab,
         "summary": summary,
+        "routing": routing,
         "excluded_trained_problems": excluded,
         "problems": {k: len(v) for k, v in datasets.items()},
     }
+
+
+def routing_section(
+    ctx: Context, results: dict[str, dict[str, list[dict[str, Any]]]], datasets: dict[str, list[Problem]]
+) -> dict[str, Any]:
+    """Input-awareness of the DisenLoRA candidate (and of TWIN's router) on labelled problems, and % of
+    oracle from this table's rows (:mod:`.routing`). Always measured for the candidate, whatever rows ran:
+    the export stage checks it before shipping."""
+    from bdc_assistant.evaluation.problem_text import solver_text
+
+    bundles = {"DisenLoRA": ctx.dir("hypernet") / "bundle", "TWIN": ctx.dir("baselines") / "twin" / "bundle"}
+    problems = [((group_of(d, p), str(p.id)), solver_text(p)) for d, probs in datasets.items() for p in probs]
+    return routing_mod.evaluation_routing(ctx, bundles, results=results, problems=problems)

@@ -1,5 +1,9 @@
 """The ``export`` stage: the DisenLoRA bundle with its evaluation in the manifest (optionally f16 experts and
 the llama.cpp adapter template), registered in the app's bundles dir.
+
+Before anything is written, the candidate's input-awareness (:mod:`.routing`, measured by ``evaluate``) is
+checked: a hypernetwork whose gates do not vary with the input is a static merge, so exporting it is a loud
+warning (recorded in the manifest's metrics) or, with ``export.refuse_input_invariant``, a refusal.
 """
 
 from __future__ import annotations
@@ -11,9 +15,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import artifacts as art
+from .routing import check_input_aware
 
 if TYPE_CHECKING:
     from .runner import Context
+
+
+def candidate_routing(ctx: Context, evaluate_metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The DisenLoRA candidate's routing report: the one ``evaluate`` measured, else measured here (an
+    evaluation recorded before the report had it)."""
+    report = (evaluate_metrics.get("routing") or {}).get("bundles", {}).get("DisenLoRA")
+    if report is None:
+        from .routing import evaluation_routing
+
+        report = evaluation_routing(ctx, {"DisenLoRA": ctx.dir("hypernet") / "bundle"})["bundles"].get(
+            "DisenLoRA"
+        )
+    return report
 
 
 def stage_export(ctx: Context) -> dict[str, Any]:
@@ -25,12 +43,15 @@ def stage_export(ctx: Context) -> dict[str, Any]:
     src = ctx.dir("hypernet") / "bundle"
     manifest = json.loads((src / "manifest.json").read_text())
     ev = ctx.record("evaluate")["metrics"]
+    routing = candidate_routing(ctx, ev)
+    warning = check_input_aware(routing, refuse=cfg.export.refuse_input_invariant, what=f"The bundle {src}")
     manifest["metrics"] = {
         "summary": ev.get("summary"),
         "evaluation": ev.get("table"),
         "evaluation_backend": cfg.evaluate.backend,
         "evaluation_datasets": list(cfg.evaluate.datasets),
         "hypernet": ctx.record("hypernet")["metrics"].get("val_loss"),
+        "routing": routing,
     }
     prov = manifest.setdefault("provenance", {})
     prov.update(art.provenance(ctx))
@@ -70,6 +91,8 @@ def stage_export(ctx: Context) -> dict[str, Any]:
         "bundle": str(out),
         "bundle_id": bundle.bundle_id,
         "size_bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),
+        "input_aware": None if routing is None else not routing["input_invariant"],
+        "input_invariant_warning": warning,
     }
     if cfg.export.gguf_template and ref.gguf:
         from bdc_assistant.disen.gguf_adapter import write_template

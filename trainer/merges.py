@@ -55,12 +55,41 @@ def merge_delta(deltas: list[Any], method: str, density: float, seed: int) -> An
     raise ValueError(f"unknown merge method {method!r}")
 
 
+def expert_deltas(
+    experts: list[tuple[dict[tuple[int, str], tuple[np.ndarray, np.ndarray]], float, dict]],
+    key: tuple[int, str],
+) -> list[Any]:
+    """ΔW_k = s_k B_k A_k of every expert at one (layer, module), float64 torch tensors."""
+    import torch
+
+    out = []
+    for ab, scale, _ in experts:
+        a, b = ab[key]
+        out.append(scale * torch.from_numpy(b).double() @ torch.from_numpy(a).double())
+    return out
+
+
+def svd_lora(delta: Any, rank: int) -> tuple[Any, Any]:
+    """(B [out, rank], A [rank, in]) with B·A the best rank-``rank`` approximation of ``delta`` (float64):
+    B = U√S, A = √S Vᵀ, so the adapter's scale is 1. Padded with zero rows/columns when ``delta`` has
+    fewer singular values than ``rank``, so the declared rank is kept."""
+    import torch
+
+    u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+    rr = min(rank, s.numel())
+    root = s[:rr].sqrt()
+    bmat = u[:, :rr] * root
+    amat = root[:, None] * vh[:rr]
+    if rr < rank:
+        amat = torch.cat([amat, amat.new_zeros(rank - rr, amat.shape[1])])
+        bmat = torch.cat([bmat, bmat.new_zeros(bmat.shape[0], rank - rr)], dim=1)
+    return bmat, amat
+
+
 def merge_experts(
     expert_dirs: list[Path], method: str, *, density: float, rank: int, seed: int, out_dir: Path
 ) -> dict[str, Any]:
     """Merge the experts' full ΔW with ``method`` and write the result as a rank-``rank`` peft adapter."""
-    import torch
-
     from bdc_assistant.disen.safetensors_io import write_safetensors
 
     experts = [read_adapter(d) for d in expert_dirs]
@@ -70,19 +99,9 @@ def merge_experts(
     out: dict[str, np.ndarray] = {}
     err_num = err_den = 0.0
     for n, key in enumerate(keys):
-        deltas = []
-        for ab, scale, _ in experts:
-            a, b = ab[key]
-            deltas.append(scale * torch.from_numpy(b).double() @ torch.from_numpy(a).double())
+        deltas = expert_deltas(experts, key)
         merged = merge_delta([d.float() for d in deltas], method, density, seed + n)
-        u, s, vh = torch.linalg.svd(merged.double(), full_matrices=False)
-        rr = min(rank, s.numel())
-        root = s[:rr].sqrt()
-        bmat = u[:, :rr] * root
-        amat = root[:, None] * vh[:rr]
-        if rr < rank:  # keep the declared rank: pad with zero rows/columns
-            amat = torch.cat([amat, amat.new_zeros(rank - rr, amat.shape[1])])
-            bmat = torch.cat([bmat, bmat.new_zeros(bmat.shape[0], rank - rr)], dim=1)
+        bmat, amat = svd_lora(merged, rank)
         err_num += float(((bmat @ amat) - merged.double()).pow(2).sum())
         err_den += float(merged.double().pow(2).sum())
         layer, module = key

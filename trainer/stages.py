@@ -5,7 +5,7 @@ module named after it and writes only into ``OUT/<stage>/``:
     cluster   → cluster/centroids.safetensors, cluster/assignments.json, cluster/clusters.png
     sft       → sft/expert_<k>/ (peft), sft/sft_all/, sft/bundles/<name>/ (one-expert static bundles)
     hypernet  → hypernet/bundle/ (the DisenLoRA candidate: experts + centroids + trained f)
-    baselines → baselines/<ties|dare>/adapter/ and .../bundle/
+    baselines → baselines/<ties|dare>/adapter/ and .../bundle/, baselines/twin/experts/ and .../bundle/
     evaluate  → evaluate/report.json, evaluate/report.md, evaluate/results.jsonl
     export    → export/bundle/ (+ adapter_template.gguf), registered in the app's bundles dir
 """

@@ -95,3 +95,21 @@ def test_static_bundle_gates_are_ones_and_delta_is_the_adapter(
     ref = _deltas([two_experts[0]])
     for (layer, module), (d,) in ref.items():
         assert np.allclose(reference_delta(b.experts, g, layer, module), d, atol=1e-5)
+
+
+def test_ties_export_trims_at_the_given_density(two_experts: list[Path], tmp_path: Path) -> None:
+    """The density reaches the merge through merge_experts (not only merge_delta): at full rank the exported
+    TIES adapter at density 0.5 is the trimmed merge, and differs from the untrimmed one."""
+    ref = _deltas(two_experts)
+    merge_experts(two_experts, "ties", density=0.5, rank=64, seed=0, out_dir=tmp_path / "half")
+    merge_experts(two_experts, "ties", density=1.0, rank=64, seed=0, out_dir=tmp_path / "full")
+    half, full = _deltas([tmp_path / "half"]), _deltas([tmp_path / "full"])
+    differs = 0.0
+    for key, (d0, d1) in ref.items():
+        pair = [torch.from_numpy(d0).float(), torch.from_numpy(d1).float()]
+        trimmed = merge_delta(pair, "ties", 0.5, 0).double().numpy()
+        assert np.allclose(half[key][0], trimmed, atol=1e-4)
+        # trimming keeps half of each expert's entries, so about half of the merged ones are zero
+        assert 0.2 < float(np.mean(trimmed == 0)) < 0.8
+        differs = max(differs, float(np.abs(half[key][0] - full[key][0]).max()))
+    assert differs > 1e-3

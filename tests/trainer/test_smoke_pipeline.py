@@ -60,9 +60,17 @@ def test_smoke_config_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     report = json.loads((out / "evaluate" / "report.json").read_text())
     k = json.loads((out / "cluster" / "stage.json").read_text())["metrics"]["k"]
     rows = list(report["rows"])
-    assert rows[0] == "w/o tuning" and rows[1] == "SFT on all" and rows[-3:] == ["TIES", "DARE", "DisenLoRA"]
-    assert len(rows) == 5 + k
-    assert "| DisenLoRA |" in (out / "evaluate" / "report.md").read_text()
+    assert rows[0] == "w/o tuning" and rows[1] == "SFT on all"
+    assert rows[-4:] == ["TIES", "DARE", "TWIN", "DisenLoRA"]
+    assert len(rows) == 6 + k
+    md = (out / "evaluate" / "report.md").read_text()
+    assert "| DisenLoRA |" in md and "| TWIN |" in md and "### Input-awareness" in md
+    # input-awareness of the candidate and of TWIN's router, and % of oracle from the per-cluster rows
+    routing = report["routing"]
+    assert set(routing["bundles"]) == {"DisenLoRA", "TWIN"} and routing["problems"] >= 1
+    assert routing["oracle"]["problems"] == 2 and "DisenLoRA" in routing["oracle"]
+    twin = load_bundle(out / "baselines" / "twin" / "bundle")
+    assert k == twin.K and twin.manifest["hypernet"]["kind"] == "twin-router"
 
     # a loadable bundle with provenance and metrics, registered but not active
     bdir = out / "export" / "bundle"
@@ -72,6 +80,7 @@ def test_smoke_config_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert b.manifest["metrics"]["summary"]["n"] == 2
     assert (bdir / "adapter_template.gguf").exists()
     export = json.loads((out / "export" / "stage.json").read_text())["metrics"]
+    assert export["input_aware"] is (not b.manifest["metrics"]["routing"]["input_invariant"])
     assert [e.id for e in bundles.list_bundles()] == [export["registered_id"]]
     assert bundles.active_entry() is None
 
