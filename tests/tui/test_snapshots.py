@@ -39,7 +39,11 @@ async def _steady(pilot: Any) -> None:
     for screen in pilot.app.screen_stack:
         for widget in screen.query("Input, TextArea"):
             widget.cursor_blink = False
-    await pilot.pause()
+    # On a loaded machine one pause can leave a layout pass or a notification's removal pending: let the
+    # scheduled work and animations finish, then settle twice more.
+    await pilot.wait_for_scheduled_animations()
+    for _ in range(3):
+        await pilot.pause()
 
 
 async def _ready(pilot: Any) -> None:
