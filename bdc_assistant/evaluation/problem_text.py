@@ -9,8 +9,8 @@ Only public tests are ever shown; private tests stay for scoring.
 from __future__ import annotations
 
 import ast
-import builtins
 
+from ..pysource import asserted_function, defines
 from ..types import Problem
 
 STDIO_NOTE = "Write a Python 3 program that reads the input from standard input and prints the answer to standard output."
@@ -25,41 +25,13 @@ def solver_text(problem: Problem) -> str:
         example = _example_assert(problem.public_tests[0].input)
         if example:
             note = f"Your code should pass this test:\n{example}"
-            called = _called_function(example)
-            if called is not None and called not in _defined_functions(problem.statement):
+            called = asserted_function(example)
+            if called is not None and not defines(problem.statement, called):
                 # Some stubs in this layout are a helper of the reference solution, not the function the test
                 # calls: shown that stub, the model writes the helper. Show the task and the test, as MBPP does.
                 return f"{_docstring(problem.statement) or problem.statement.strip()}\n{note}"
             return _into_docstring(problem.statement, note)
     return problem.statement
-
-
-def _called_function(assert_line: str) -> str | None:
-    """The first function the example assert calls (``assert f(...) == ...`` → ``f``), skipping builtins."""
-    try:
-        tree = ast.parse(assert_line.splitlines()[0].strip())
-    except (SyntaxError, IndexError):
-        return None
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id not in _BUILTIN_NAMES
-        ):
-            return node.func.id
-    return None
-
-
-_BUILTIN_NAMES = frozenset(dir(builtins))
-
-
-def _defined_functions(source: str) -> set[str]:
-    try:
-        return {
-            n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-        }
-    except SyntaxError:
-        return set()
 
 
 def _docstring(source: str) -> str | None:

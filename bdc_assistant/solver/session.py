@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.base import CancelToken, GenerationParams, Generator
 from ..config import Settings
 from ..paths import app_paths, ensure
+from ..pysource import asserted_function
 from ..types import Answer, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
 from . import prompts
 from .prompts import PromptStyle
@@ -130,7 +131,7 @@ class Solver:
             # The prompt ended inside a ```python fence (after the stub, if any): the text is raw code.
             return prompts.extract_code("```python\n" + (stub or "") + solution_text + "\n```")
         stub = prompts.code_stub(problem)
-        wanted = _last_function(stub) if stub is not None else _asserted_function(problem)
+        wanted = _last_function(stub) if stub is not None else asserted_function(problem)
         if wanted is None:
             return prompts.extract_code(solution_text)
         # A function was asked for: take the block that defines it, without the demo an instruct model adds.
@@ -203,14 +204,6 @@ def _last_function(stub: str) -> str | None:
     except SyntaxError:
         return None
     return funcs[-1].name if funcs else None
-
-
-def _asserted_function(problem: str) -> str | None:
-    """The function a problem's example test calls (``assert f(2) == 4`` → ``f``): what it asks for."""
-    match = re.search(r"^\s*assert\s+(?:not\s+)?\(?\s*([A-Za-z_]\w*)\s*\(", problem, re.M)
-    if match is None or match.group(1) in ("set", "math", "abs", "round", "sorted", "list", "tuple", "len"):
-        return None
-    return match.group(1)
 
 
 def _with(params: GenerationParams, **changes: Any) -> GenerationParams:

@@ -128,3 +128,19 @@ def test_validation_split_is_fixed_and_disjoint() -> None:
     cc_val = load_dataset("codecontests-val")
     assert len(cc_val) == 60
     assert sum((p.difficulty or 0) >= 11 for p in cc_val) == 30
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Do it.\nassert f(2) == 4", "f"),
+        ("assert set(common(a, b)) == {1}", "common"),  # builtins are skipped, the user's function found
+        ("assert math.isclose(area(2), 12.56, rel_tol=0.01)", "area"),
+        ("assert len([1]) == 1", None),
+        ("no test here", None),
+    ],
+)
+def test_asserted_function(text: str, expected: str | None) -> None:
+    from bdc_assistant.pysource import asserted_function
+
+    assert asserted_function(text) == expected
