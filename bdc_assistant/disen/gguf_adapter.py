@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -146,41 +146,26 @@ def write_template(
     permute = arch in mods.QK_PERMUTED_ARCHS if permute_qk is None else bool(permute_qk)
     path = Path(path)
     with atomic.file(path) as tmp:
-        _write_adapter(gguf, tmp, arch, cat, g, bundle_id, permute, np_dtype, n_heads, n_kv_heads)
+        writer = gguf.GGUFWriter(str(tmp), arch)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_string(BUNDLE_ID_KEY, bundle_id)
+        writer.add_bool(PERMUTED_KEY, permute)
+        ones = np.ones((cat.n_layers, cat.n_experts * cat.rank), np.float32)
+        gates = ones if g is None else np.asarray(g, np.float32)
+        for layer, module in cat.layer_modules():
+            b = cat.B[(layer, module)]
+            if permute and module in ("q_proj", "k_proj"):
+                b = llama_permute(b, n_heads if module == "q_proj" else n_kv_heads)
+            name = mods.gguf_weight_name(layer, module)
+            a_star = gates[layer][:, None] * cat.A[(layer, module)]
+            writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a_star.astype(np_dtype)))
+            writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b.astype(np_dtype)))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return read_template(path, expect_bundle_id=bundle_id)
-
-
-def _write_adapter(
-    gguf: Any,
-    tmp: Path,
-    arch: str,
-    cat: CatLora,
-    g: np.ndarray | None,
-    bundle_id: str,
-    permute: bool,
-    np_dtype: Any,
-    n_heads: int,
-    n_kv_heads: int,
-) -> None:
-    writer = gguf.GGUFWriter(str(tmp), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_string(BUNDLE_ID_KEY, bundle_id)
-    writer.add_bool(PERMUTED_KEY, permute)
-    ones = np.ones((cat.n_layers, cat.n_experts * cat.rank), np.float32)
-    gates = ones if g is None else np.asarray(g, np.float32)
-    for layer, module in cat.layer_modules():
-        b = cat.B[(layer, module)]
-        if permute and module in ("q_proj", "k_proj"):
-            b = llama_permute(b, n_heads if module == "q_proj" else n_kv_heads)
-        name = mods.gguf_weight_name(layer, module)
-        a_star = gates[layer][:, None] * cat.A[(layer, module)]
-        writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a_star.astype(np_dtype)))
-        writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b.astype(np_dtype)))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
 
 
 def read_template(path: Path, *, expect_bundle_id: str | None = None) -> AdapterTemplate:
