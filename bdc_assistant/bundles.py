@@ -104,7 +104,7 @@ def base_mismatch(path: Path, base: BaseIdentity) -> str | None:
     from .disen.identity import BaseIdentity, mismatch_sentence
 
     try:
-        bundle_base = BaseIdentity.from_dict(_read_manifest(Path(path))["base"])
+        bundle_base = BaseIdentity.from_dict(read_manifest(Path(path))["base"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"The manifest of bundle {path} has a malformed base entry: {exc}.") from exc
     return mismatch_sentence(bundle_base, base, Path(path))
@@ -128,7 +128,8 @@ def _registry() -> Path:
     return app_paths().bundles_dir
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A bundle's manifest.json as a dict; any other state is a BundleError with one sentence."""
     try:
         data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -223,7 +224,7 @@ def _registered_seq(path: Path) -> int:
 
 def _safe_manifest(path: Path) -> dict[str, Any]:
     try:
-        return _read_manifest(path)
+        return read_manifest(path)
     except BundleError:
         return {}
 
@@ -277,7 +278,7 @@ def register(src: Path, *, activate: bool = False, bundle_id: str | None = None)
 
     src = Path(src).expanduser()
     load_bundle(src)  # every file's sha256, shapes, K, r: a corrupt bundle is refused before anything changes
-    manifest = _read_manifest(src)
+    manifest = read_manifest(src)
     bid = bundle_id or _new_id(manifest, src)
     if bid == SHIPPED_ID or "/" in bid or bid.startswith("."):
         raise BundleError(f"'{bid}' cannot be used as a bundle id.")

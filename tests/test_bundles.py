@@ -175,3 +175,16 @@ def test_doctor_shows_the_active_bundle(
     main(["doctor", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert report["bundle"]["experts"] == 3 and report["bundle"]["id"] == "shipped"
+
+
+def test_doctor_names_a_corrupt_shipped_bundle_in_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("bdc_assistant.commands.doctor")
+    assets = tmp_path / "assets"
+    (assets / "bundles" / "default").mkdir(parents=True)
+    (assets / "bundles" / "default" / "manifest.json").write_text("[1, 2]")
+    monkeypatch.setattr(bundles, "ASSETS_DIR", assets)
+    main(["doctor", "--json"])
+    shipped = json.loads(capsys.readouterr().out)["shipped_bundle"]
+    assert shipped["applies"] is False and shipped["why"].endswith("is not a JSON object.")

@@ -90,7 +90,11 @@ def collect(verify: bool = True) -> dict[str, Any]:
     from .. import bundles
 
     base_id = resolve.configured_base_identity(settings)
-    bundle_path, note = bundles.fit_to_base(*resolve_bundle_path(settings, None), base_id)
+    try:
+        bundle_path, note = bundles.fit_to_base(*resolve_bundle_path(settings, None), base_id)
+    except BdcError as exc:  # a corrupt bundle is a finding here, not a reason to stop the report
+        report["problems"].append(str(exc))
+        bundle_path, note = None, str(exc)
     if bundle_path is not None and base_id is not None and (bundle_path / "manifest.json").is_file():
         try:
             mismatch = bundles.base_mismatch(bundle_path, base_id)
@@ -126,18 +130,23 @@ def collect(verify: bool = True) -> dict[str, Any]:
 
 def _shipped_info(bundles: Any, base_id: Any) -> dict[str, Any] | None:
     """The bundle this build ships, and whether it applies to the configured base (it is made for one base)."""
+    from ..errors import BdcError
+
     path = bundles.shipped_bundle_dir()
     if path is None:
         return None
     try:
-        data = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        return {"path": str(path), "applies": False, "why": f"its manifest is unreadable: {exc}"}
-    mismatch = bundles.base_mismatch(path, base_id) if base_id is not None else None
+        data = bundles.read_manifest(path)
+    except BdcError as exc:  # missing, not JSON, or not a JSON object: one sentence from the registry
+        return {"path": str(path), "applies": False, "why": str(exc)}
+    try:
+        mismatch = bundles.base_mismatch(path, base_id) if base_id is not None else None
+    except BdcError as exc:  # a manifest that parses but names no usable base
+        mismatch = str(exc)
     return {
         "path": str(path),
         "experts": data.get("K"),
-        "base": (data.get("base") or {}).get("name"),
+        "base": base.get("name") if isinstance(base := data.get("base"), dict) else None,
         "applies": mismatch is None,
         "why": mismatch or "made for this base",
     }
