@@ -44,6 +44,14 @@ async def _steady(pilot: Any) -> None:
     await pilot.wait_for_scheduled_animations()
     for _ in range(3):
         await pilot.pause()
+    # Then wait for the frame itself to stop changing (two equal renders in a row, a bounded number of tries).
+    previous = pilot.app.export_screenshot()
+    for _ in range(20):
+        await pilot.pause(0.05)
+        current = pilot.app.export_screenshot()
+        if current == previous:
+            return
+        previous = current
 
 
 async def _ready(pilot: Any) -> None:
@@ -85,6 +93,14 @@ def test_deep_consent_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
         await _answered(pilot)
         await pilot.press("ctrl+d")
         await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "ConsentDialog")
+        # The dialog's Markdown mounts its blocks in a later pass and the Refuse button takes focus on mount:
+        # take the frame only once both happened (a CI run under load caught the dialog half-built).
+        dialog = pilot.app.screen
+        await wait_until(
+            pilot,
+            lambda: bool(dialog.query("Markdown > *")) and getattr(pilot.app.focused, "id", None) == "refuse",
+        )
+        pilot.app.clear_notifications()
         await _steady(pilot)
 
     assert snap_compare(_app(), terminal_size=size, run_before=run_before)
