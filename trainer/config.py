@@ -69,6 +69,11 @@ class DataSection(_Section):
     bootstrap_limit: int = Field(0, ge=0, description="max problems per bootstrap set; 0 = all")
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of *problems* held out")
     max_chars: int = Field(6000, ge=100, description="drop trajectories whose text is longer than this")
+    holdout_validation: bool = Field(
+        True,
+        description="never train on the fixed validation problems (mbpp-val, codecontests-val): every choice "
+        "is made on them, so they stay unseen",
+    )
     min_public_pass_rate: float = Field(
         1.0,
         ge=0.0,
@@ -118,6 +123,11 @@ class SftSection(_Section):
     )
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     sft_all: bool = Field(True, description="also train the SFT-on-all baseline")
+    pair_kinds: list[Literal["p2t", "t2s", "p2s"]] = Field(
+        default=["p2t", "t2s", "p2s"],
+        description="which pairs each trajectory gives (experts and f): p2t/t2s for the two-stage solver, "
+        "p2s for the one-turn answer (chat bases only); train on what the shipped solver mode uses",
+    )
     val_examples: int = Field(0, ge=0, description="validation pairs scored per adapter (and for f); 0 = all")
 
 
@@ -135,6 +145,14 @@ class HypernetSection(_Section):
         description="start every gate at this value (sets f's output bias; sigmoid/none); 0 = f's own init (0.5). "
         "Near 1 starts DisenLoRA at the sum of the experts, which helps when f gets few steps",
     )
+    route_warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="before the LM-loss steps, fit f's gates to the cluster labels this many full-batch steps "
+        "(own expert at route_high, others at 1 - route_high); 0 = the paper's LM loss only",
+    )
+    route_warmup_lr: float = Field(1e-2, gt=0)
+    route_high: float = Field(0.9, gt=0.5, lt=1.0, description="the own-cluster gate the warm start aims for")
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(0, ge=0)
     lr: float = Field(1e-3, gt=0)
@@ -160,7 +178,19 @@ class BaselinesSection(_Section):
 class EvaluateSection(_Section):
     """Table-2-shaped evaluation on held-out problems."""
 
-    datasets: list[Literal["humaneval", "mbpp", "codecontests"]] = Field(default=["humaneval"])
+    datasets: list[
+        Literal[
+            "humaneval",
+            "mbpp",
+            "codecontests",
+            "mbpp-val",
+            "codecontests-val",
+            "mbpp-train",
+            "codecontests-train",
+        ]
+    ] = Field(
+        default=["humaneval"], description="choose on the -val sets; HumanEval is a test set, reported once"
+    )
     limit: int = Field(0, ge=0, description="problems per dataset; 0 = all")
     methods: list[str] = Field(
         default_factory=lambda: ["base", "sft_all", "sft_clusters", "ties", "dare", "twin", "disenlora"],

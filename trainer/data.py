@@ -252,47 +252,47 @@ def bootstrap(sets: Iterable[str], data_dir: str, limit: int) -> list[Trajectory
 
 
 def _bootstrap_set(root: Path, name: str, limit: int) -> list[Trajectory]:
-    out: list[Trajectory] = []
+    """One set's reference solutions as trajectories. The problem is the text the app's solver is shown for it
+    (``solver_text``: MBPP with its public example, CodeContests with the stdin note), so experts and f are
+    trained on what they will see at answer time."""
+    from bdc_assistant.evaluation.datasets import load_codecontests, load_mbpp
+    from bdc_assistant.evaluation.problem_text import solver_text
+
     if name == "mbpp":
-        path = root / "mbpp_sanitized_train_val.jsonl"
-        rows = _read_rows(path)
-        for row in rows[: limit or None]:
-            code = row["prompt"] + row["canonical_solution"]
-            out.append(
-                Trajectory(
-                    problem_id=str(row["task_id"]),
-                    problem=row["prompt"],
-                    thought=heuristic_thought(row["canonical_solution"]),
-                    solution=code,
-                    public_pass_rate=None,
-                    source="bootstrap:mbpp-reference",
-                    policy="reference+rule-thought",
-                )
-            )
+        problems, source = load_mbpp(_existing(root / "mbpp_sanitized_train_val.jsonl")), "mbpp"
     elif name == "codecontests":
-        path = root / "codecontests_240.jsonl"
-        rows = [r for r in _read_rows(path) if r.get("solution")]
-        for row in rows[: limit or None]:
-            out.append(
-                Trajectory(
-                    problem_id=f"codecontests/{row['id']}",
-                    problem=row["statement"],
-                    thought=heuristic_thought(row["solution"]),
-                    solution=row["solution"],
-                    public_pass_rate=None,
-                    source="bootstrap:codecontests-reference",
-                    policy="reference+rule-thought",
-                )
-            )
+        problems, source = load_codecontests(_existing(root / "codecontests_240.jsonl")), "codecontests"
     else:
         raise DatasetError(f"Unknown bootstrap set '{name}'.")
+    out: list[Trajectory] = []
+    for p in [p for p in problems if p.reference_solution][: limit or None]:
+        solution = str(p.reference_solution)
+        out.append(
+            Trajectory(
+                problem_id=str(p.id) if name == "mbpp" else f"codecontests/{p.id}",
+                problem=solver_text(p),
+                thought=heuristic_thought(solution),
+                solution=solution,
+                public_pass_rate=None,
+                source=f"bootstrap:{source}-reference",
+                policy="reference+rule-thought",
+            )
+        )
     return out
 
 
-def _read_rows(path: Path) -> list[dict]:
+def _existing(path: Path) -> Path:
     if not path.is_file():
         raise DatasetError(f"The problem set {path} does not exist.")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return path
+
+
+def validation_problem(problem_id: str) -> bool:
+    """Whether a trajectory's problem is in the fixed validation split (``codecontests/`` ids included)."""
+    from bdc_assistant.evaluation.splits import validation_ids
+
+    pid = problem_id.removeprefix("codecontests/")
+    return pid in validation_ids("mbpp") or pid in validation_ids("codecontests")
 
 
 # ---- dedupe, filter, split ------------------------------------------------------------------------------
@@ -302,6 +302,7 @@ def _read_rows(path: Path) -> list[dict]:
 class DataReport:
     read: int
     negatives: int  # lines marked as not verified: dropped before anything else
+    held_out_validation: int  # trajectories of the fixed validation problems, never trained on
     duplicates: int
     filtered: int
     train: int
@@ -386,6 +387,7 @@ def build(
     max_chars: int,
     min_public_pass_rate: float,
     seed: int,
+    holdout_validation: bool = True,
 ) -> tuple[list[Trajectory], list[Trajectory], DataReport]:
     """All of the data stage except I/O of the outputs."""
     raw: list[Trajectory] = []
@@ -394,6 +396,10 @@ def build(
     raw.extend(synthetic(synthetic_n, seed))
     raw.extend(bootstrap(bootstrap_sets, bootstrap_dir, bootstrap_limit))
     candidates = [r for r in raw if not is_negative(r)]  # before dedupe: a negative never shadows a pair
+    n_candidates = len(candidates)
+    if holdout_validation:
+        candidates = [r for r in candidates if not validation_problem(r.problem_id)]
+    held_out = n_candidates - len(candidates)
     unique, dups = dedupe(candidates)
     kept = [r for r in unique if usable(r, max_chars=max_chars, min_public_pass_rate=min_public_pass_rate)]
     if len(kept) < 2:
@@ -403,7 +409,8 @@ def build(
     train, val = split_by_problem(kept, val_fraction, seed)
     report = DataReport(
         read=len(raw),
-        negatives=len(raw) - len(candidates),
+        negatives=len(raw) - n_candidates,
+        held_out_validation=held_out,
         duplicates=dups,
         filtered=len(unique) - len(kept),
         train=len(train),
@@ -440,6 +447,7 @@ def stage_data(ctx: Context) -> dict[str, Any]:
         max_chars=d.max_chars,
         min_public_pass_rate=d.min_public_pass_rate,
         seed=ctx.cfg.run.seed,
+        holdout_validation=d.holdout_validation,
     )
     write_jsonl(ctx.dir("data") / "train.jsonl", train)
     write_jsonl(ctx.dir("data") / "val.jsonl", val)

@@ -47,8 +47,8 @@ def load_problems(name: str, limit: int) -> list[Problem]:
 
 def group_of(dataset: str, problem: Problem) -> str:
     """Column group: the dataset, with CodeContests split like the paper (easy 0–10, hard 11–25)."""
-    if dataset == "codecontests" and problem.difficulty is not None:
-        return "codecontests-easy" if problem.difficulty <= 10 else "codecontests-hard"
+    if dataset.startswith("codecontests") and problem.difficulty is not None:
+        return f"{dataset}-easy" if problem.difficulty <= 10 else f"{dataset}-hard"
     return dataset
 
 
@@ -247,7 +247,8 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
     excluded: dict[str, int] = {}
     for name in cfg.evaluate.datasets:
         probs = load_problems(name, 0)
-        kept = [p for p in probs if p.id not in trained and f"{name}/{p.id}" not in trained]
+        family = name.split("-")[0]  # mbpp-val → mbpp: training ids carry the family, not the split
+        kept = [p for p in probs if p.id not in trained and f"{family}/{p.id}" not in trained]
         excluded[name] = len(probs) - len(kept)
         datasets[name] = kept[: cfg.evaluate.limit or None]
     rows = method_rows(ctx)

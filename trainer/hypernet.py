@@ -72,6 +72,48 @@ class GateFeeder:
         self.hooks.set_gates(self.hypernet(e, e @ self.mu.T))
 
 
+def route_warmup(
+    f: Any, e: np.ndarray, centroids: np.ndarray, labels: np.ndarray, *, steps: int, lr: float, high: float
+) -> dict[str, Any]:
+    """Start f from the clusters: fit its gates to "own cluster's expert at ``high``, the others at 1 − high".
+
+    An addition to the paper (which trains f by the LM loss alone): on a CPU budget of a few dozen LM steps,
+    f barely moves from its init and its gates ignore the input. This warm start costs no LM forward (it fits
+    f's output to the cluster labels on the training problems' embeddings, full batch) and the LM-loss steps
+    that follow still decide every rank's gate. With ``sigmoid`` it is a binary cross-entropy per gate; with
+    ``softmax`` a cross-entropy over experts per (layer, rank) slot. Returns the fit's losses and its routing
+    accuracy on the training problems.
+    """
+    import torch
+
+    device = next(f.parameters()).device
+    x = torch.from_numpy(np.asarray(e, np.float32)).to(device)
+    cos = x @ torch.from_numpy(np.asarray(centroids, np.float32)).to(device).T
+    y = torch.from_numpy(np.asarray(labels, np.int64)).to(device)
+    n_layers, k, r = f.n_layers, f.n_experts, f.rank
+    own = torch.nn.functional.one_hot(y, k).to(x.dtype)[:, None, :, None].expand(-1, n_layers, k, r)
+    opt = torch.optim.Adam(f.parameters(), lr=lr)
+    losses: list[float] = []
+    f.train()
+    for _ in range(steps):
+        g = f(x, cos).reshape(len(x), n_layers, k, r)
+        if f.normalization == "softmax":
+            logp = torch.log(g.clamp_min(1e-8) / k)
+            loss = -(own * logp).sum(dim=2).mean()
+        else:
+            target = own * high + (1 - own) * (1 - high)
+            loss = torch.nn.functional.binary_cross_entropy(g.clamp(1e-6, 1 - 1e-6), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    f.eval()
+    with torch.no_grad():
+        per_expert = f(x, cos).reshape(len(x), n_layers, k, r).mean(dim=(1, 3))
+        acc = float((per_expert.argmax(dim=1) == y).float().mean())
+    return {"steps": steps, "loss_first": losses[0], "loss_last": losses[-1], "train_routing_accuracy": acc}
+
+
 # ---- the stage -------------------------------------------------------------------------------------------
 
 
@@ -125,6 +167,18 @@ def stage_hypernet(ctx: Context) -> dict[str, Any]:
         else np.zeros((0, d), np.float32)
     )
     f = f.to(device)
+    warmup = None
+    if h.route_warmup_steps:
+        labels = np.asarray(assign["labels"])
+        warmup = route_warmup(
+            f,
+            e_tr,
+            bundle.centroids,
+            labels,
+            steps=h.route_warmup_steps,
+            lr=h.route_warmup_lr,
+            high=h.route_high,
+        )
     with GateHooks(model, bundle) as hooks:
         feed_tr = GateFeeder(hooks, f, e_tr, bundle.centroids, [p.record for p in pairs_tr], device)
         feed_val = GateFeeder(hooks, f, e_val, bundle.centroids, [p.record for p in pairs_val], device)
@@ -184,6 +238,7 @@ def stage_hypernet(ctx: Context) -> dict[str, Any]:
         "loss_last": sum(losses[-5:]) / len(losses[-5:]),
         "val_loss": val_losses,
         "mean_gate_per_expert_by_cluster": routing,
+        "route_warmup": warmup,
         "hypernet": f.config(),
         "only_hypernet_trained": True,
         "runtime": device_info(device),

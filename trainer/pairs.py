@@ -8,6 +8,7 @@ feed the model at answer time (``bdc_assistant.solver.prompts``), including the 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,11 +17,13 @@ from bdc_assistant.solver import prompts as app_prompts
 from .data import Trajectory
 
 Style = Literal["completion", "chat"]
+PairKind = Literal["p2t", "t2s", "p2s"]
+ALL_KINDS: tuple[PairKind, ...] = ("p2t", "t2s", "p2s")
 
 
 @dataclass(frozen=True)
 class Pair:
-    kind: Literal["p2t", "t2s"]
+    kind: PairKind
     prompt: str
     target: str
     problem: str  # the text the hypernetwork sees (the user's problem) — the same for both stages
@@ -39,7 +42,12 @@ def numbered_plan(thought: str) -> str:
 
 
 def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
-    """The p2t and t2s pairs of one trajectory, shaped like the solver's prompts and stops.
+    """The pairs of one trajectory, shaped like the solver's prompts and stops.
+
+    Chat style gives three: p2t and t2s (the two-stage answer, ``solver.plan = on``) and p2s, the problem
+    straight to the code block in the solver's one-turn prompt (``solver.plan = off``, what an instruction-tuned
+    coder ships with when the plan stage does not win on validation). Train on the kinds the app will use
+    (``sft.pair_kinds``): an expert tuned only on plan-then-code never sees the prompt it answers in one turn.
 
     Completion style: the plan continues the frame's "1." and ends with the blank line the solver stops
     on; the code ends with the closing fence. When the problem is a code stub (HumanEval/MBPP style) the
@@ -54,9 +62,11 @@ def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
     p2t = app_prompts.thought_prompt(rec.problem, style)
     t2s = app_prompts.solution_prompt(rec.problem, plan, style)
     if style == "chat":
+        block = "```python\n" + code.rstrip("\n") + "\n```"
         return [
             Pair("p2t", p2t.text, plan, rec.problem, index),
-            Pair("t2s", t2s.text, "```python\n" + code.rstrip("\n") + "\n```", rec.problem, index),
+            Pair("t2s", t2s.text, block, rec.problem, index),
+            Pair("p2s", app_prompts.direct_prompt(rec.problem).text, block, rec.problem, index),
         ]
     thought_target = plan[len(p2t.prefix) :] if plan.startswith(p2t.prefix) else " " + plan
     out = [Pair("p2t", p2t.text, thought_target + "\n\n", rec.problem, index)]
@@ -70,8 +80,10 @@ def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
     return out
 
 
-def build_pairs(records: list[Trajectory], style: Style) -> list[Pair]:
+def build_pairs(records: list[Trajectory], style: Style, kinds: Iterable[str] = ALL_KINDS) -> list[Pair]:
+    """Every pair of ``kinds`` from ``records`` (completion style has no p2s: its solver always plans)."""
+    wanted = set(kinds)
     out: list[Pair] = []
     for i, rec in enumerate(records):
-        out.extend(pairs_for(rec, i, style))
+        out.extend(p for p in pairs_for(rec, i, style) if p.kind in wanted)
     return out

@@ -69,8 +69,13 @@ def _into_docstring(stub: str, note: str) -> str:
         return stub
     close = lines[doc.end_lineno - 1]
     stripped = close.strip()
-    if stripped not in ('"""', "'''"):
-        return stub
     indent = close[: len(close) - len(close.lstrip())]
     block = "".join(indent + ln + "\n" for ln in note.splitlines())
-    return "".join(lines[: doc.end_lineno - 1]) + block + "".join(lines[doc.end_lineno - 1 :])
+    if stripped in ('"""', "'''"):
+        return "".join(lines[: doc.end_lineno - 1]) + block + "".join(lines[doc.end_lineno - 1 :])
+    quote = stripped[-3:]
+    if doc.lineno == doc.end_lineno and quote in ('"""', "'''") and stripped.startswith(quote):
+        # a one-line docstring: open it up so the note sits inside it
+        opened = f"{indent}{quote}{stripped[3:-3]}\n{block}{indent}{quote}\n"
+        return "".join(lines[: doc.lineno - 1]) + opened + "".join(lines[doc.end_lineno :])
+    return stub

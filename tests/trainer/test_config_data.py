@@ -153,13 +153,20 @@ def test_shared_data_dir_follows_bdc_shared_data(tmp_path: Path, monkeypatch: py
     row = {
         "task_id": "MbppEval/7",
         "prompt": 'def add(a, b):\n    """Add two numbers."""\n',
+        "entry_point": "add",
         "canonical_solution": "    return a + b\n",
-        "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n",
+        "test": "def check(candidate):\n    assert add(1, 2) == 3\n",
     }
     (tmp_path / "elsewhere" / "mbpp_sanitized_train_val.jsonl").write_text(json.dumps(row) + "\n")
     recs = data.bootstrap(["mbpp"], "", 0)
     assert [r.solution for r in recs] == [row["prompt"] + row["canonical_solution"]]
     assert recs[0].problem_id == "MbppEval/7" and recs[0].source == "bootstrap:mbpp-reference"
+    # the problem is what the app's solver is shown: the stub with its public example in the docstring
+    assert "Your code should pass this test:" in recs[0].problem and "assert add(1, 2) == 3" in recs[0].problem
+    del row["entry_point"]
+    (tmp_path / "elsewhere" / "mbpp_sanitized_train_val.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(DatasetError, match="lacks the field 'entry_point'"):
+        data.bootstrap(["mbpp"], "", 0)
 
 
 def test_evaluate_threads_reach_the_app_backend_but_not_the_answer_cache(tmp_path: Path) -> None:
@@ -183,9 +190,7 @@ def test_evaluate_threads_reach_the_app_backend_but_not_the_answer_cache(tmp_pat
 
 def test_a_problem_set_row_without_a_field_is_one_sentence(tmp_path: Path) -> None:
     (tmp_path / "mbpp_sanitized_train_val.jsonl").write_text(
-        json.dumps({"task_id": "x", "prompt": "p"}) + "\n"
+        json.dumps({"task_id": "x", "prompt": "p", "entry_point": "f"}) + "\n"
     )
-    with pytest.raises(
-        DatasetError, match=r"A row of the 'mbpp' problem set in .* lacks the field 'canonical_solution'"
-    ):
+    with pytest.raises(DatasetError, match=r"A row of the 'mbpp' problem set in .* lacks the field 'test'"):
         data.bootstrap(["mbpp"], str(tmp_path), 0)

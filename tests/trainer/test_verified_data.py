@@ -143,7 +143,13 @@ def test_default_threshold_is_every_public_test() -> None:
 
 def test_bootstrap_stays_a_separately_labelled_source(tmp_path: Path) -> None:
     """Reference solutions carry no rate and no marks: the default threshold keeps them, under their label."""
-    row = {"task_id": "Mbpp/1", "prompt": "def f(x):\n", "canonical_solution": "    return x\n", "test": ""}
+    row = {
+        "task_id": "Mbpp/1",
+        "prompt": "def f(x):\n",
+        "entry_point": "f",
+        "canonical_solution": "    return x\n",
+        "test": "",
+    }
     (tmp_path / "mbpp_sanitized_train_val.jsonl").write_text(json.dumps(row) + "\n")
     train, val, rep = data.build(
         [],
