@@ -36,6 +36,28 @@ def test_not_worse_rule() -> None:
     assert not should_switch(_m(9.0, backend="torch"), _m(1.0))[0]
 
 
+def _with_vs_base(manifest: dict, solved: int, base_solved: int, ci: tuple[float, float]) -> dict:
+    vs = {"ac_diff": (solved - base_solved) * 100 / 60, "ci95": list(ci), "solved": solved}
+    vs |= {"base_solved": base_solved, "n": 60}
+    manifest["metrics"]["evaluation"] = {"rows": {"DisenLoRA": {"overall": {"vs_base": vs}}}}
+    return manifest
+
+
+def test_a_bundle_worse_than_the_plain_base_on_validation_never_switches() -> None:
+    worse = _with_vs_base(_m(40.0, datasets=("mbpp-val",)), 24, 27, (-11.7, 1.7))
+    ok, why = should_switch(worse, None)  # even with nothing active
+    assert not ok
+    assert (
+        why == "it is worse than the plain base: 24 of 60 validation problems against the plain base's 27, "
+        "-5.0 points, 95 % CI [-11.7, +1.7]"
+    )
+    better = _with_vs_base(_m(50.0, datasets=("mbpp-val",)), 30, 27, (-3.3, 13.3))
+    ok, why = should_switch(better, _m(45.0, datasets=("mbpp-val",)))
+    assert ok and why.endswith(
+        "30 of 60 validation problems against the plain base's 27, +5.0 points, 95 % CI [-3.3, +13.3]"
+    )
+
+
 def test_trainer_runs_as_a_subprocess_without_activating() -> None:
     cmd = trainer_command(Path("c.toml"), Path("/o"), ["sft.lr=1"])
     assert cmd[1:4] == ["-m", "trainer", "all"]

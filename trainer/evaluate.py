@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 Method = tuple[str, Path | None]
 
 
+BASE_ROW = "w/o tuning"
+
+
 def load_problems(name: str, limit: int) -> list[Problem]:
     from bdc_assistant.evaluation.datasets import load_dataset
 
@@ -105,7 +108,7 @@ def evaluate_methods(
 
 def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """{"columns": [...groups, "overall"], "rows": {method: {group: {pr, ac, n, paper_compat}}}}."""
-    from bdc_assistant.evaluation.metrics import compute
+    from bdc_assistant.evaluation.metrics import compute, paired_bootstrap_ci95
 
     groups: list[str] = []
     for per in results.values():
@@ -135,7 +138,30 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
                 },
             }
         rows[method] = row
+    base = results.get(BASE_ROW)
+    if base is not None:
+        base_solved = [solved(rec) for g in groups for rec in base.get(g, [])]
+        for method, per in results.items():
+            mine = [solved(rec) for g in groups for rec in per.get(g, [])]
+            if method == BASE_ROW or len(mine) != len(base_solved) or not mine:
+                continue
+            lo, hi = paired_bootstrap_ci95(base_solved, mine)
+            rows[method]["overall"]["vs_base"] = {
+                "ac_diff": round(100.0 * (sum(mine) - sum(base_solved)) / len(mine), 2),
+                "ci95": [lo, hi],
+                "solved": sum(mine),
+                "base_solved": sum(base_solved),
+                "n": len(mine),
+            }
     return {"columns": [*groups, "overall"], "rows": rows, "mode": "strict"}
+
+
+def solved(record: dict[str, Any]) -> bool:
+    """Whether one harness record passes every test (strict mode): the unit of a paired comparison."""
+    from bdc_assistant.evaluation.metrics import compute
+
+    one = compute([record], "strict")
+    return one.denominator == 1 and one.ac == 100.0
 
 
 def markdown(tab: dict[str, Any], title: str) -> str:
@@ -145,19 +171,26 @@ def markdown(tab: dict[str, Any], title: str) -> str:
         for c in cols:
             if c in row:
                 n_of[c] = row[c]["n"]
-    head = "| Method | " + " | ".join(f"{c} ({n_of.get(c, 0)}) PR | AC" for c in cols) + " |"
-    sep = "|---|" + "---|---|" * len(cols)
+    head = (
+        "| Method | "
+        + " | ".join(f"{c} ({n_of.get(c, 0)}) PR | AC" for c in cols)
+        + " | ΔAC vs base [95% CI] |"
+    )
+    sep = "|---|" + "---|---|" * len(cols) + "---|"
     lines = [f"### {title}", "", head, sep]
     for method, row in tab["rows"].items():
         cells: list[str] = []
         for c in cols:
             cell = row.get(c)
             cells += [f"{cell['pr']:.2f}", f"{cell['ac']:.2f}"] if cell else ["–", "–"]
+        vs = row.get("overall", {}).get("vs_base")
+        cells.append(f"{vs['ac_diff']:+.2f} [{vs['ci95'][0]:+.2f}, {vs['ci95'][1]:+.2f}]" if vs else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "PR = mean % of tests passed per problem, AC = % of problems passing every test "
-        "(strict mode: all tests, call-based problems scored).",
+        "(strict mode: all tests, call-based problems scored). ΔAC: points over the w/o-tuning row on the same "
+        "problems, with the paired-bootstrap 95 % interval; an interval that contains 0 is not a difference.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -170,7 +203,7 @@ def method_rows(ctx: Context) -> list[tuple[str, Path | None]]:
     rows: list[tuple[str, Path | None]] = []
     for m in ctx.cfg.evaluate.methods:
         if m == "base":
-            rows.append(("w/o tuning", None))
+            rows.append((BASE_ROW, None))
         elif m == "sft_all":
             p = ctx.dir("sft") / "bundles" / "sft_all"
             if p.exists():

@@ -106,7 +106,7 @@ def route_warmup(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     f.eval()
     with torch.no_grad():
         per_expert = f(x, cos).reshape(len(x), n_layers, k, r).mean(dim=(1, 3))

@@ -162,7 +162,9 @@ def test_shared_data_dir_follows_bdc_shared_data(tmp_path: Path, monkeypatch: py
     assert [r.solution for r in recs] == [row["prompt"] + row["canonical_solution"]]
     assert recs[0].problem_id == "MbppEval/7" and recs[0].source == "bootstrap:mbpp-reference"
     # the problem is what the app's solver is shown: the stub with its public example in the docstring
-    assert "Your code should pass this test:" in recs[0].problem and "assert add(1, 2) == 3" in recs[0].problem
+    assert (
+        "Your code should pass this test:" in recs[0].problem and "assert add(1, 2) == 3" in recs[0].problem
+    )
     del row["entry_point"]
     (tmp_path / "elsewhere" / "mbpp_sanitized_train_val.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(DatasetError, match="lacks the field 'entry_point'"):

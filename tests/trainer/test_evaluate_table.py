@@ -42,6 +42,23 @@ def test_table_values_and_markdown() -> None:
     assert "| w/o tuning | 25.00 | 0.00 | – | – |" in md
 
 
+def test_every_row_carries_its_paired_difference_from_the_base() -> None:
+    ok, bad = ["pass", "pass"], ["pass", "wrong"]
+    base = [_rec(str(i), ok if i < 4 else bad) for i in range(10)]  # 4 of 10
+    better = [_rec(str(i), ok if i < 8 else bad) for i in range(10)]  # the base's 4 plus 4 more
+    tab = table(
+        {"w/o tuning": {"mbpp-val": base}, "DisenLoRA": {"mbpp-val": better}, "Same": {"mbpp-val": base}}
+    )
+    vs = tab["rows"]["DisenLoRA"]["overall"]["vs_base"]
+    assert (vs["ac_diff"], vs["solved"], vs["base_solved"], vs["n"]) == (40.0, 8, 4, 10)
+    assert 0 < vs["ci95"][0] <= 40.0 <= vs["ci95"][1]  # every resample gains: the interval excludes 0
+    assert tab["rows"]["Same"]["overall"]["vs_base"]["ci95"] == [0.0, 0.0]
+    assert "vs_base" not in tab["rows"]["w/o tuning"]["overall"]
+    md = markdown(tab, "T")
+    assert "| DisenLoRA | 90.00 | 80.00 | 90.00 | 80.00 | +40.00 [+" in md
+    assert "an interval that contains 0 is not a difference" in md
+
+
 def test_answers_are_cached_per_bundle_content(tmp_path) -> None:
     """Retraining one row's bundle re-answers that row only; unchanged rows and raised limits reuse answers."""
     import json
