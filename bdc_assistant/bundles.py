@@ -344,19 +344,23 @@ def _pending_store_runs() -> list[str]:
     db = app_paths().db_file
     if not db.exists():
         return []
+    from .deep.collect import collect_run_ids
     from .deep.exports import safe_name
     from .store.runs import RunStore
 
     store = RunStore(db)
     try:
         runs = store.list_runs(limit=1_000_000)
+        collected = collect_run_ids(store)  # `bdc collect` exports its runs itself (private tests checked)
     finally:
         store.close()
     tdir = trajectories_dir()
     return [
         r.run_id
         for r in runs
-        if r.status == "finished" and not (tdir / f"{safe_name(r.run_id)}.jsonl").exists()
+        if r.status == "finished"
+        and r.run_id not in collected
+        and not (tdir / f"{safe_name(r.run_id)}.jsonl").exists()
     ]
 
 

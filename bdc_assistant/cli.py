@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "evaluate the local solver on a dataset (PR, AC, pass@1)"),
     "deep": ("deep", "deep mode: MC-Tree-of-Agents search over several LLMs (opt-in)"),
     "deep-bench": ("deep_bench", "compare search methods at an equal LLM-call budget"),
+    "collect": ("collect", "make verified training trajectories on the training problems (resumable)"),
     "runs": ("runs", "list, export and resume deep-mode runs"),
     "keys": ("keys", "store API keys in the OS keyring"),
     "bundles": ("bundles", "list, switch and roll back solver bundles"),
