@@ -1,5 +1,6 @@
-"""`bdc deep-bench --dataset humaneval --limit N --agent ... [--pick first|sstar] --json`: AC of zero-shot
-(1 call), best-of-n, each single agent, MC-ToA, +prune and +prune+refine at an equal LLM-call budget
+"""`bdc deep-bench --dataset humaneval --limit N --agent ... [--methods LIST] [--pick first|sstar] --json`:
+AC of zero-shot (1 call), best-of-n, each single agent, MC-ToA, +prune and +prune+refine (and, on request,
+the paper's Table-1 baselines LDB, RAP, Reflexion, LATS, ToT, RethinkMCTS) at an equal LLM-call budget
 (scored on private tests after the search); see :mod:`bdc_assistant.deep.bench` for the budget rules."""
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="final program among those tied on the public tests (default: config deep.pick); sstar keeps "
         "one call back for distinguishing inputs and also reports the first pick's AC from the same trees",
     )
+    p.add_argument(
+        "--methods",
+        metavar="LIST",
+        help="comma list of zero-shot, best-of-n, ldb, rap, reflexion, lats, tot, rethinkmcts, single, "
+        "mc-toa, mc-toa+prune, mc-toa+prune+refine (or all; default: zero-shot, best-of-n, single and the "
+        "three mc-toa rows); the Table-1 baselines run once per agent",
+    )
     p.add_argument("--yes", action="store_true", help="consent to sending the problems to the agents")
     p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..deep.bench import run_bench, table
+    from ..deep.bench import method_names, run_bench, table
     from ..deep.consent import ensure_consent
     from ..deep.providers.presets import parse_agent, unique_names
     from ..deep.runner import DeepRunner
@@ -39,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store.runs import RunStore
     from .deep import ask_on_terminal
 
+    names = method_names(args.methods)
     settings = load_settings()
     agents = unique_names([parse_agent(a) for a in (args.agent or settings.deep.agents)])
     if not agents:
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         pick=args.pick or deep.pick,
         on_progress=lambda s: print(s, file=out, flush=True),
         consent=consent,
+        methods_asked=names,
     )
     report["dataset"] = args.dataset
     print("\n" + table(report), file=out)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from string import Template
 
@@ -25,9 +26,12 @@ from ..pysource import defines
 from ..resources import assets_dir
 from ..types import TestCase
 from .llm import Call, Gateway
+from .methods.base import BlockVerdict, render_failures
 from .providers.base import ChatRequest
 from .search import Failure, PublicProblem, State
 from .tree import Proposal
+
+NEUTRAL_VALUE = 0.5  # evaluate_state's answer when the model gives no usable score
 
 PROMPTS = (
     "system",
@@ -41,6 +45,10 @@ PROMPTS = (
     "solve_completion",
     "summarise_completion",
     "regenerate_completion",
+    "reflect",
+    "repair",
+    "evaluate",
+    "debug",
 )
 
 
@@ -67,6 +75,15 @@ def format_hint(problem: PublicProblem) -> str:
 
 def render_thoughts(thoughts: Sequence[str]) -> str:
     return "\n".join(f"Step {i + 1}: {t}" for i, t in enumerate(thoughts)) or "(none yet)"
+
+
+def with_notes(user: str, state: State) -> str:
+    """A chat prompt plus the state's lessons from earlier failed programs (the baselines' memory); the
+    prompt is unchanged when there are none, so MC-ToA's requests (and cache keys) stay as they were."""
+    if not state.notes:
+        return user
+    lessons = "\n".join(f"- {n.strip()[:1500]}" for n in state.notes)
+    return user.rstrip("\n") + f"\n\nLessons from earlier failed attempts:\n{lessons}\n"
 
 
 # ---- tolerant parsing -------------------------------------------------------------------------------
@@ -227,6 +244,75 @@ def _is_expression(text: str) -> bool:
     return True
 
 
+_VALUE_KEYS = ("score", "value", "evaluation", "confidence", "probability")
+
+
+def parse_value(text: str) -> float | None:
+    """A self-evaluation in [0, 1] from ``{"score": x}`` (or value/evaluation/...), else the first number in
+    the text. Scores in (1, 10] are read as tenths, negatives (the RethinkMCTS [-1, 1] scale) as 0; None when
+    there is no number or it is out of range."""
+    number: float | None = None
+    for blob in _json_candidates(text):
+        data = _loads_lenient(blob)
+        if isinstance(data, dict):
+            for k, v in data.items():
+                if any(key in str(k).lower() for key in _VALUE_KEYS) and _is_number(v):
+                    number = float(v)
+                    break
+        if number is not None:
+            break
+    if number is None:
+        m = re.search(r"-?\d+(?:\.\d+)?", text)
+        number = float(m.group(0)) if m else None
+    if number is None or number > 10:
+        return None
+    if number > 1:
+        number /= 10
+    return max(0.0, number)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+_TRUE = ("true", "correct", "yes", "ok", "right")
+_FALSE = ("false", "wrong", "incorrect", "no", "error", "bug")
+
+
+def _verdict(raw: object) -> bool | None:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    return True if word in _TRUE else False if word in _FALSE else None
+
+
+def parse_verdicts(text: str) -> list[BlockVerdict] | None:
+    """LDB's per-block verdicts from ``[{"block": 0, "correct": true, "explanation": "..."}]`` (fenced, with
+    prose or trailing commas still read; ``verdict``/``reason`` accepted), or None when there is none."""
+    for blob in _json_candidates(text):
+        data = _loads_lenient(blob)
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), [data])
+        if not isinstance(data, list):
+            continue
+        out: list[BlockVerdict] = []
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                continue
+            correct = _verdict(item.get("correct", item.get("verdict", "")))
+            if correct is None:
+                continue
+            try:
+                block = int(item.get("block", i))
+            except (TypeError, ValueError):
+                block = i
+            why = str(item.get("explanation", item.get("reason", ""))).strip()[:500]
+            out.append(BlockVerdict(block, correct, why))
+        if out:
+            return out
+    return None
+
+
 # ---- the team -----------------------------------------------------------------------------------------
 
 
@@ -272,12 +358,15 @@ class LLMTeam:
         return self.gateway.agents[agent].kind == "openai_completion"
 
     def propose(self, state: State, width: int) -> list[list[Proposal]]:
-        user = Template(prompt("propose")).safe_substitute(
-            problem=state.problem.statement,
-            format_hint=format_hint(state.problem),
-            thoughts=render_thoughts(state.thoughts),
-            width=width,
-            step=len(state.thoughts) + 1,
+        user = with_notes(
+            Template(prompt("propose")).safe_substitute(
+                problem=state.problem.statement,
+                format_hint=format_hint(state.problem),
+                thoughts=render_thoughts(state.thoughts),
+                width=width,
+                step=len(state.thoughts) + 1,
+            ),
+            state,
         )
         frame = (
             Template(prompt("propose_completion"))
@@ -309,34 +398,36 @@ class LLMTeam:
         return out
 
     def solve(self, state: State, samples: int) -> list[list[str]]:
-        user = Template(prompt("solve")).safe_substitute(
-            problem=state.problem.statement,
-            format_hint=format_hint(state.problem),
-            thoughts=render_thoughts(state.thoughts) if state.thoughts else "(solve it directly)",
-        )
+        calls = [self._solve_call(a, state, s) for a in self.names for s in range(samples)]
+        resps = self.gateway.batch([c for c, _ in calls])
+        out: list[list[str]] = []
+        for i, agent in enumerate(self.names):
+            texts = [r.text for r in resps[i * samples : (i + 1) * samples]]
+            out.append([self._code(agent, state, t, calls[i * samples][1]) for t in texts])
+        return out
+
+    def _solve_call(self, agent: str, state: State, sample: int) -> tuple[Call, str | None]:
+        """One solve request for ``agent``, and the function-body frame a base model continues (if any)."""
+        if not self._is_completion(agent):
+            user = Template(prompt("solve")).safe_substitute(
+                problem=state.problem.statement,
+                format_hint=format_hint(state.problem),
+                thoughts=render_thoughts(state.thoughts) if state.thoughts else "(solve it directly)",
+            )
+            return Call(agent, "solve", self._request(agent, with_notes(user, state)), sample=sample), None
         plan = _numbered(state.thoughts) or "1. Solve it directly."
         body_frame = _function_body_frame(state)
         frame = body_frame or Template(prompt("solve_completion")).safe_substitute(
             problem=state.problem.statement.strip(), plan=plan
         )
         stops = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(") if body_frame else ("\n```", "\n### ")
-        calls = [
-            Call(a, "solve", self._completion(a, frame, self.max_tokens, stops), sample=s)
-            if self._is_completion(a)
-            else Call(a, "solve", self._request(a, user), sample=s)
-            for a in self.names
-            for s in range(samples)
-        ]
-        resps = self.gateway.batch(calls)
-        out: list[list[str]] = []
-        for i, agent in enumerate(self.names):
-            texts = [r.text for r in resps[i * samples : (i + 1) * samples]]
-            if self._is_completion(agent):
-                codes = [(body_frame or "") + t.rstrip() + "\n" for t in texts]
-            else:
-                codes = [extract_code(t) for t in texts]
-            out.append([_with_starter(c, state.problem) for c in codes])
-        return out
+        req = self._completion(agent, frame, self.max_tokens, stops)
+        return Call(agent, "solve", req, sample=sample), body_frame
+
+    def _code(self, agent: str, state: State, text: str, body_frame: str | None) -> str:
+        base = self._is_completion(agent)
+        code = (body_frame or "") + text.rstrip() + "\n" if base else extract_code(text)
+        return _with_starter(code, state.problem)
 
     def summarise(self, critic: str, state: State, code: str, failures: Sequence[Failure], trace: str) -> str:
         fails = "\n".join(
@@ -389,6 +480,102 @@ class LLMTeam:
             )
             (resp,) = self.gateway.batch([Call(author, "regenerate", self._request(author, user, 256))])
         return clean_thought(resp.text) or ill_thought
+
+    # ---- the Table-1 baselines' calls (:mod:`.methods`) ----------------------------------------------
+
+    def reflect(self, agent: str, state: State, code: str, failures: Sequence[Failure]) -> str:
+        """Reflexion's self-reflection: why ``code`` fails and what to do differently (one call). A base
+        model continues the summarise frame ("The program is wrong because ...")."""
+        values = dict(
+            problem=state.problem.statement,
+            format_hint=format_hint(state.problem),
+            thoughts=render_thoughts(state.thoughts),
+            code=code.rstrip(),
+            failures=render_failures(failures) or "(none)",
+            trace="(not available)",
+        )
+        if self._is_completion(agent):
+            frame = Template(prompt("summarise_completion")).safe_substitute(values).rstrip("\n")
+            (resp,) = self.gateway.batch(
+                [Call(agent, "reflect", self._completion(agent, frame, 96, ("\n\n",)))]
+            )
+            text = "The program is wrong because " + resp.text.strip()
+        else:
+            user = Template(prompt("reflect")).safe_substitute(values)
+            (resp,) = self.gateway.batch([Call(agent, "reflect", self._request(agent, user, 256))])
+            text = resp.text.strip()
+        if not resp.text.strip():
+            self.gateway.meter.parse_failures += 1
+            text = f"The previous program failed {len(failures)} public test(s); try another approach."
+        return text[:2000]
+
+    def repair(
+        self, agent: str, state: State, code: str, failures: Sequence[Failure], notes: Sequence[str]
+    ) -> str:
+        """A new program from the previous one, its failing tests and ``notes`` (one call). A base model
+        gets the solve frame with the last note as a plan step. No code in the answer: ``code`` again."""
+        if self._is_completion(agent):
+            hint = (f"Fix this mistake: {notes[-1].strip()[:300]}",) if notes else ()
+            fixed = replace(state, thoughts=(*state.thoughts, *hint), notes=())
+            call, body_frame = self._solve_call(agent, fixed, 0)
+            (resp,) = self.gateway.batch([replace(call, phase="repair")])
+            new = self._code(agent, fixed, resp.text, body_frame)
+        else:
+            user = Template(prompt("repair")).safe_substitute(
+                problem=state.problem.statement,
+                format_hint=format_hint(state.problem),
+                thoughts=render_thoughts(state.thoughts),
+                code=code.rstrip(),
+                failures=render_failures(failures) or "(none)",
+                notes="\n\n".join(f"- {n.strip()[:3000]}" for n in notes) or "(none)",
+            )
+            (resp,) = self.gateway.batch([Call(agent, "repair", self._request(agent, user))])
+            new = _with_starter(extract_code(resp.text), state.problem)
+        if not new.strip():
+            self.gateway.meter.parse_failures += 1
+            return code
+        return new
+
+    def evaluate_state(self, agent: str, state: State, code: str = "") -> float:
+        """The model's own score in [0, 1] for a plan (and a program written from it): ToT's state
+        evaluation, RAP's reward, LATS's LM value. One call; :data:`NEUTRAL_VALUE` when the answer has no
+        usable score. A base model cannot follow the instruction: no call, the neutral value."""
+        if self._is_completion(agent):
+            return NEUTRAL_VALUE
+        program = f"\nProgram written from it:\n```python\n{code.rstrip()}\n```\n" if code.strip() else ""
+        user = Template(prompt("evaluate")).safe_substitute(
+            problem=state.problem.statement,
+            format_hint=format_hint(state.problem),
+            thoughts=render_thoughts(state.thoughts),
+            program=program,
+            subject="plan and program" if program else "plan",
+        )
+        (resp,) = self.gateway.batch([Call(agent, "evaluate", self._request(agent, user, 128))])
+        value = parse_value(resp.text)
+        if value is None:
+            self.gateway.meter.parse_failures += 1
+            return NEUTRAL_VALUE
+        return value
+
+    def debug_blocks(
+        self, agent: str, state: State, code: str, failure: Failure, trace: str
+    ) -> list[BlockVerdict]:
+        """LDB's debugging step: a verdict per traced block of the failing run (one call); [] when the
+        answer is malformed. A base model cannot follow the instruction: no call, []."""
+        if self._is_completion(agent):
+            return []
+        user = Template(prompt("debug")).safe_substitute(
+            problem=state.problem.statement,
+            code=code.rstrip(),
+            failure=render_failures([failure]),
+            trace=trace or "(not available)",
+        )
+        (resp,) = self.gateway.batch([Call(agent, "debug", self._request(agent, user, 512))])
+        verdicts = parse_verdicts(resp.text)
+        if verdicts is None:
+            self.gateway.meter.parse_failures += 1
+            return []
+        return verdicts
 
     def distinguish(self, agent: str, problem: PublicProblem, programs: Sequence[str], count: int) -> str:
         """One call: inputs on which the tied ``programs`` may behave differently (the S* pick); the raw

@@ -5,7 +5,10 @@ Methods, each run through the same :class:`~.runner.DeepRunner` (so every tree i
   * ``best-of-n[A]``: zero-shot at the full budget: independent direct solves of agent A (attempt 0 at the
     configured temperature, then one new seed per attempt) until the budget is spent, best by public tests;
   * ``single[A]``: MC-ToA with agent A alone, prune and refine on (only with two or more agents);
-  * ``mc-toa``: all agents, no prune, no refine; ``mc-toa+prune``; ``mc-toa+prune+refine``.
+  * ``mc-toa``: all agents, no prune, no refine; ``mc-toa+prune``; ``mc-toa+prune+refine``;
+  * the paper's other Table-1 rows, single-agent, one per agent, on request (``--methods``):
+    ``ldb[A]``, ``rap[A]``, ``reflexion[A]``, ``lats[A]``, ``tot[A]``, ``rethinkmcts[A]``
+    (:mod:`.methods`; same runner, cache, budget rules and sandbox evaluator as MC-ToA).
 
 Equal budget, really. Every method but ``zero-shot[A]`` gets the same N calls per problem (``--max-calls``;
 a cache hit counts as a call, so every method gets the same *logical* budget). A method whose search ends
@@ -45,6 +48,7 @@ from typing import Any
 from ..types import Problem
 from .evaluate import SandboxEvaluator
 from .llm import Budgets
+from .methods import first_batch
 from .pick import Candidate, Pick, PickMode, first_pick, tree_candidates
 from .providers.presets import AgentSpec
 from .runner import DeepRunner, public_view, search_config
@@ -138,18 +142,66 @@ class MethodRun:
 # ---- pure accounting ------------------------------------------------------------------------------------
 
 
-def methods_for(agents: Sequence[AgentSpec], max_calls: int) -> list[Method]:
+# the Table-1 baselines (:mod:`.methods`); ToT's depth is 2 so one BFS (1 + 3 + 6 + 2 = 12 calls at width 2,
+# beam 2) fits the default 12-call budget; calls left after it are resampled like any other method's
+BASELINES: dict[str, dict[str, Any]] = {
+    "ldb": {"method": "ldb"},
+    "rap": {"method": "rap"},
+    "reflexion": {"method": "reflexion"},
+    "lats": {"method": "lats"},
+    "tot": {"method": "tot", "max_depth": 2, "beam": 2},
+    "rethinkmcts": {"method": "rethinkmcts"},
+}
+DEFAULT_METHODS = ("zero-shot", "best-of-n", "single", "mc-toa", "mc-toa+prune", "mc-toa+prune+refine")
+ALL_METHODS = ("zero-shot", "best-of-n", *BASELINES, *DEFAULT_METHODS[2:])
+
+
+def method_names(spec: str | None) -> tuple[str, ...]:
+    """``--methods``: a comma list of :data:`ALL_METHODS` (or ``all``, or ``default``); table order kept."""
+    from ..errors import ConfigError
+
+    if not spec:
+        return DEFAULT_METHODS
+    asked = {n.strip().lower() for n in spec.split(",") if n.strip()}
+    if "all" in asked:
+        return ALL_METHODS
+    if "default" in asked:
+        asked = (asked - {"default"}) | set(DEFAULT_METHODS)
+    unknown = sorted(asked - set(ALL_METHODS))
+    if unknown or not asked:
+        raise ConfigError(
+            f"Unknown method(s) {', '.join(unknown) or '(none)'}; known: {', '.join(ALL_METHODS)}."
+        )
+    return tuple(n for n in ALL_METHODS if n in asked)
+
+
+def methods_for(
+    agents: Sequence[AgentSpec], max_calls: int, names: Sequence[str] = DEFAULT_METHODS
+) -> list[Method]:
+    """The methods ``names`` asks for, in table order; per-agent ones once per agent (``single`` only with
+    two or more agents)."""
     direct = {"rollouts": 0, "samples": 1}
-    out = [Method(f"zero-shot[{a.name}]", (a,), direct, 1) for a in agents]
-    out += [Method(f"best-of-n[{a.name}]", (a,), direct, max_calls) for a in agents]
-    if len(agents) > 1:
-        out += [Method(f"single[{a.name}]", (a,), {"prune": True, "refine": True}, max_calls) for a in agents]
     everyone = tuple(agents)
-    out += [
-        Method("mc-toa", everyone, {"prune": False, "refine": False}, max_calls),
-        Method("mc-toa+prune", everyone, {"prune": True, "refine": False}, max_calls),
-        Method("mc-toa+prune+refine", everyone, {"prune": True, "refine": True}, max_calls),
-    ]
+    out: list[Method] = []
+    for name in ALL_METHODS:
+        if name not in names:
+            continue
+        if name == "zero-shot":
+            out += [Method(f"zero-shot[{a.name}]", (a,), direct, 1) for a in agents]
+        elif name == "best-of-n":
+            out += [Method(f"best-of-n[{a.name}]", (a,), direct, max_calls) for a in agents]
+        elif name in BASELINES:
+            out += [Method(f"{name}[{a.name}]", (a,), BASELINES[name], max_calls) for a in agents]
+        elif name == "single" and len(agents) > 1:
+            out += [
+                Method(f"single[{a.name}]", (a,), {"prune": True, "refine": True}, max_calls) for a in agents
+            ]
+        elif name == "mc-toa":
+            out.append(Method("mc-toa", everyone, {"prune": False, "refine": False}, max_calls))
+        elif name == "mc-toa+prune":
+            out.append(Method("mc-toa+prune", everyone, {"prune": True, "refine": False}, max_calls))
+        elif name == "mc-toa+prune+refine":
+            out.append(Method("mc-toa+prune+refine", everyone, {"prune": True, "refine": True}, max_calls))
     return out
 
 
@@ -199,7 +251,7 @@ def run_method(
 
     base = replace(search_config(runner.settings), **method.overrides)
     search_calls = search_budget(method.max_calls, pick)
-    min_calls = min_attempt_calls(len(method.agents), base.samples)
+    min_calls = first_batch(base, len(method.agents))
     calls = tokens_in = tokens_out = pruned = refined = 0
     spend = 0.0
     candidates: list[Candidate] = []
@@ -269,9 +321,10 @@ def run_bench(
     pick: PickMode = "first",
     on_progress: Callable[[str], None] = lambda s: None,
     consent: Callable[[str], None] = lambda run_id: None,
+    methods_asked: Sequence[str] = DEFAULT_METHODS,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
-    methods = methods_for(agents, max_calls)
+    methods = methods_for(agents, max_calls, methods_asked)
     scores = {m.name: MethodScore(budget=m.max_calls) for m in methods}
     for i, problem in enumerate(problems):
         if not problem.public_tests:
@@ -352,6 +405,11 @@ def table(report: dict[str, Any]) -> str:
         f"{report.get('pick', 'first')}, {report.get('wall_s', 0)} s; calls, tokens (in+out) and unspent "
         "calls are means per problem; ties = problems with distinct programs tied on the public tests; "
         "best-of-n = zero-shot resampled to the budget, best by public tests"
+        + (
+            "; ldb/rap/reflexion/lats/tot/rethinkmcts[A] = Table-1 baselines with agent A"
+            if any(n.split("[")[0] in BASELINES for n in methods)
+            else ""
+        )
         + (
             "; AC%1st = the first pick from the same trees, S*chg = picks S* changed, S*fb = S* fallbacks)"
             if sstar_mode

@@ -39,10 +39,11 @@ from . import events as ev
 from .agents import LLMTeam, prompts_version
 from .consent import has_consent
 from .llm import Budgets, Gateway, Meter
+from .methods import make_search
 from .pick import Candidate, Pick, PickMode, find_ties, first_pick, sstar, tree_candidates
 from .providers.base import Provider
 from .providers.presets import AgentSpec, Price, key_envs, parse_agent, provider_key, unique_names
-from .search import Evaluator, PublicProblem, Search, SearchConfig, SearchOutcome, StopSearch
+from .search import Evaluator, PublicProblem, SearchConfig, SearchOutcome, StopSearch
 from .tree import Tree
 
 EvaluatorFactory = Callable[[PublicProblem], Evaluator]
@@ -128,7 +129,9 @@ def public_view(problem: Problem | PublicProblem) -> PublicProblem:
 
 
 def search_config(s: DeepSettings, **overrides: Any) -> SearchConfig:
-    base = {k: getattr(s, k) for k in SearchConfig.__dataclass_fields__}
+    """The settings' search fields; fields the settings do not have (the baselines' ``method``, ``beam``,
+    ...) keep SearchConfig's defaults unless overridden."""
+    base = {k: getattr(s, k) for k in SearchConfig.__dataclass_fields__ if hasattr(s, k)}
     base.update(overrides)
     return SearchConfig(**base)
 
@@ -229,6 +232,10 @@ class DeepRunner:
         if pid_alive(row.pid):
             raise StoreError(f"Run {run_id} is still running in process {row.pid}.")
         plan = RunPlan.stored(run_id, row)
+        if plan.search.method != "mc-toa" and plan.tree is not None:
+            raise StoreError(
+                f"Run {run_id} is a {plan.search.method} baseline run; only MC-ToA runs resume mid-search."
+            )
         self._require_consent(plan.agents, run_id)
         providers = self._providers(plan.agents)
         self.store.claim(run_id)
@@ -393,7 +400,7 @@ class DeepRunner:
         if stop is None and not pub.public_tests:
             stop = StopSearch("no_tests", "no public test could be obtained")
         evaluator = self.evaluator_factory(pub) if stop is None else _NullEvaluator()
-        search = Search(
+        search = make_search(
             pub,
             team,
             evaluator,

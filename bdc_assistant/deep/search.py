@@ -75,6 +75,9 @@ class State:
     problem: PublicProblem
     thoughts: tuple[str, ...]
     authors: tuple[str, ...]
+    # lessons from earlier failed programs (the Table-1 baselines' verbal memory, :mod:`.methods`);
+    # MC-ToA never sets them, so its prompts are unchanged
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,11 @@ class SearchConfig:
     # Stop ("converged") after this many rollouts in a row that changed nothing but visit counts: only
     # terminal leaves are left to revisit, which spends no calls, so a large rollout cap would otherwise spin.
     idle_rollouts: int = 16
+    # which search runs (:mod:`.methods`): "mc-toa" (this module) or a Table-1 baseline; the fields
+    # below are only read by the baselines
+    method: str = "mc-toa"
+    beam: int = 2  # ToT: states kept per level
+    llm_value_weight: float = 0.5  # LATS: value = w·LLM value + (1-w)·public pass rate
 
 
 @dataclass
