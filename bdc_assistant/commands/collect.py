@@ -94,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"rollouts": args.rollouts, "width": args.width}
     deep = settings.deep.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     config = search_config(deep)
-    extra = {"llm": {"temperature": deep.temperature, "max_output_tokens": deep.max_output_tokens}}
+    extra = {
+        "llm": {"temperature": deep.temperature, "max_output_tokens": deep.max_output_tokens},
+        "pick": deep.pick,
+    }
     store = RunStore()
     jobs: list[Job] = []
     for d in datasets:
