@@ -236,6 +236,17 @@ def parse_inputs(text: str, problem: PublicProblem, limit: int) -> tuple[str, ..
     return None
 
 
+def _has_code(text: str) -> bool:
+    """A fenced block, or text that parses as Python: an apology in prose is not a program."""
+    if _FENCE.search(text):
+        return True
+    try:
+        ast.parse(extract_code(text))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return bool(text.strip())
+
+
 def _is_expression(text: str) -> bool:
     try:
         ast.parse(text, mode="eval")
@@ -358,16 +369,14 @@ class LLMTeam:
         return self.gateway.agents[agent].kind == "openai_completion"
 
     def propose(self, state: State, width: int) -> list[list[Proposal]]:
-        user = with_notes(
-            Template(prompt("propose")).safe_substitute(
-                problem=state.problem.statement,
-                format_hint=format_hint(state.problem),
-                thoughts=render_thoughts(state.thoughts),
-                width=width,
-                step=len(state.thoughts) + 1,
-            ),
-            state,
+        template = Template(prompt("propose")).safe_substitute(
+            problem=state.problem.statement,
+            format_hint=format_hint(state.problem),
+            thoughts=render_thoughts(state.thoughts),
+            width=width,
+            step=len(state.thoughts) + 1,
         )
+        user = with_notes(template, state)
         frame = (
             Template(prompt("propose_completion"))
             .safe_substitute(
@@ -389,7 +398,7 @@ class LLMTeam:
                 source = frame
             else:
                 props, ok = parse_thoughts(resp.text, width)
-                source = user
+                source = template  # a thought that takes up a lesson (notes) is not an echo
             # small models often echo the prompt back: an echoed line is not a thought
             kept = [p for p in props if len(p.thought) > 3 and p.thought not in source]
             if not ok or len(kept) < len(props):
@@ -530,7 +539,8 @@ class LLMTeam:
                 notes="\n\n".join(f"- {n.strip()[:3000]}" for n in notes) or "(none)",
             )
             (resp,) = self.gateway.batch([Call(agent, "repair", self._request(agent, user))])
-            new = _with_starter(extract_code(resp.text), state.problem)
+            new = extract_code(resp.text) if _has_code(resp.text) else ""
+            new = _with_starter(new, state.problem) if new.strip() else ""
         if not new.strip():
             self.gateway.meter.parse_failures += 1
             return code
