@@ -117,6 +117,11 @@ class DeepSettings(_Section):
     )
     max_tokens_total: int = Field(0, ge=0, description="cap on input+output tokens per problem; 0 = none")
     wall_clock_s: float = Field(0.0, ge=0.0, description="cap on search wall time per problem; 0 = none")
+    method: Literal["mc-toa", "reflexion", "tot", "rap", "lats", "ldb", "rethinkmcts"] = Field(
+        "mc-toa",
+        description="search method: MC-Tree-of-Agents (the paper's), or one of its Table-1 baselines "
+        "(single-agent: reflexion, tot, rap, lats, ldb, rethinkmcts)",
+    )
     rollouts: int = Field(8, ge=1, le=10000)
     width: int = Field(2, ge=1, le=16, description="thoughts proposed by each policy per expansion")
     samples: int = Field(

@@ -202,7 +202,8 @@ def methods_for(
             out.append(Method("mc-toa+prune", everyone, {"prune": True, "refine": False}, max_calls))
         elif name == "mc-toa+prune+refine":
             out.append(Method("mc-toa+prune+refine", everyone, {"prune": True, "refine": True}, max_calls))
-    return out
+    # rows that are not a baseline search with MC-ToA whatever the user's `deep.method` says
+    return [replace(m, overrides={"method": "mc-toa", **m.overrides}) for m in out]
 
 
 def search_budget(budget: int, pick: PickMode) -> int:

@@ -26,10 +26,13 @@ class DeepTracker:
 
     max_calls: int = 0
     budget_usd: float = 0.0
+    max_tokens: int = 0
+    method: str = "mc-toa"
     started: float = field(default_factory=time.monotonic)
     nodes: dict[str, DeepNode] = field(default_factory=dict)
     calls: int = 0
     spend_usd: float = 0.0
+    tokens: int = 0
     best_pr: float | None = None
     best_code: str = ""
     done: bool = False
@@ -57,8 +60,9 @@ class DeepTracker:
             case ev.RolloutDone(best_public_pass_rate=best, calls=calls, spend_usd=spend):
                 self.best_pr = best
                 self._spent(calls, spend)
-            case ev.Spend(calls=calls, spend_usd=spend):
+            case ev.Spend(calls=calls, spend_usd=spend, tokens_in=tin, tokens_out=tout):
                 self._spent(calls, spend)
+                self.tokens = max(self.tokens, tin + tout)
             case ev.Finished(stopped_by=stopped_by, public_pass_rate=pr, result=result):
                 self.done, self.stop_reason, self.best_pr = True, stopped_by, pr
                 self.best_code = str(result.get("best_code") or "")
@@ -79,6 +83,9 @@ class DeepTracker:
             max_calls=self.max_calls,
             spend_usd=self.spend_usd,
             budget_usd=self.budget_usd,
+            tokens=self.tokens,
+            max_tokens=self.max_tokens,
+            method=self.method,
             elapsed_s=time.monotonic() - self.started,
             best_pr=self.best_pr,
             best_code=self.best_code,
@@ -93,10 +100,15 @@ def run_deep(
 ) -> DeepProgress:
     """Run the real deep search (blocking; call from a worker thread) and return the final snapshot."""
     from ..deep.llm import Budgets
-    from ..deep.runner import DeepRunner
+    from ..deep.runner import DeepRunner, search_config
     from ..types import Problem
 
-    tracker = DeepTracker(max_calls=request.max_calls, budget_usd=request.budget_usd)
+    tracker = DeepTracker(
+        max_calls=request.max_calls,
+        budget_usd=request.budget_usd,
+        max_tokens=settings.deep.max_tokens_total,
+        method=request.method,
+    )
     problem = Problem(id="tui", statement=request.problem, public_tests=request.tests)
     budgets = Budgets(
         max_calls=request.max_calls,
@@ -112,6 +124,7 @@ def run_deep(
             budgets,
             on_event=lambda e: on_progress(tracker.apply(e)),
             cancel=cancel,
+            config=search_config(settings.deep, method=request.method),
         )
     finally:
         runner.store.close()

@@ -61,6 +61,9 @@ class DeepProgress:
     max_calls: int = 0
     spend_usd: float = 0.0
     budget_usd: float = 0.0
+    tokens: int = 0  # input + output tokens so far (cache hits included, like calls)
+    max_tokens: int = 0  # the token budget; 0 = none
+    method: str = "mc-toa"
     elapsed_s: float = 0.0
     best_pr: float | None = None
     best_code: str = ""
@@ -76,6 +79,7 @@ class DeepRequest:
     agents: tuple[str, ...]
     max_calls: int
     budget_usd: float
+    method: str = "mc-toa"
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class FakeEngine:
     examples: list[TestCase] = field(default_factory=lambda: [TestCase("1 2\n", "3\n", origin="statement")])
     solves: int = 0
     deep_runs: int = 0
+    deep_requests: list[DeepRequest] = field(default_factory=list)
     consent_recorded: int = 0
     tests_run: list[tuple[str, list[TestCase]]] = field(default_factory=list)
     stopped_at: int | None = None
@@ -140,7 +141,8 @@ class FakeEngine:
         from bdc_assistant.tui.deep_adapter import DeepTracker
 
         self.deep_runs += 1
-        tr = DeepTracker(max_calls=request.max_calls, budget_usd=request.budget_usd)
+        self.deep_requests.append(request)
+        tr = DeepTracker(max_calls=request.max_calls, budget_usd=request.budget_usd, method=request.method)
         script = [
             ev.RunStarted("run-1", "tui", ("openai::gpt-4o-mini",)),
             ev.NodeAdded(0, None, "", None, 1.0, 0),

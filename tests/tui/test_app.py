@@ -263,13 +263,35 @@ def test_deep_consent_allowed_runs_and_draws_the_tree() -> None:
         labels = [str(n.label) for n in tree.root.children[0].children]  # type: ignore[attr-defined]
         assert any("pruned" in x and "refined" in x for x in labels)
         state = str(app.screen.query_one("#deep-state").render())
-        assert "calls 6/60" in state and "$0.0123" in state and "solved" in state
+        assert (
+            "calls 6/60" in state and "tokens 1,200/∞" in state and "$0.0123" in state and "solved" in state
+        )
+        assert engine.deep_requests[-1].method == "mc-toa"
         best = app.screen.query_one("#deep-best")
         assert "print(sum(map(int" in best.source  # type: ignore[attr-defined]
         local = app.screen.query_one("#deep-local")
         assert "return a + b" in local.source  # type: ignore[attr-defined]
         conv = app.history.load(app.chat.conversation_id)  # type: ignore[union-attr,arg-type]
         assert conv.messages[-1].role == "deep" and conv.messages[-1].deep_run_id == "run-1"
+
+    drive(app, body)
+
+
+def test_the_chosen_search_method_reaches_the_engine() -> None:
+    engine = FakeEngine(consent=True)
+    app = make_app(engine)
+
+    async def body(pilot: Any) -> None:
+        await ask(pilot, app)
+        await wait_until(pilot, lambda: app.chat.current is None and app.chat.blocks)
+        await pilot.press("ctrl+d")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "DeepScreen")
+        app.screen.query_one("#method").value = "reflexion"  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.click("#start")
+        await wait_until(pilot, lambda: engine.deep_runs == 1 and not app.screen.running)  # type: ignore[attr-defined]
+        assert engine.deep_requests[-1].method == "reflexion"
+        await wait_until(pilot, lambda: "reflexion · " in str(app.screen.query_one("#deep-state").render()))
 
     drive(app, body)
 

@@ -86,9 +86,21 @@ def test_deep_tracker_folds_events_into_a_tree() -> None:
     nodes = {n.id: n for n in snap.nodes}
     assert nodes["1"].label == "openai: plan A line" and nodes["1"].parent == "0"
     assert nodes["1"].pruned and nodes["1"].refined and nodes["2"].refined
-    assert (snap.calls, snap.spend_usd, snap.best_pr) == (3, 0.02, 0.5)
+    assert (snap.calls, snap.spend_usd, snap.best_pr, snap.tokens) == (3, 0.02, 0.5, 2)
     assert snap.done and snap.stop_reason == "max_calls" and snap.best_code == "print(1)"
     assert snap.run_id == "r1"
+
+
+def test_progress_line_shows_calls_tokens_and_dollars_spent_of_their_budgets() -> None:
+    from bdc_assistant.tui.screens.deep import progress_line
+
+    tr = DeepTracker(max_calls=8, budget_usd=0.5, max_tokens=20_000, method="reflexion")
+    tr.apply(ev.Spend("a", "solve", 1, 900, 300, 0.01, False))
+    snap = tr.apply(ev.Spend("a", "reflect", 2, 1500, 700, 0.02, False))  # the meter is cumulative
+    line = progress_line(snap)
+    assert line.startswith("reflexion · ")
+    assert "calls 2/8" in line and "tokens 2,200/20,000" in line and "spend $0.0200/$0.50" in line
+    assert "tokens 0/∞" in progress_line(DeepTracker().snapshot())
 
 
 def test_merge_tokens_merges_same_kind_runs_and_keeps_order() -> None:

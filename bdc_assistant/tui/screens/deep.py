@@ -34,10 +34,24 @@ if TYPE_CHECKING:
     from ..chat import ChatState
 
 
+# What the method selector offers: MC-ToA (all agents) and the paper's Table-1 baselines (single agent).
+METHODS: tuple[tuple[str, str], ...] = (
+    ("MC-Tree-of-Agents", "mc-toa"),
+    ("Reflexion", "reflexion"),
+    ("ToT (BFS)", "tot"),
+    ("RAP", "rap"),
+    ("LATS", "lats"),
+    ("LDB", "ldb"),
+    ("RethinkMCTS", "rethinkmcts"),
+)
+
+
 def progress_line(p: DeepProgress) -> str:
+    """Spent / budget for calls, tokens and dollars, live, plus the best public pass rate so far."""
     best = "–" if p.best_pr is None else f"{p.best_pr:.0%}"
     return (
-        f"nodes {len(p.nodes)} · calls {p.calls}/{p.max_calls or '∞'} · "
+        f"{p.method} · nodes {len(p.nodes)} · calls {p.calls}/{p.max_calls or '∞'} · "
+        f"tokens {p.tokens:,}/{f'{p.max_tokens:,}' if p.max_tokens else '∞'} · "
         f"spend ${p.spend_usd:.4f}/${p.budget_usd:.2f} · {p.elapsed_s:.1f}s · best public PR {best}"
     )
 
@@ -54,6 +68,7 @@ class DeepScreen(Screen[None]):
     DeepScreen #controls > Horizontal { height: auto; }
     DeepScreen #controls Select { width: 26; }
     DeepScreen #controls Input { width: 20; }
+    DeepScreen #controls #max-calls, DeepScreen #controls #budget { width: 12; }
     DeepScreen #controls Label { padding: 1 1 0 1; }
     DeepScreen #deep-state { padding: 0 1; color: $text-muted; height: auto; }
     DeepScreen #deep-body { height: 1fr; }
@@ -97,8 +112,7 @@ class DeepScreen(Screen[None]):
         with Vertical(id="controls"):
             configured = ", ".join(deep.agents)
             yield Static(
-                "deep mode · MC-Tree-of-Agents"
-                + (f" · agents from config: {configured}" if configured else ""),
+                "deep mode" + (f" · agents from config: {configured}" if configured else ""),
                 classes="pane-title",
             )
             with Horizontal():
@@ -114,6 +128,7 @@ class DeepScreen(Screen[None]):
                 yield Input(placeholder="API key (stored in keyring)", password=True, id="key")
                 yield Button("Save key", id="save-key")
             with Horizontal():
+                yield Select(list(METHODS), value=deep.method, allow_blank=False, id="method")
                 yield Label("max calls")
                 yield Input(str(deep.max_calls), id="max-calls", type="integer")
                 yield Label("budget $")
@@ -254,7 +269,15 @@ class DeepScreen(Screen[None]):
         if not problem:
             self.notify("Ask a problem on the main screen first.", severity="warning")
             return None
-        return DeepRequest(problem, tuple(self.chat.tests()), self.agents(), max_calls, budget)
+        method = str(self.query_one("#method", Select).value)
+        agents = self.agents()
+        if method != "mc-toa" and len(agents) > 1:
+            self.notify(
+                f"{method} is a single-agent search: configure one agent, or choose MC-Tree-of-Agents.",
+                severity="error",
+            )
+            return None
+        return DeepRequest(problem, tuple(self.chat.tests()), agents, max_calls, budget, method)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
