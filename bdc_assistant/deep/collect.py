@@ -30,23 +30,8 @@ each agent server queues its own requests). Progress lines: done/total, verified
 report: problems attempted, verified, pairs (lines) written, wall time, problems/hour, calls and tokens per
 problem.
 
-Local run with two ``llama_cpp.server`` processes (one per model: Qwen2.5-Coder 1.5B and 0.5B instruct,
-the GGUFs of DESIGN §5, assembled into ``bdc paths``' models dir by ``bdc models install``)::
-
-    bdc models install coder-0.5b && bdc models install coder-1.5b
-    M=$(bdc paths --json | python -c 'import json,sys; print(json.load(sys.stdin)["models_dir"])')
-    python -m llama_cpp.server --model $M/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --model_alias qwen1.5b \\
-        --chat_format chatml --n_ctx 4096 --n_threads 2 --host 127.0.0.1 --port 8081 &
-    python -m llama_cpp.server --model $M/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --model_alias qwen0.5b \\
-        --chat_format chatml --n_ctx 4096 --n_threads 2 --host 127.0.0.1 --port 8082 &
-    bdc collect --dataset mbpp-train --dataset codecontests-train \\
-        --agent openai:http://127.0.0.1:8081/v1:qwen1.5b --agent openai:http://127.0.0.1:8082/v1:qwen0.5b \\
-        --max-calls 12 --parallel 2 --yes
-
-Add ``--agent anthropic::claude-3-5-haiku-20241022`` (or any other preset) when its key is set. Stop it
-any time (Ctrl-C stops the problems in flight at their next call, resumably) and run the same command
-again to go on. The lines land in ``bdc paths``' data dir under ``trajectories/``, where ``bdc retrain``
-and the trainer read them.
+Local run with two ``llama_cpp.server`` processes (one per model): the exact commands are in
+``bdc collect --help`` (:data:`bdc_assistant.commands.collect.EPILOG`).
 """
 
 from __future__ import annotations

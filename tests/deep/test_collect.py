@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from bdc_assistant.deep.search import Evaluation, PublicProblem
 from bdc_assistant.errors import DatasetError
 from bdc_assistant.store.runs import RunStore
 from bdc_assistant.types import Problem, Status, TestCase, Verdict
+from tests.deep.llama_server import llama_cpp_server
 
 from .httpfakes import BAD, GOOD, HALF, FakeLLMServer, Script, adder_responder
 
@@ -445,60 +443,13 @@ def test_cli_end_to_end_with_fakes(
 # ---- a real llama_cpp.server (slow; not run in the fast suite) -------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """SmolLM2-135M-Instruct (chatml) behind `python -m llama_cpp.server`, like test_llamacpp_server.py."""
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
     from bdc_assistant.models import embedded
 
-    small = embedded.small_gguf_path()
-    port = _free_port()
-    conf = tmp_path_factory.mktemp("llama") / "server.json"
-    common = {"n_ctx": 2048, "n_threads": 1, "verbose": False}
-    conf.write_text(
-        json.dumps(
-            {
-                "host": "127.0.0.1",
-                "port": port,
-                "models": [
-                    {"model": str(small), "model_alias": "smollm2", "chat_format": "chatml", **common}
-                ],
-            }
-        )
-    )
-    log = conf.with_suffix(".log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--config_file", str(conf)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"llama_cpp.server did not start: {conf.with_suffix('.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    with llama_cpp_server({"smollm2": embedded.small_gguf_path()}, tmp_path_factory.mktemp("llama")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.mark.slow
