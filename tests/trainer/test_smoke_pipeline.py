@@ -81,6 +81,8 @@ def test_smoke_config_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (bdir / "adapter_template.gguf").exists()
     export = json.loads((out / "export" / "stage.json").read_text())["metrics"]
     assert export["input_aware"] is (not b.manifest["metrics"]["routing"]["input_invariant"])
+    assert export["input_aware"] is True  # a *trained* bundle whose gates ignore the input fails here
+    assert hyper["route_warmup"]["train_routing_accuracy"] >= 0.8
     assert [e.id for e in bundles.list_bundles()] == [export["registered_id"]]
     assert bundles.active_entry() is None
 
