@@ -218,20 +218,28 @@ def _pct(x: float | None) -> str:
 
 def markdown(routing: dict[str, Any]) -> str:
     """The "Input-awareness" section of report.md from :func:`evaluation_routing`'s dict."""
-    lines = [
-        "### Input-awareness",
-        "",
-        f"On {routing.get('problems', 0)} {routing.get('split', '')} problems, own cluster = nearest centroid.",
-        "",
-        "| Bundle | routing acc | relative acc | chance | gate std | gate max−min | cluster gap | input-invariant |",
-        "|---|---|---|---|---|---|---|---|",
+    lines = ["### Input-awareness", ""]
+    sets = [
+        (f"{routing.get('problems', 0)} {routing.get('split', '')} trajectories", routing.get("bundles", {}))
     ]
-    for name, rep in routing.get("bundles", {}).items():
-        lines.append(
-            f"| {name} | {rep['accuracy']:.2f} | {rep['relative_accuracy']:.2f} | {rep['chance']:.2f} | "
-            f"{rep['gate_std']:.3g} | {rep['gate_range']:.3g} | {rep['cluster_gap']:.3g} | "
-            f"{'**yes**' if rep['input_invariant'] else 'no'} |"
-        )
+    evaluated = routing.get("evaluated")
+    if evaluated:
+        sets.append((f"the {evaluated['problems']} evaluated problems", evaluated["bundles"]))
+    for where, reports in sets:
+        lines += [
+            f"On {where}, own cluster = nearest centroid.",
+            "",
+            "| Bundle | routing acc | relative acc | chance | gate std | gate max−min | cluster gap | input-invariant |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, rep in reports.items():
+            lines.append(
+                f"| {name} | {rep['accuracy']:.2f} | {rep['relative_accuracy']:.2f} | {rep['chance']:.2f} | "
+                f"{rep['gate_std']:.3g} | {rep['gate_range']:.3g} | {rep['cluster_gap']:.3g} | "
+                f"{'**yes**' if rep['input_invariant'] else 'no'} |"
+            )
+        lines.append("")
+    lines.pop()
     oracle = routing.get("oracle")
     if oracle:
         parts = [
@@ -303,10 +311,21 @@ def evaluation_routing(
             out["bundles"][name] = bundle_routing(load_bundle(Path(path)), e, labels).as_dict()
     names = art.assignments(ctx)["names"]
     cluster_rows = [f"SFT on cluster {j} ({n})" for j, n in enumerate(names)]
-    if results is not None and problems and all(r in results for r in cluster_rows):
+    if problems:
+        # the evaluated problems themselves (the validation sets the table is on), as the app embeds them
         keys, texts = [k for k, _ in problems], [t for _, t in problems]
-        own = nearest_cluster(art.embed(encoder, texts, "embed problems"), art.centroids(ctx))
-        out["oracle"] = oracle_fraction(results, dict(zip(keys, own.tolist(), strict=True)), cluster_rows)
+        e_eval = art.embed(encoder, texts, "embed problems")
+        own = nearest_cluster(e_eval, art.centroids(ctx))
+        out["evaluated"] = {
+            "problems": len(texts),
+            "bundles": {
+                name: bundle_routing(load_bundle(Path(path)), e_eval, own).as_dict()
+                for name, path in bundles.items()
+                if Path(path).exists()
+            },
+        }
+        if results is not None and all(r in results for r in cluster_rows):
+            out["oracle"] = oracle_fraction(results, dict(zip(keys, own.tolist(), strict=True)), cluster_rows)
     return out
 
 

@@ -69,6 +69,11 @@ def test_smoke_config_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     routing = report["routing"]
     assert set(routing["bundles"]) == {"DisenLoRA", "TWIN"} and routing["problems"] >= 1
     assert routing["oracle"]["problems"] == 2 and "DisenLoRA" in routing["oracle"]
+    assert routing["evaluated"]["problems"] == 2 and set(routing["evaluated"]["bundles"]) == {
+        "DisenLoRA",
+        "TWIN",
+    }
+    assert "On the 2 evaluated problems" in md
     twin = load_bundle(out / "baselines" / "twin" / "bundle")
     assert k == twin.K and twin.manifest["hypernet"]["kind"] == "twin-router"
 
