@@ -5,8 +5,8 @@ materialised LoRA) can still give each request *per-adapter scales*. If every ex
 adapter per layer, a request can switch on, per layer ℓ, the expert k* with the largest gate mass
 Σ_j |g[ℓ, k, j]| and give it one scalar scale — the mean of its r rank gates. The exact mixture is
 ΔW_ℓ = Σ_k B_k diag(g[ℓ, k]) A_k; the approximation is ΔW_ℓ ≈ c_ℓ · B_k* A_k*. It drops the other experts
-and the rank-wise shape of the gates; how much pass@1 that costs is an open measurement (see
-docs/scale-out.md), not a claim.
+and the rank-wise shape of the gates; what that costs in pass@1 is measured by ``bench/approx_loss.py``
+(docs/scale-out.md has the numbers), not claimed.
 
 ``bdc serve --mixture argmax`` serves with it in process (same adapter path, only g changes), so the same
 evaluation can be run against both mixtures.
