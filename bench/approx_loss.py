@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdc_assistant.config import load_settings
 from bdc_assistant.evaluation.datasets import load_dataset
-from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95, wilson_ci95
+from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95, record_passed, wilson_ci95
 from bdc_assistant.evaluation.problem_text import solver_text
 from bdc_assistant.evaluation.runner import EvalRun, evaluate
 from bdc_assistant.sandbox import sandbox_from_settings
@@ -34,11 +34,6 @@ from bdc_assistant.serve.approx import ArgmaxCustomizer, argmax_layer_g
 from bdc_assistant.solver.session import open_solver
 
 MIXTURES = ("exact", "argmax")
-
-
-def solved(record: dict[str, Any]) -> bool:
-    cands = record.get("candidates") or []
-    return bool(cands) and bool(cands[-1]["scoring"]) and all(s == "pass" for s in cands[-1]["scoring"])
 
 
 def kept_mass(customizer: Any, texts: list[str]) -> dict[str, float]:
@@ -86,7 +81,7 @@ def main() -> int:
                     run = EvalRun(args.out / f"{name}-{mixture}", name)
                     summary = evaluate(problems, solver, sandbox, run)
                     records = run.done()
-                    outcomes[mixture] = [solved(records[p.id]) for p in problems]
+                    outcomes[mixture] = [bool(record_passed(records[p.id])) for p in problems]
                     k = sum(outcomes[mixture])
                     row[mixture] = {
                         "solved": k,

@@ -22,17 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdc_assistant.config import load_settings
 from bdc_assistant.evaluation.datasets import load_dataset
-from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95, wilson_ci95
+from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95, record_passed, wilson_ci95
 from bdc_assistant.evaluation.runner import EvalRun, evaluate
 from bdc_assistant.sandbox import sandbox_from_settings
 from bdc_assistant.solver.session import Solver, open_solver
 
 MODES = ("off", "on")
-
-
-def solved(record: dict[str, Any]) -> bool:
-    cands = record.get("candidates") or []
-    return bool(cands) and bool(cands[-1]["scoring"]) and all(s == "pass" for s in cands[-1]["scoring"])
 
 
 def main() -> int:
@@ -76,7 +71,7 @@ def main() -> int:
                     run = EvalRun(args.out / f"{name}-plan-{mode}", name)
                     summary = evaluate(problems, solver, sandbox, run)
                     records = {r["id"]: r for r in run.done().values()}
-                    outcomes[mode] = [solved(records[p.id]) for p in problems]
+                    outcomes[mode] = [bool(record_passed(records[p.id])) for p in problems]
                     k = sum(outcomes[mode])
                     row[f"plan_{mode}"] = {
                         "solved": k,

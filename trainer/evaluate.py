@@ -109,7 +109,7 @@ def evaluate_methods(
 
 def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """{"columns": [...groups, "overall"], "rows": {method: {group: {pr, ac, n, paper_compat}}}}."""
-    from bdc_assistant.evaluation.metrics import compute, paired_bootstrap_ci95
+    from bdc_assistant.evaluation.metrics import compute, paired_bootstrap_ci95, record_passed
 
     groups: list[str] = []
     for per in results.values():
@@ -141,9 +141,9 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
         rows[method] = row
     base = results.get(BASE_ROW)
     if base is not None:
-        base_solved = [solved(rec) for g in groups for rec in base.get(g, [])]
+        base_solved = [bool(record_passed(rec)) for g in groups for rec in base.get(g, [])]
         for method, per in results.items():
-            mine = [solved(rec) for g in groups for rec in per.get(g, [])]
+            mine = [bool(record_passed(rec)) for g in groups for rec in per.get(g, [])]
             if method == BASE_ROW or len(mine) != len(base_solved) or not mine:
                 continue
             lo, hi = paired_bootstrap_ci95(base_solved, mine)
@@ -155,14 +155,6 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
                 "n": len(mine),
             }
     return {"columns": [*groups, "overall"], "rows": rows, "mode": "strict"}
-
-
-def solved(record: dict[str, Any]) -> bool:
-    """Whether one harness record passes every test (strict mode): the unit of a paired comparison."""
-    from bdc_assistant.evaluation.metrics import compute
-
-    one = compute([record], "strict")
-    return one.denominator == 1 and one.ac == 100.0
 
 
 def markdown(tab: dict[str, Any], title: str) -> str:

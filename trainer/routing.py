@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bdc_assistant.evaluation import metrics
+
 if TYPE_CHECKING:
     from bdc_assistant.disen.bundle import Bundle
 
@@ -152,14 +154,6 @@ def bundle_routing(bundle: Bundle, e: np.ndarray, labels: np.ndarray) -> Routing
 # ---- % of oracle -----------------------------------------------------------------------------------------
 
 
-def record_passed(record: dict[str, Any]) -> bool | None:
-    """Did one harness record's answer pass all its scoring tests (strict mode)? None when it has none."""
-    from bdc_assistant.evaluation.metrics import compute
-
-    s = compute([record], "strict")
-    return None if s.denominator == 0 else s.ac == 100.0
-
-
 def oracle_fraction(
     results: dict[str, dict[str, list[dict[str, Any]]]],
     own_cluster: dict[tuple[str, str], int],
@@ -179,7 +173,7 @@ def oracle_fraction(
         out: dict[tuple[str, str], bool] = {}
         for group, recs in results.get(row, {}).items():
             for rec in recs:
-                ok = record_passed(rec)
+                ok = metrics.record_passed(rec)
                 if ok is not None:
                     out[(group, str(rec["id"]))] = ok
         return out

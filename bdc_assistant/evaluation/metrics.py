@@ -173,6 +173,13 @@ def compute(
     )
 
 
+def record_passed(record: dict[str, Any]) -> bool | None:
+    """Did one harness record's answer pass all its scoring tests (strict mode)? None when it has none.
+    The unit of every paired comparison (Table 2's rows against the base, the bench scripts' modes)."""
+    s = compute([record], "strict")
+    return None if s.denominator == 0 else s.ac == 100.0
+
+
 def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
     """95 % Wilson score interval of a pass rate, in percent (sound at 0 and n, unlike the normal one)."""
     if n <= 0:
