@@ -20,60 +20,18 @@ from bdc_assistant.deep.bench import (
 from bdc_assistant.deep.evaluate import SandboxEvaluator
 from bdc_assistant.deep.providers.presets import parse_agent
 from bdc_assistant.deep.runner import DeepRunner
-from bdc_assistant.types import Problem, Status, TestCase, Verdict
+from bdc_assistant.types import Problem, TestCase
 
 from .conftest import ADD, make_runner
 from .httpfakes import BAD, GOOD, HALF, FakeLLMServer, Script
+from .scripted_sandbox import ALT, GOOD2, ScriptedSandbox
 
-ALT = "a, b = map(int, input().split())\nprint(a + b if b != 1 else a)\n"  # passes the public tests only
-GOOD2 = "print(sum(map(int, input().split())))\n"  # GOOD's behaviour, other code
-
-# what each scripted program prints for "a b"
-PROGRAMS = {
-    GOOD: lambda a, b: a + b,
-    GOOD2: lambda a, b: a + b,
-    HALF: lambda a, b: a + b if a < 5 else 0,
-    BAD: lambda a, b: a - b,
-    ALT: lambda a, b: a + b if b != 1 else a,
-}
 PROBLEM = Problem(
     "add",
     ADD.statement,
     public_tests=ADD.public_tests,
     private_tests=(TestCase("2 2\n", "4\n"), TestCase("9 1\n", "10\n")),
 )
-
-
-class ScriptedSandbox:
-    """Runs the scripted programs by table, never by exec; ``run`` is the plain stdin run S* probes with."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[str, str]] = []
-
-    def run(self, code: str, stdin: str = "", timeout_s: float | None = None) -> Verdict:
-        self.runs.append((code, stdin))
-        return self._exec(code, stdin)
-
-    def _exec(self, code: str, stdin: str) -> Verdict:
-        fn = PROGRAMS.get(code)
-        if fn is None:
-            return Verdict(Status.RUNTIME_ERROR, stderr="NameError")
-        a, b = map(int, stdin.split())
-        return Verdict(Status.PASS, stdout=f"{fn(a, b)}\n")
-
-    def run_tests(
-        self,
-        code: str,
-        tests: tuple[TestCase, ...],
-        checker: str | None = None,
-        timeout_s: float | None = None,
-    ) -> list[Verdict]:
-        out = []
-        for t in tests:
-            v = self._exec(code, t.input)
-            ok = v.passed and v.stdout.strip() == t.output.strip()
-            out.append(Verdict(Status.PASS if ok else Status.WRONG, stdout=v.stdout))
-        return out
 
 
 def _fence(code: str) -> str:

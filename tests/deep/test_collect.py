@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,55 +27,15 @@ from bdc_assistant.deep.runner import DeepRunner, search_config
 from bdc_assistant.deep.search import Evaluation, PublicProblem
 from bdc_assistant.errors import DatasetError
 from bdc_assistant.store.runs import RunStore
-from bdc_assistant.types import Problem, Status, TestCase, Verdict
+from bdc_assistant.types import Problem, TestCase
 from tests.deep.llama_server import llama_cpp_server
 
-from .httpfakes import BAD, GOOD, HALF, FakeLLMServer, Script, adder_responder
+from .httpfakes import GOOD, FakeLLMServer, Script, adder_responder
+from .scripted_sandbox import ALT, ScriptedSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
-ALT = "a, b = map(int, input().split())\nprint(a + b if b != 1 else a)\n"  # passes the public tests only
-PROGRAMS: dict[str, Callable[[int, int], int]] = {
-    GOOD: lambda a, b: a + b,
-    HALF: lambda a, b: a + b if a < 5 else 0,
-    BAD: lambda a, b: a - b,
-    ALT: lambda a, b: a + b if b != 1 else a,
-}
 PUBLIC = (TestCase("1 2\n", "3\n"), TestCase("6 7\n", "13\n"))
 PRIVATE = (TestCase("2 2\n", "4\n"), TestCase("9 1\n", "10\n"))
-
-
-class ScriptedSandbox:
-    """Runs the scripted programs by table, never by exec."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.runs: list[str] = []
-
-    def _exec(self, code: str, stdin: str) -> Verdict:
-        fn = PROGRAMS.get(code)
-        if fn is None:
-            return Verdict(Status.RUNTIME_ERROR, stderr="NameError")
-        a, b = map(int, stdin.split())
-        return Verdict(Status.PASS, stdout=f"{fn(a, b)}\n")
-
-    def run(self, code: str, stdin: str = "", timeout_s: float | None = None) -> Verdict:
-        return self._exec(code, stdin)
-
-    def run_tests(
-        self,
-        code: str,
-        tests: tuple[TestCase, ...],
-        checker: str | None = None,
-        timeout_s: float | None = None,
-    ) -> list[Verdict]:
-        with self.lock:
-            self.runs.append(code)
-        out = []
-        for t in tests:
-            v = self._exec(code, t.input)
-            ok = v.passed and v.stdout.strip() == t.output.strip()
-            out.append(Verdict(Status.PASS if ok else Status.WRONG, stdout=v.stdout))
-        return out
 
 
 def direct_responder(model: str, messages: list[dict[str, str]]) -> str:
