@@ -34,9 +34,10 @@ def main() -> int:
     import torch
     from peft import PeftModel
 
+    from bdc_assistant.evaluation.splits import is_validation_id
     from trainer import artifacts as art
     from trainer.config import load_config
-    from trainer.data import bootstrap, validation_problem
+    from trainer.data import bootstrap
     from trainer.modeling import encode, eval_loss, load_base
     from trainer.pairs import build_pairs
     from trainer.runner import Context
@@ -46,7 +47,7 @@ def main() -> int:
     held = [
         r
         for r in bootstrap(list(cfg.data.bootstrap), cfg.data.bootstrap_dir, 0)
-        if validation_problem(r.problem_id)
+        if is_validation_id(r.problem_id)
     ]
     if args.limit:
         held = held[: args.limit]

@@ -287,14 +287,6 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def validation_problem(problem_id: str) -> bool:
-    """Whether a trajectory's problem is in the fixed validation split (``codecontests/`` ids included)."""
-    from bdc_assistant.evaluation.splits import validation_ids
-
-    pid = problem_id.removeprefix("codecontests/")
-    return pid in validation_ids("mbpp") or pid in validation_ids("codecontests")
-
-
 # ---- dedupe, filter, split ------------------------------------------------------------------------------
 
 
@@ -398,7 +390,9 @@ def build(
     candidates = [r for r in raw if not is_negative(r)]  # before dedupe: a negative never shadows a pair
     n_candidates = len(candidates)
     if holdout_validation:
-        candidates = [r for r in candidates if not validation_problem(r.problem_id)]
+        from bdc_assistant.evaluation.splits import is_validation_id
+
+        candidates = [r for r in candidates if not is_validation_id(r.problem_id)]
     held_out = n_candidates - len(candidates)
     unique, dups = dedupe(candidates)
     kept = [r for r in unique if usable(r, max_chars=max_chars, min_public_pass_rate=min_public_pass_rate)]

@@ -127,11 +127,10 @@ def training_problems(dataset: str, limit: int | None = None) -> list[Problem]:
     """The training problems of ``dataset`` (refused unless a training set), first ``limit`` of them; a
     user's ``codecontests:PATH`` / ``apps:PATH`` file loses any problem with a fixed validation id."""
     from ..evaluation.datasets import load_dataset
-    from ..evaluation.splits import validation_ids
+    from ..evaluation.splits import is_validation_id
 
     refuse_validation(dataset)
-    held_out = validation_ids("mbpp") | validation_ids("codecontests")
-    problems = [p for p in load_dataset(dataset) if p.id.removeprefix("codecontests/") not in held_out]
+    problems = [p for p in load_dataset(dataset) if not is_validation_id(p.id)]
     return problems if limit is None else problems[: max(limit, 0)]
 
 

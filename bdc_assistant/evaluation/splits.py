@@ -25,6 +25,13 @@ def validation_ids(dataset: str) -> frozenset[str]:
     return frozenset(str(i) for i in data[dataset])
 
 
+def is_validation_id(problem_id: str) -> bool:
+    """Whether a problem id (trajectory ids may carry a ``codecontests/`` prefix) is in any validation split:
+    such a problem must never become training data."""
+    pid = problem_id.removeprefix("codecontests/")
+    return pid in validation_ids("mbpp") or pid in validation_ids("codecontests")
+
+
 def select(problems: list[Problem], dataset: str, split: str) -> list[Problem]:
     """The problems of ``dataset`` in ``split`` ('val' or 'train'), in their original order."""
     if split not in SPLIT_NAMES:
