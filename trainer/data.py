@@ -103,11 +103,19 @@ def read_jsonl(path: Path) -> Iterator[Trajectory]:
         yield parse_record(obj, f"{path}:{n}")
 
 
+# The repository root: a relative input that is not found from the working directory is looked up here, so a
+# config naming a committed dataset (``trainer/datasets/...``) works from any directory.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given; directories contribute their ``*.jsonl`` files (sorted, for a stable data hash)."""
+    """Files as given; directories contribute their ``*.jsonl`` files (sorted, for a stable data hash).
+    A relative path missing from the working directory is read from the repository root."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item).expanduser()
+        if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+            path = REPO_ROOT / path
         if path.is_dir():
             files.extend(sorted(path.glob("*.jsonl")))
         elif path.is_file():

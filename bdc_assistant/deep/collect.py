@@ -125,16 +125,30 @@ def refuse_validation(dataset: str) -> None:
 
 def training_problems(dataset: str, limit: int | None = None) -> list[Problem]:
     """The training problems of ``dataset`` (refused unless a training set), first ``limit`` of them; a
-    user's ``codecontests:PATH`` / ``apps:PATH`` file loses any problem with a fixed validation id."""
+    user's ``codecontests:PATH`` / ``apps:PATH`` file loses any problem with a fixed validation id.
+
+    Each statement is the text the solver is shown at answer time (:func:`solver_text`: an MBPP stub gets its
+    public example test, as the original MBPP prompt has it; a stdin problem gets the I/O note), so the agents
+    see the unambiguous task and the exported pairs train on exactly the prompt the app will answer."""
+    from dataclasses import replace
+
     from ..evaluation.datasets import load_dataset
+    from ..evaluation.problem_text import solver_text
     from ..evaluation.splits import is_validation_id
 
     refuse_validation(dataset)
-    problems = [p for p in load_dataset(dataset) if not is_validation_id(p.id)]
+    problems = [
+        replace(p, statement=solver_text(p)) for p in load_dataset(dataset) if not is_validation_id(p.id)
+    ]
     return problems if limit is None else problems[: max(limit, 0)]
 
 
 # ---- the collection key and its rows -----------------------------------------------------------------------
+
+
+# Bumped when what the agents are shown changes (2: the solver's text, with MBPP's example test), so a rerun
+# starts a new collection instead of mixing prompts.
+PROBLEM_TEXT_VERSION = 2
 
 
 def key_spec(
@@ -158,6 +172,7 @@ def key_spec(
         "agents": [f"{a.kind}:{a.model}" for a in agents],
         "search": search,
         "budgets": {"max_calls": max_calls, "budget_usd": budget_usd},
+        "problem_text": PROBLEM_TEXT_VERSION,
         **(extra or {}),
     }
 

@@ -26,6 +26,7 @@ from bdc_assistant.deep.providers.presets import AgentSpec, parse_agent
 from bdc_assistant.deep.runner import DeepRunner, search_config
 from bdc_assistant.deep.search import Evaluation, PublicProblem
 from bdc_assistant.errors import DatasetError
+from bdc_assistant.evaluation.datasets import load_dataset
 from bdc_assistant.store.runs import RunStore
 from bdc_assistant.types import Problem, TestCase
 from tests.deep.llama_server import llama_cpp_server
@@ -306,6 +307,16 @@ def test_training_problems_hold_no_validation_id() -> None:
     train = col.training_problems("mbpp-train")
     assert train and not {p.id for p in train} & validation_ids("mbpp")
     assert len(col.training_problems("mbpp-train", limit=3)) == 3
+
+
+def test_agents_see_the_solvers_text_with_mbpps_example_test() -> None:
+    """The exported pairs train on the prompt the app answers: MBPP's stub plus its public example."""
+    from bdc_assistant.evaluation.problem_text import solver_text
+
+    raw = {p.id: p for p in load_dataset("mbpp-train")}
+    for p in col.training_problems("mbpp-train", limit=5):
+        assert p.statement == solver_text(raw[p.id]) != raw[p.id].statement
+        assert "Your code should pass this test:" in p.statement
 
 
 # ---- throughput ------------------------------------------------------------------------------------------------

@@ -143,6 +143,17 @@ def test_expand_inputs_missing_path(tmp_path: Path) -> None:
     assert [p.name for p in data.expand_inputs([tmp_path])] == ["a.jsonl", "b.jsonl"]
 
 
+def test_a_relative_input_is_found_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cpu.toml names the committed dataset relative to the repository: it must not depend on the cwd."""
+    monkeypatch.chdir(tmp_path)
+    (found,) = data.expand_inputs(["trainer/datasets"])[:1]
+    assert found.is_file() and found.parent == data.REPO_ROOT / "trainer" / "datasets"
+    with pytest.raises(DatasetError, match="does not exist"):
+        data.expand_inputs(["trainer/datasets/nope.jsonl"])
+
+
 def test_shared_data_dir_follows_bdc_shared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BDC_SHARED_DATA", str(tmp_path / "elsewhere"))
     with pytest.raises(
