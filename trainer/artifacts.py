@@ -64,9 +64,31 @@ def base_ref(ctx: Context) -> BaseRef:
     return resolve_base(ctx.cfg, ctx.out / "base")
 
 
+def training_steps(ctx: Context) -> dict[str, Any]:
+    """Optimizer steps per adapter (and examples it saw) and for f, from the stage records."""
+    sft = ctx.record("sft")["metrics"]
+    hyp = ctx.record("hypernet")["metrics"]
+    steps: dict[str, Any] = {
+        name: {"steps": a.get("steps"), "examples": a.get("examples")}
+        for name, a in sft.get("adapters", {}).items()
+    }
+    steps["hypernet"] = {
+        "steps": hyp.get("steps"),
+        "route_warmup": (hyp.get("route_warmup") or {}).get("steps"),
+    }
+    return steps
+
+
+def trained_on(ctx: Context) -> dict[str, Any]:
+    """Where the experts and f were trained (each stage's ``device_info``)."""
+    return {stage: ctx.record(stage)["metrics"].get("runtime") for stage in ("sft", "hypernet")}
+
+
 def provenance(ctx: Context) -> dict[str, Any]:
     drec = ctx.record("data")["metrics"]
     return {
+        "steps": training_steps(ctx),
+        "trained_on": trained_on(ctx),
         "run_name": ctx.cfg.run.name,
         "data_hash": ctx.data_hash(),
         "trajectories": {"train": drec["train"], "validation": drec["validation"]},

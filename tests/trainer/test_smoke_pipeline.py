@@ -81,7 +81,10 @@ def test_smoke_config_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     bdir = out / "export" / "bundle"
     b = load_bundle(bdir)
     assert b.K == k >= 2
-    assert b.manifest["provenance"]["data_hash"] == data_hash
+    prov = b.manifest["provenance"]
+    assert prov["data_hash"] == data_hash
+    assert prov["steps"]["expert_0"]["steps"] >= 1 and prov["steps"]["hypernet"]["steps"] >= 1
+    assert prov["trained_on"]["sft"]["device"] == "cpu" and prov["trained_on"]["sft"]["cores"] >= 1
     assert b.manifest["metrics"]["summary"]["n"] == 2
     assert (bdir / "adapter_template.gguf").exists()
     export = json.loads((out / "export" / "stage.json").read_text())["metrics"]
