@@ -29,7 +29,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bdc_assistant.machine import cpu_name  # noqa: E402
 
 PROMPTS = (
     'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
@@ -70,16 +71,6 @@ PROBLEMS = (
     "Read n and then n lines of integers; print the median.",
 )
 TARGETS = {"setup_ms": 20.0, "decode_ratio": 0.95, "torch_merge_decode_ratio": 0.98}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _tok_s(gen: Any, ids: list[int], tokens: int) -> float:
@@ -407,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokens": args.tokens,
         "queries": args.queries,
         "rounds": args.rounds,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "encoder": encoder.name,
         "targets_spec": TARGETS,
         "llamacpp_weights": "GGUF Q4_K_M as shipped",

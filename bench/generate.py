@@ -28,17 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bdc_assistant.machine import cpu_name  # noqa: E402
+
 PROMPT = 'def fibonacci(n):\n    """Return the n-th Fibonacci number, with fibonacci(0) == 0."""\n'
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _time_decode(gen: Any, ids: list[int], tokens: int, repeats: int) -> dict[str, float]:
@@ -142,7 +134,7 @@ def run(
 
 def _machine() -> dict[str, Any]:
     info: dict[str, Any] = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -110,28 +110,17 @@ def pick_device(name: str) -> str:
     return rank_device(name, launch_from_env())
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``; ``platform.processor()`` elsewhere, often empty)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_info(device: str) -> dict[str, Any]:
     """Where a stage ran, for its metrics and the bundle's provenance: the CPU model and core count, and
     for a CUDA run the GPU and the torch/CUDA versions."""
     import torch
 
+    from bdc_assistant.machine import cpu_name
+
     info: dict[str, Any] = {
         "device": device,
         "torch": torch.__version__,
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
     }
     if device.startswith("cuda"):
