@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # bdc_assistant's parts, lowest first; a part may import its own layer and the layers below it
 LAYERS: list[set[str]] = [
-    {"errors", "types", "paths", "resources", "pysource", "atomic", "logs", "__init__"},
+    {"errors", "types", "paths", "resources", "pysource", "atomic", "logs", "machine", "__init__"},
     {"config", "keys", "store"},
     {"sandbox", "models", "encoder", "evaluation", "disen"},
     {"backends", "deep"},

@@ -85,10 +85,10 @@ def trained_on(ctx: Context) -> dict[str, Any]:
 
 
 def provenance(ctx: Context) -> dict[str, Any]:
+    """What every bundle the trainer writes says of its data (the exported bundle adds ``training_steps`` and
+    ``trained_on``: the stages they read have finished only by then)."""
     drec = ctx.record("data")["metrics"]
     return {
-        "steps": training_steps(ctx),
-        "trained_on": trained_on(ctx),
         "run_name": ctx.cfg.run.name,
         "data_hash": ctx.data_hash(),
         "trajectories": {"train": drec["train"], "validation": drec["validation"]},

@@ -55,6 +55,8 @@ def stage_export(ctx: Context) -> dict[str, Any]:
     }
     prov = manifest.setdefault("provenance", {})
     prov.update(art.provenance(ctx))
+    prov["steps"] = art.training_steps(ctx)
+    prov["trained_on"] = art.trained_on(ctx)
     prov.pop("created_at", None)
     prov["trainer_config"] = cfg.model_dump(mode="json")
     if cfg.export.provenance_note:
