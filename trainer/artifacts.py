@@ -85,8 +85,9 @@ def trained_on(ctx: Context) -> dict[str, Any]:
 
 
 def provenance(ctx: Context) -> dict[str, Any]:
-    """What every bundle the trainer writes says of its data (the exported bundle adds ``training_steps`` and
-    ``trained_on``: the stages they read have finished only by then)."""
+    """What every bundle the trainer writes says of its data (the exported bundle adds ``steps`` and
+    ``trained_on``, from :func:`training_steps` and :func:`trained_on`: the stages they read have finished only
+    by then)."""
     drec = ctx.record("data")["metrics"]
     return {
         "run_name": ctx.cfg.run.name,

@@ -18,6 +18,7 @@ from typing import Any
 
 from bdc_assistant import atomic
 from bdc_assistant.errors import ModelError
+from bdc_assistant.machine import cpu_name
 
 from .config import TrainerConfig
 from .distributed import launch_from_env, rank_device
@@ -114,8 +115,6 @@ def device_info(device: str) -> dict[str, Any]:
     """Where a stage ran, for its metrics and the bundle's provenance: the CPU model and core count, and
     for a CUDA run the GPU and the torch/CUDA versions."""
     import torch
-
-    from bdc_assistant.machine import cpu_name
 
     info: dict[str, Any] = {
         "device": device,
