@@ -27,7 +27,7 @@ from ..backends.base import CancelToken
 from ..errors import BdcError
 from .errors import NotFound, ServeError, Unauthorized
 from .jobs import Begin, Delta, End, Item, complete_job, solve_job
-from .pool import InstancePool, Ticket
+from .pool import InstancePool, Running, Ticket
 from .protocol import ChatRequest, CompletionRequest, parse_body
 
 DISCONNECT_POLL_S = 0.2  # non-streaming requests: how often to ask whether the client is still there
@@ -83,9 +83,11 @@ def _finish(end: End) -> str:
     return "length" if end.finish_reason == "length" else "stop"
 
 
-async def _items(state: ServeState, ticket: Ticket, job: Any, cancel: CancelToken) -> AsyncIterator[Item]:
+async def _items(
+    state: ServeState, ticket: Ticket, job: Any, cancel: CancelToken, running: Running | None
+) -> AsyncIterator[Item]:
     try:
-        async for item in state.pool.run(ticket, job, cancel):
+        async for item in state.pool.run(ticket, job, cancel, running):
             if isinstance(item, Begin | End) and item.bdc.get("customized"):
                 item.bdc["mixture"] = state.info.get("mixture") or "exact"
             yield item
@@ -146,6 +148,7 @@ def build_app(state: ServeState) -> Any:
     """The Starlette app for ``state`` (one pool of model instances)."""
     from sse_starlette.sse import EventSourceResponse
     from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -202,14 +205,21 @@ def build_app(state: ServeState) -> Any:
         cancel = CancelToken()
         job_fn = solve_job if chat else complete_job
         job = partial(_bound_job, job_fn, text, sampling)
-        items = _items(state, ticket, job, cancel)
+        # Start now when an instance is free, so the customization overlaps the response's setup.
+        running = state.pool.try_start(ticket, job, cancel)
+        items = _items(state, ticket, job, cancel, running)
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         name = req.model or state.model_name
         if req.stream:
             stream = _chat_stream if chat else _completion_stream
+            # The background task runs however the response ends: it stops a job whose stream was never
+            # read (the client left before the first event); after a normal end it is a no-op.
             return EventSourceResponse(
-                stream(items, cancel, ident, created, name, req.include_usage), sep="\n", ping=15
+                stream(items, cancel, ident, created, name, req.include_usage),
+                sep="\n",
+                ping=15,
+                background=BackgroundTask(cancel.cancel),
             )
         try:
             begin, content, end = await _collect(request, items, cancel)

@@ -129,23 +129,47 @@ class InstancePool:
         self._pending -= 1
         self._free.put_nowait(inst)
 
-    async def run(
+    def try_start(
         self,
         ticket: Ticket,
         job: Callable[[Any, CancelToken, Emit, Callable[[], None]], None],
         cancel: CancelToken,
-    ) -> AsyncIterator[Item]:
-        """Serve ``ticket`` on a free instance: start ``job`` in a thread and yield its items.
+    ) -> Running | None:
+        """Start ``ticket``'s job now if an instance is free and nobody waits before it, else None.
 
-        Closing the iterator early (client disconnect, task cancellation) sets ``cancel``; the thread
-        stops at the next token and then gives the instance back.
+        The handler calls this before it builds the response, so the job's customization (embedding,
+        gates, adapter) runs while the event loop sends the headers and the client reads them, instead
+        of after: that is most of what HTTP would add to the time to the first token.
         """
-        loop = asyncio.get_running_loop()
+        if self._waiting or self._free.empty():
+            return None
+        inst = self._free.get_nowait()
+        inst.busy = True
+        ticket.instance = inst
+        return self._launch(ticket, inst, job, cancel)
+
+    async def start(
+        self,
+        ticket: Ticket,
+        job: Callable[[Any, CancelToken, Emit, Callable[[], None]], None],
+        cancel: CancelToken,
+    ) -> Running:
+        """Wait (in the bounded queue) for a free instance, then start ``ticket``'s job on it."""
         try:
             inst = await ticket.acquire()
         except BaseException:
             ticket.drop()
             raise
+        return self._launch(ticket, inst, job, cancel)
+
+    def _launch(
+        self,
+        ticket: Ticket,
+        inst: Instance,
+        job: Callable[[Any, CancelToken, Emit, Callable[[], None]], None],
+        cancel: CancelToken,
+    ) -> Running:
+        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         finish = {"reason": "error"}
 
@@ -170,9 +194,26 @@ class InstancePool:
                     loop.call_soon_threadsafe(self._finished, ticket, finish["reason"])
 
         threading.Thread(target=work, name=f"bdc-serve-{inst.index}", daemon=True).start()
+        return Running(queue)
+
+    async def run(
+        self,
+        ticket: Ticket,
+        job: Callable[[Any, CancelToken, Emit, Callable[[], None]], None],
+        cancel: CancelToken,
+        running: Running | None = None,
+    ) -> AsyncIterator[Item]:
+        """Serve ``ticket`` on a free instance: start ``job`` in a thread (unless ``running`` says it
+        already started) and yield its items.
+
+        Closing the iterator early (client disconnect, task cancellation) sets ``cancel``; the thread
+        stops at the next token and then gives the instance back.
+        """
         try:
+            if running is None:
+                running = await self.start(ticket, job, cancel)
             while True:
-                item = await queue.get()
+                item = await running.queue.get()
                 if item is _DONE:
                     return
                 if isinstance(item, BaseException):
@@ -180,3 +221,10 @@ class InstancePool:
                 yield item
         finally:
             cancel.cancel()  # no-op after a normal end; stops the thread when the consumer left early
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started job: its items arrive on ``queue`` (ending with the done marker)."""
+
+    queue: asyncio.Queue[Any]

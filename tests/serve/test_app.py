@@ -360,3 +360,71 @@ def test_a_client_that_leaves_the_queue_gives_its_place_back() -> None:
         c.join(30)
         assert got["r"][0] == 200 and got["r"][2]["choices"][0]["text"] == "x x "
         _wait(lambda: request(srv.base, "GET", "/bdc/status")[2]["pending"] == 0)
+
+
+def test_a_free_instance_starts_the_job_at_admission_without_jumping_the_queue() -> None:
+    """``try_start`` (what the handler calls before it builds the response) starts a job only on an instance
+    that is free with nobody waiting for it; otherwise the request takes the queue's path."""
+    import asyncio
+
+    from bdc_assistant.backends.base import CancelToken
+    from bdc_assistant.serve.jobs import Delta
+
+    started: list[str] = []
+
+    def job(name: str, gate: threading.Event) -> Any:
+        def run(solver: Any, cancel: CancelToken, emit: Any, on_token: Any) -> None:
+            started.append(name)
+            gate.wait(10)
+            emit(Delta(name))
+
+        return run
+
+    async def scenario() -> None:
+        pool = InstancePool([object()], max_queue=2)
+        gate_a, gate_b, gate_c = threading.Event(), threading.Event(), threading.Event()
+        a = pool.admit()
+        running_a = pool.try_start(a, job("a", gate_a), CancelToken())
+        assert running_a is not None
+        await asyncio.sleep(0.05)
+        assert started == ["a"]  # running before anyone reads its items
+        b = pool.admit()
+        assert pool.try_start(b, job("b", gate_b), CancelToken()) is None  # busy: b queues
+        items_b = pool.run(b, job("b", gate_b), CancelToken())
+        task_b = asyncio.ensure_future(items_b.__anext__())
+        await asyncio.sleep(0.05)
+        assert pool.status()["waiting"] == 1
+        gate_a.set()
+        assert [i async for i in pool.run(a, job("a", gate_a), CancelToken(), running_a)] == [Delta("a")]
+        c = pool.admit()  # the instance is back, but b waited first
+        assert pool.try_start(c, job("c", gate_c), CancelToken()) is None
+        gate_b.set()
+        assert await task_b == Delta("b")
+        await items_b.aclose()
+        assert started == ["a", "b"]
+        c.drop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_client_that_leaves_before_the_first_event_stops_its_job() -> None:
+    """The job starts at admission, before the stream is read: a client gone by then still stops it."""
+    import json
+    import socket
+
+    gen = EndlessGenerator(delay_s=0.02)
+    with ThreadServer(_state([make_solver(gen, TextCustomizer())])) as srv:
+        body = json.dumps({"prompt": "go", "max_tokens": 30000, "stream": True}).encode()
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        closed = time.monotonic()
+        _wait(lambda: gen.stopped_at > 0, timeout=5)
+        assert gen.stopped_at - closed < 1.0
+        _wait(lambda: request(srv.base, "GET", "/bdc/status")[2]["pending"] == 0)
+        assert request(srv.base, "GET", "/bdc/status")[2]["instances"][0]["busy"] is False
