@@ -73,6 +73,14 @@ class SolverSettings(_Section):
         description="on = plan first, then code (two stages); off = code in one turn; auto = the mode that won "
         "on the validation split for this prompt style (completion: on, chat: see solver/session.py)",
     )
+    repair_rounds: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="chat models: when the code fails an example the problem states (run in the sandbox), show "
+        "the model the failure and let it write the code again, up to N times; the version passing the most "
+        "examples is kept; 0 = off",
+    )
 
 
 class BundleSettings(_Section):

@@ -148,10 +148,26 @@ class CodeToken:
 
 @dataclass(frozen=True)
 class StageDone:
-    stage: Literal["thought", "solution"]
+    stage: Literal["thought", "solution", "repair"]
     text: str
     tokens: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The answer's code was run (in the sandbox) on the examples the problem states.
+
+    ``repairing`` = it failed one and the model is now shown that failure and writes the code again: the
+    :class:`CodeToken` events that follow are the new version (a consumer shows it in place of the old).
+    The final :class:`Answer` carries the version that passed the most examples.
+    """
+
+    round: int
+    passed: int
+    total: int
+    failure: str = ""
+    repairing: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,4 +189,4 @@ class Answer:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-SolverEvent = Started | ThoughtToken | CodeToken | StageDone | Answer
+SolverEvent = Started | ThoughtToken | CodeToken | StageDone | Checked | Answer

@@ -199,6 +199,13 @@ class EvaluateSection(_Section):
     backend: Literal["torch", "llamacpp"] = Field("torch", description="which app backend answers")
     thought_tokens: int = Field(96, ge=1)
     max_tokens: int = Field(256, ge=1)
+    repair_rounds: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="the app's solver.repair_rounds for every row; 0 (default) scores each row's first answer, "
+        "which is what the experts change",
+    )
     timeout_s: float = Field(4.0, gt=0)
     threads: int = Field(
         0,

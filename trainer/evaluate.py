@@ -251,7 +251,12 @@ def app_settings(ctx: Context, ref: BaseRef) -> Settings:
             "device": ctx.cfg.base.device,
             "threads": e.threads,
         },
-        solver={"thought_tokens": e.thought_tokens, "max_tokens": e.max_tokens, "temperature": 0.0},
+        solver={
+            "thought_tokens": e.thought_tokens,
+            "max_tokens": e.max_tokens,
+            "temperature": 0.0,
+            "repair_rounds": e.repair_rounds,
+        },
         sandbox={"timeout_s": e.timeout_s},
     )
 
@@ -264,6 +269,10 @@ def eval_runs_dir(ctx: Context, ref: BaseRef) -> Path:
     e = ctx.cfg.evaluate.model_dump(mode="json")
     for k in ("limit", "datasets", "methods", "threads"):
         e.pop(k)
+    if not e.get("repair_rounds"):
+        e.pop(
+            "repair_rounds", None
+        )  # off = the first answer, as before the setting existed: caches stay valid
     key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
     return ctx.out / "evaluate_runs" / hashlib.sha256(key.encode()).hexdigest()[:12]
 

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backends.base import CancelToken
     from ..config import load_settings
     from ..solver.session import open_solver
-    from ..types import Answer, CodeToken, StageDone, Started, ThoughtToken
+    from ..types import Answer, Checked, CodeToken, StageDone, Started, ThoughtToken
 
     problem = sys.stdin.read() if args.problem == "-" else args.problem
     if not problem.strip():
@@ -59,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
             elif isinstance(ev, ThoughtToken | CodeToken):
                 out.write(ev.text)
                 out.flush()
+            elif isinstance(ev, Checked):
+                print(f"# examples stated in the problem: {ev.passed}/{ev.total} passed", file=sys.stderr)
+                if ev.repairing:
+                    failure = "\n".join("> " + line for line in ev.failure.splitlines())
+                    out.write(f"\n## Fix\n{failure}\n```python\n")
             elif isinstance(ev, StageDone) and ev.stage == "thought":
                 out.write("\n\n## Solution\n```python\n")
             elif isinstance(ev, StageDone):
@@ -81,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(answer.seconds, 3),
             "tokens_per_s": round(answer.tokens_per_s, 2),
             "setup_ms": round(float(answer.extra.get("setup_ms", 0.0)), 2),
+            "examples": answer.extra.get("examples"),
             "experts": [round(x, 4) for x in answer.gates.expert_means()] if answer.gates else None,
             "clusters": list(answer.gates.cluster_names) if answer.gates else None,
         }

@@ -4,7 +4,9 @@ Shared by ``bdc serve`` (OpenAI-compatible HTTP) and ``bdc acp`` (Agent Client P
 same thing the same way as ``bdc ask``: a ``## Plan`` section (when the solver plans) and a
 ``## Solution`` with the code in one ```` ```python ```` fence. The renderer is lazy — a header appears with
 the first token of its stage — because the solver may skip the plan (``solver.plan = "off"``) and a
-chat-style model may open its own code fence, which must not be fenced twice.
+chat-style model may open its own code fence, which must not be fenced twice. When the code fails an example
+the problem states and the solver repairs it, a ``## Fix`` section says what failed and holds the new code
+(the last code block is the answer).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ..types import Answer, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
+from ..types import Answer, Checked, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
 
 FENCE_OPEN = "```python\n"
 FENCE_CLOSE = "\n```\n"
@@ -26,6 +28,7 @@ class MarkdownRenderer:
         self.code_started = False
         self._fenced = False  # we opened a fence that we must close
         self._pending = ""  # first code characters, held until we know whether the model opens a fence
+        self._head = ""  # what goes before the next code block ("## Solution" after a plan, "## Fix")
 
     def feed(self, ev: SolverEvent) -> str:
         if isinstance(ev, ThoughtToken):
@@ -36,8 +39,16 @@ class MarkdownRenderer:
             return head + ev.text
         if isinstance(ev, CodeToken):
             return self._code(ev.text)
-        if isinstance(ev, StageDone) and ev.stage == "solution":
+        if isinstance(ev, StageDone) and ev.stage in ("solution", "repair"):
             return self._close()
+        if isinstance(ev, Checked) and ev.repairing:
+            out = self._close()
+            self.code_started = False
+            failure = "\n".join("> " + line for line in ev.failure.splitlines())
+            self._head = (
+                f"\n\n## Fix\nThe code failed an example ({ev.passed}/{ev.total} passed):\n{failure}\n\n"
+            )
+            return out
         return ""
 
     def _code(self, text: str) -> str:
@@ -51,7 +62,8 @@ class MarkdownRenderer:
         return self._start_code()
 
     def _start_code(self) -> str:
-        head = "\n\n## Solution\n" if self.plan_shown else ""
+        head = self._head or ("\n\n## Solution\n" if self.plan_shown else "")
+        self._head = ""
         text, self._pending = self._pending, ""
         self.code_started = True
         if text.lstrip().startswith("```"):

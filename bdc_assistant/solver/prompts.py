@@ -47,6 +47,11 @@ def direct_prompt(problem: str) -> StagePrompt:
     )
 
 
+def repair_text(failure: str, problem: str) -> str:
+    """The user turn that shows a chat model the example its code failed (``solver.repair_rounds``)."""
+    return _template("repair_chat.txt").format(failure=failure.strip(), reply=_reply(problem))
+
+
 def chat_task(problem: str) -> str:
     """The problem as a chat user states it: a stub to complete is shown as code, anything else as text."""
     stub = code_stub(problem)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Generator as EventStream
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,13 @@ from ..backends.base import CancelToken, GenerationParams, Generator
 from ..config import Settings
 from ..paths import app_paths, ensure
 from ..pysource import asserted_function
-from ..types import Answer, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
+from ..types import Answer, Checked, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
 from . import prompts
 from .prompts import PromptStyle
 
 if TYPE_CHECKING:
     from .customize import Customizer
+    from .repair import ExampleRunner
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Solver:
     customizer: Customizer | None = None
     bundle_name: str | None = None
     bundle_note: str = ""
+    examples: ExampleRunner | None = None  # runs the code on the problem's stated examples (repair rounds)
     _log_path: Path | None = field(default=None, repr=False)
 
     def info(self) -> dict[str, Any]:
@@ -106,6 +109,13 @@ class Solver:
             yield StageDone("solution", solution_text, tokens - stage1_tokens, time.perf_counter() - t2)
         solution_text = "".join(solution_parts)
         code = self._code_from(problem, solution_text)
+        checked: dict[str, Any] = {}
+        if self._may_repair(cancel):
+            repaired = yield from self._check_and_repair(
+                problem, code, solution_text, base, max_tokens, cancel
+            )
+            code, solution_text, checked, extra_tokens = repaired
+            tokens += extra_tokens
         seconds = time.perf_counter() - gen_t0
         answer = Answer(
             problem=problem,
@@ -120,10 +130,74 @@ class Solver:
             tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
             cancelled=cancel.cancelled,
             gates=gates,
-            extra={"setup_ms": setup_ms, "bundle_note": self.bundle_note},
+            extra={"setup_ms": setup_ms, "bundle_note": self.bundle_note, **checked},
         )
         self._log(problem, gates, answer)
         yield answer
+
+    # -- examples: check, and repair what fails --------------------------------------------------------
+
+    def _may_repair(self, cancel: CancelToken) -> bool:
+        # Chat models only: a base model in the completion frame cannot take "this failed, fix it".
+        return (
+            self.examples is not None
+            and self.settings.solver.repair_rounds > 0
+            and self.style == "chat"
+            and not cancel.cancelled
+        )
+
+    def _check_and_repair(
+        self,
+        problem: str,
+        code: str,
+        solution_text: str,
+        base: GenerationParams,
+        max_tokens: int | None,
+        cancel: CancelToken,
+    ) -> EventStream[SolverEvent, None, tuple[str, str, dict[str, Any], int]]:
+        """Yields Checked / CodeToken / StageDone; returns (code, solution_text, record, tokens spent)."""
+        from ..errors import BdcError
+        from . import repair
+
+        assert self.examples is not None
+        examples = repair.examples_for(problem)
+        if not examples or not code.strip():
+            return code, solution_text, {}, 0
+        rounds = self.settings.solver.repair_rounds
+        first = code
+        best: tuple[int, str, str] | None = None
+        spent = 0
+        history: list[int] = []
+        for rnd in range(rounds + 1):
+            try:
+                result = repair.check(self.examples, problem, code, examples)
+            except BdcError as exc:  # no sandbox on this machine: the answer stands unchecked
+                record: dict[str, Any] = {"examples": {"error": str(exc)}}
+                return (best[1], best[2], record, spent) if best else (code, solution_text, record, spent)
+            history.append(result.passed)
+            if best is None or result.passed > best[0]:
+                best = (result.passed, code, solution_text)
+            again = bool(result.failure) and rnd < rounds and not cancel.cancelled
+            yield Checked(rnd, result.passed, result.total, result.failure, again)
+            if not again:
+                break
+            t0 = time.perf_counter()
+            params = _with(base, max_tokens=max_tokens or self.settings.solver.max_tokens, stop=())
+            parts: list[str] = []
+            for piece in self._chat(repair.repair_messages(problem, code, result.failure), params, cancel):
+                parts.append(piece)
+                yield CodeToken(piece)
+            spent += len(parts)
+            solution_text = "".join(parts)
+            yield StageDone("repair", solution_text, len(parts), time.perf_counter() - t0)
+            code = self._code_from(problem, solution_text)
+            if cancel.cancelled:
+                break
+        assert best is not None
+        summary: dict[str, Any] = {"total": len(examples), "passed": best[0], "per_round": history}
+        if best[1] != first:
+            summary["first_code"] = first  # what the repair replaced, for the record (and for measuring it)
+        return best[1], best[2], {"examples": summary}, spent
 
     def _code_from(self, problem: str, solution_text: str) -> str:
         if self.style == "completion":
@@ -153,9 +227,22 @@ class Solver:
         return answer
 
     def close(self) -> None:
-        self.generator.close()
+        try:
+            if self.examples is not None:
+                self.examples.close()
+        finally:
+            self.generator.close()
 
     # -- internals ------------------------------------------------------------------------------------
+
+    def _chat(
+        self, messages: list[dict[str, str]], params: GenerationParams, cancel: CancelToken
+    ) -> Iterator[str]:
+        chat = getattr(self.generator, "chat", None)
+        if chat is None:  # a generator without chat turns reads the conversation as one prompt
+            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
+            return iter(self.generator.generate(text, params, cancel))
+        return iter(chat(messages, params, cancel))
 
     def _stream(self, prompt: str, params: GenerationParams, cancel: CancelToken) -> Iterator[str]:
         if self.style == "chat":
@@ -259,7 +346,11 @@ def open_solver(settings: Settings, backend: str | None = None, bundle: str | Pa
     except BaseException:
         generator.close()  # a refused bundle must not leak the loaded model
         raise
-    return Solver(settings, generator, prompt_style(settings, generator), customizer, bundle_name, note)
+    from .repair import SandboxRunner
+
+    style = prompt_style(settings, generator)
+    examples = SandboxRunner(settings) if style == "chat" and settings.solver.repair_rounds > 0 else None
+    return Solver(settings, generator, style, customizer, bundle_name, note, examples)
 
 
 def prompt_style(settings: Settings, generator: Generator) -> PromptStyle:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..types import Answer, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
+from ..types import Answer, Checked, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
 from .chat import ChatState, Run, answer_from_message, plan_markdown
 from .codeblocks import fence
 from .widgets import AnswerView
@@ -94,6 +94,14 @@ class EventHandler:
                     await run.code_stream.write("````python\n")
                 run.code += text
                 await run.code_stream.write(text)
+            case Checked(repairing=True):
+                # The model writes the code again after failing an example: the new version replaces the old.
+                await run.stop_streams()
+                run.code = ""
+                await run.view.code.update("")
+                run.view.set_stats(f"fixing: an example failed ({event.passed}/{event.total} passed)…")
+            case Checked():
+                run.view.set_stats(f"examples stated in the problem: {event.passed}/{event.total} passed")
             case StageDone():
                 pass
             case Answer():

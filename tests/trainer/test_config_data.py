@@ -207,3 +207,27 @@ def test_a_problem_set_row_without_a_field_is_one_sentence(tmp_path: Path) -> No
     )
     with pytest.raises(DatasetError, match=r"A row of the 'mbpp' problem set in .* lacks the field 'test'"):
         data.bootstrap(["mbpp"], str(tmp_path), 0)
+
+
+def test_evaluate_repair_rounds_reach_the_solver_and_key_the_cache_only_when_on(tmp_path: Path) -> None:
+    """Table 2 scores first answers unless asked (repair off keeps the key answers were cached under)."""
+    import hashlib
+
+    from trainer import evaluate
+    from trainer.modeling import BaseRef
+    from trainer.runner import Context
+
+    ref = BaseRef("hf", "model.gguf", {}, "chat")
+
+    def ctx_with(*overrides: str) -> Context:
+        return Context(load_config(None, list(overrides)), tmp_path)
+
+    assert evaluate.app_settings(ctx_with(), ref).solver.repair_rounds == 0
+    assert evaluate.app_settings(ctx_with("evaluate.repair_rounds=2"), ref).solver.repair_rounds == 2
+    off, on = ctx_with(), ctx_with("evaluate.repair_rounds=1")
+    assert evaluate.eval_runs_dir(off, ref) != evaluate.eval_runs_dir(on, ref)
+    e = off.cfg.evaluate.model_dump(mode="json")  # the key as it was computed before the setting existed
+    for k in ("limit", "datasets", "methods", "threads", "repair_rounds"):
+        e.pop(k)
+    key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
+    assert evaluate.eval_runs_dir(off, ref).name == hashlib.sha256(key.encode()).hexdigest()[:12]

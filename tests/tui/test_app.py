@@ -515,3 +515,42 @@ def test_a_failing_solver_logs_its_traceback_and_shows_one_sentence(log_file: Pa
     assert "Traceback (most recent call last)" in logged and "in broken" in logged
     assert "RuntimeError: index 7 out of range in the sampler" in logged
     assert "4711" not in logged  # the problem text stays out of the log at the default level
+
+
+def test_a_repair_replaces_the_streamed_code_with_the_fixed_version() -> None:
+    """``Checked(repairing=True)``: the model rewrites the code after failing an example; the view shows the
+    new version in place of the old, and the answer kept is the one the solver chose."""
+    from dataclasses import dataclass
+
+    from bdc_assistant.types import Answer, Checked, CodeToken, StageDone, Started
+
+    @dataclass
+    class RepairingEngine(FakeEngine):
+        def solve(self, problem: str, cancel: Any) -> Iterator[SolverEvent]:
+            self.solves += 1
+            yield Started("llamacpp", "qwen", None, None, 1.0)
+            yield StageDone("thought", "", 0, 0.0)
+            yield CodeToken("def add(a, b):\n    return a - b\n")
+            yield StageDone("solution", "def add(a, b):\n    return a - b\n", 8, 0.1)
+            yield Checked(0, 0, 1, "Example: assert add(1, 2) == 3\nResult: wrong", True)
+            yield CodeToken("def add(a, b):\n    return a + b\n")
+            yield StageDone("repair", "def add(a, b):\n    return a + b\n", 8, 0.1)
+            self.release.wait(20)  # the test looks at the view mid-answer
+            yield Checked(1, 1, 1, "", False)
+            fixed = "def add(a, b):\n    return a + b\n"
+            yield Answer(problem, "", fixed, fixed, "llamacpp", "qwen", None, 16, 0.5, 32.0)
+
+    engine = RepairingEngine()
+    app = make_app(engine)
+
+    async def body(pilot: Any) -> None:
+        await ask(pilot, app, "def add(a, b):\n    '''>>> add(1, 2)\n    3'''\n")
+        view = app.main.query_one(AnswerView)
+        await wait_until(pilot, lambda: "return a + b" in view.code.source)
+        assert "return a - b" not in view.code.source  # replaced while streaming, not only at the end
+        engine.release.set()
+        await wait_until(pilot, lambda: app.chat.current is None and len(app.chat.answers) == 1)
+        assert "return a + b" in view.code.source and "return a - b" not in view.code.source
+        assert app.chat.answers[0].code.endswith("return a + b\n")
+
+    drive(app, body)
