@@ -74,12 +74,17 @@ class SolverSettings(_Section):
         "on the validation split for this prompt style (completion: on, chat: see solver/session.py)",
     )
     repair_rounds: int = Field(
-        1,
+        3,
         ge=0,
-        le=5,
-        description="chat models: when the code fails an example the problem states (run in the sandbox), show "
-        "the model the failure and let it write the code again, up to N times; the version passing the most "
-        "examples is kept; 0 = off",
+        le=8,
+        description="chat models: when the code fails an example the problem states (run in the sandbox), write "
+        "it again, told what failed, up to N times; the version passing the most examples is kept; 0 = off",
+    )
+    repair_temperature: float = Field(
+        0.7,
+        ge=0.0,
+        le=2.0,
+        description="sampling temperature of those retries (greedy decoding would write the same code again)",
     )
 
 

@@ -47,9 +47,13 @@ def direct_prompt(problem: str) -> StagePrompt:
     )
 
 
-def repair_text(failure: str, problem: str) -> str:
-    """The user turn that shows a chat model the example its code failed (``solver.repair_rounds``)."""
-    return _template("repair_chat.txt").format(failure=failure.strip(), reply=_reply(problem))
+def retry_prompt(problem: str, failure: str) -> StagePrompt:
+    """One chat turn asking again, told which stated example the previous answer failed and how
+    (``solver.repair_rounds``). The failed code is not shown: a small model shown its code copies it."""
+    text = _template("repair_chat.txt").format(
+        task=chat_task(problem), failure=failure.strip(), reply=_reply(problem)
+    )
+    return StagePrompt(text, ())
 
 
 def chat_task(problem: str) -> str:

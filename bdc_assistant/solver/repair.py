@@ -2,10 +2,12 @@
 
 A user who writes "``>>> f(2)`` gives ``4``" or "your code should pass ``assert f(2) == 4``" expects the answer
 to do that. After the code stage the solver runs the code on those examples (in the sandbox: model-written
-code never runs in the app process); when one fails, the model is shown its code, the example and what
-happened (the value it returned, the error, the output it printed) and writes the code again, up to
-``solver.repair_rounds`` times. The version that passed the most examples is the answer — on a tie the
-earlier one, so a repair can only replace code by code that does better on what the user stated.
+code never runs in the app process); when one fails, the model is asked again, told the example and what
+happened (the value returned, the error, the output printed), up to ``solver.repair_rounds`` times. The
+retries sample (``solver.repair_temperature``, a fixed seed per round): shown its own code, or decoding
+greedily, a 0.5B model writes the same code again (measured: 0 of 29 failing MBPP answers changed). The
+version that passed the most examples is the answer — on a tie the earlier one, so a retry can only replace
+code by code that does better on what the user stated.
 
 Only the examples in the problem text are used: nothing else about the tests is known to the solver.
 """
@@ -156,12 +158,6 @@ def check(runner: ExampleRunner, problem: str, code: str, examples: Sequence[Tes
     return CheckResult(passed, len(examples), describe(*first) if first else "")
 
 
-def repair_messages(problem: str, code: str, failure: str) -> list[dict[str, str]]:
-    """The conversation that asks a chat model to fix ``code``: its task, its answer, what failed."""
-    task = prompts.direct_prompt(problem).text
-    feedback = prompts.repair_text(failure, problem)
-    return [
-        {"role": "user", "content": task},
-        {"role": "assistant", "content": "```python\n" + code.rstrip() + "\n```"},
-        {"role": "user", "content": feedback},
-    ]
+def retry_messages(problem: str, failure: str) -> list[dict[str, str]]:
+    """The conversation that asks a chat model again: the task, and what the previous answer failed."""
+    return [{"role": "user", "content": prompts.retry_prompt(problem, failure).text}]

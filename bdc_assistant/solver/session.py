@@ -182,9 +182,15 @@ class Solver:
             if not again:
                 break
             t0 = time.perf_counter()
-            params = _with(base, max_tokens=max_tokens or self.settings.solver.max_tokens, stop=())
+            params = _with(
+                base,
+                max_tokens=max_tokens or self.settings.solver.max_tokens,
+                stop=(),
+                temperature=self.settings.solver.repair_temperature,
+                seed=base.seed + rnd + 1,
+            )
             parts: list[str] = []
-            for piece in self._chat(repair.repair_messages(problem, code, result.failure), params, cancel):
+            for piece in self._chat(repair.retry_messages(problem, result.failure), params, cancel):
                 parts.append(piece)
                 yield CodeToken(piece)
             spent += len(parts)

@@ -91,8 +91,11 @@ def test_a_failing_answer_is_repaired_and_the_fix_is_the_answer(tmp_path: Path) 
     assert [(c.round, c.passed, c.total, c.repairing) for c in checks] == [(0, 0, 1, True), (1, 1, 1, False)]
     assert "returned -1" in checks[0].failure
     assert [e.stage for e in events if isinstance(e, StageDone)] == ["thought", "solution", "repair"]
-    repair_prompt = gen.calls[1][0]
-    assert "return a - b" in repair_prompt and "returned -1" in repair_prompt  # its code and the failure
+    retry_prompt, retry_params = gen.calls[1]
+    assert "returned -1" in retry_prompt and "def add(a, b):" in retry_prompt  # the task and what failed
+    assert "return a - b" not in retry_prompt  # not the failed code: a small model would copy it
+    assert retry_params.temperature == 0.7 and retry_params.seed == 1  # sampled, reproducibly
+    assert gen.calls[0][1].temperature == 0.0
     answer = events[-1]
     assert isinstance(answer, Answer) and "a + b" in answer.code
     assert answer.extra["examples"] == {
@@ -111,6 +114,7 @@ def test_a_repair_that_does_no_better_keeps_the_first_answer(tmp_path: Path) -> 
     answer = _solver(tmp_path, gen, ScriptedRunner(), rounds=2).answer(STUB)
     assert "a - b" in answer.code  # ties go to the earlier version
     assert answer.extra["examples"]["per_round"] == [0, 0, 0] and len(gen.calls) == 3
+    assert [params.seed for _, params in gen.calls] == [0, 1, 2]  # each retry draws differently
 
 
 def test_a_passing_answer_is_checked_once_and_not_touched(tmp_path: Path) -> None:
