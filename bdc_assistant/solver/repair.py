@@ -48,7 +48,9 @@ class SandboxRunner:
         if self._sandbox is None:
             from ..sandbox import sandbox_from_settings
 
-            self._sandbox = sandbox_from_settings(self.settings).start()
+            # One warm worker: a problem states a few examples, and a worker per core would idle in memory.
+            one = self.settings.sandbox.model_copy(update={"workers": 1})
+            self._sandbox = sandbox_from_settings(self.settings.model_copy(update={"sandbox": one})).start()
         return list(self._sandbox.run_tests(code, list(tests)))
 
     def close(self) -> None:

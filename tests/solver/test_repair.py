@@ -77,6 +77,7 @@ def test_a_failure_tells_the_model_what_its_code_returned() -> None:
         assert "returned 7, expected 8" in bad.failure
         good = repair.check(runner, MBPP, "def min_cost(cost, m, n):\n    return 8\n", examples)
         assert (good.passed, good.failure) == (1, "")
+        assert runner._sandbox.n_workers == 1  # a few examples: one warm worker, not one per core
         # a body without the signature is run under the stub, as the evaluation runs it
         assert repair.runnable(STUB, "    return a + b\n").startswith("def add(a, b):")
     finally:
