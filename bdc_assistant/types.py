@@ -160,7 +160,8 @@ class Checked:
 
     ``repairing`` = it failed one and the model is now shown that failure and writes the code again: the
     :class:`CodeToken` events that follow are the new version (a consumer shows it in place of the old).
-    The final :class:`Answer` carries the version that passed the most examples.
+    The final :class:`Answer` carries the version that passed the most examples; when that is not the last
+    version streamed, one more ``Checked`` says so and carries it in ``kept``.
     """
 
     round: int
@@ -168,6 +169,9 @@ class Checked:
     total: int
     failure: str = ""
     repairing: bool = False
+    kept: str = (
+        ""  # after the last retry: the code kept when it is an earlier version than the last one shown
+    )
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                 out.flush()
             elif isinstance(ev, Checked):
                 print(f"# examples stated in the problem: {ev.passed}/{ev.total} passed", file=sys.stderr)
+                if ev.kept:
+                    out.write(f"\n## Answer (the earlier version)\n```python\n{ev.kept.rstrip()}\n```\n")
                 if ev.repairing:
                     failure = "\n".join("> " + line for line in ev.failure.splitlines())
                     out.write(f"\n## Fix\n{failure}\n```python\n")

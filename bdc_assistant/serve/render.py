@@ -41,6 +41,11 @@ class MarkdownRenderer:
             return self._code(ev.text)
         if isinstance(ev, StageDone) and ev.stage in ("solution", "repair"):
             return self._close()
+        if isinstance(ev, Checked) and ev.kept:
+            out = self._close()
+            kept = ev.kept.rstrip("\n")
+            note = f"The retries did no better on the examples; the answer is the earlier version ({ev.passed}/{ev.total})"
+            return f"{out}\n\n## Answer\n{note}:\n\n{FENCE_OPEN}{kept}{FENCE_CLOSE}"
         if isinstance(ev, Checked) and ev.repairing:
             out = self._close()
             self.code_started = False

@@ -200,6 +200,8 @@ class Solver:
             if cancel.cancelled:
                 break
         assert best is not None
+        if best[1] != code:  # the last version shown did worse than an earlier one: say which stands
+            yield Checked(len(history) - 1, best[0], len(examples), kept=best[1])
         summary: dict[str, Any] = {"total": len(examples), "passed": best[0], "per_round": history}
         if best[1] != first:
             summary["first_code"] = first  # what the repair replaced, for the record (and for measuring it)

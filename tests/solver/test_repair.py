@@ -118,6 +118,26 @@ def test_a_repair_that_does_no_better_keeps_the_first_answer(tmp_path: Path) -> 
     assert [params.seed for _, params in gen.calls] == [0, 1, 2]  # each retry draws differently
 
 
+def test_when_an_earlier_version_stands_the_stream_ends_with_it(tmp_path: Path) -> None:
+    """The Markdown's last code block is the answer, also when the retries did worse than the first try."""
+    runner = ScriptedRunner(passing="a - b")  # the first version passes; retries crash
+    runner.run = lambda code, tests: [  # type: ignore[method-assign]
+        Verdict(Status.PASS) if "a - b" in code else Verdict(Status.WRONG, detail="x"),
+        Verdict(Status.WRONG, detail="AssertionError: add(2, 2) returned 0, expected 4"),
+    ]
+    two = STUB.replace("    3\n", "    3\n    >>> add(2, 2)\n    4\n")
+    assert len(repair.examples_for(two)) == 2
+    events = list(_solver(tmp_path, FakeGenerator([WRONG, CRASH, CRASH]), runner, rounds=2).solve(two))
+    kept = [e for e in events if isinstance(e, Checked) and e.kept]
+    assert len(kept) == 1 and "a - b" in kept[0].kept and kept[0].passed == 1
+    answer = events[-1]
+    assert isinstance(answer, Answer) and "a - b" in answer.code
+    renderer = MarkdownRenderer()
+    text = "".join(renderer.feed(e) for e in events) + renderer.finish()
+    last_block = text.rsplit("```python", 1)[1]
+    assert "a - b" in last_block and "undefined_name" not in last_block
+
+
 def test_a_passing_answer_is_checked_once_and_not_touched(tmp_path: Path) -> None:
     gen = FakeGenerator([RIGHT, WRONG])
     runner = ScriptedRunner()
