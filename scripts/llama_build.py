@@ -20,6 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The package's stdlib-only machine module (its __init__ imports nothing), usable before anything is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bdc_assistant.machine import cpu_name  # noqa: E402
+
 VERSION = os.environ.get("LLAMA_VERSION", "0.3.36")
 # x86 feature → ggml CMake option. AVX-512 is enabled only when every sub-feature ggml's AVX512 build uses is
 # present. The AMX path stays off: a build with it crashed (SIGILL) on a machine that reported AMX.
@@ -37,16 +41,6 @@ def cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cmake_args() -> str:
