@@ -169,9 +169,8 @@ class Checked:
     total: int
     failure: str = ""
     repairing: bool = False
-    kept: str = (
-        ""  # after the last retry: the code kept when it is an earlier version than the last one shown
-    )
+    # after the last retry: the code kept when it is an earlier version than the last one shown
+    kept: str = ""
 
 
 @dataclass(frozen=True)

@@ -269,10 +269,8 @@ def eval_runs_dir(ctx: Context, ref: BaseRef) -> Path:
     e = ctx.cfg.evaluate.model_dump(mode="json")
     for k in ("limit", "datasets", "methods", "threads"):
         e.pop(k)
-    if not e.get("repair_rounds"):
-        e.pop(
-            "repair_rounds", None
-        )  # off = the first answer, as before the setting existed: caches stay valid
+    if not e.get("repair_rounds"):  # off = the first answer, as before the setting existed: caches stay valid
+        e.pop("repair_rounds", None)
     key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
     return ctx.out / "evaluate_runs" / hashlib.sha256(key.encode()).hexdigest()[:12]
 

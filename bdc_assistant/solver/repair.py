@@ -158,8 +158,3 @@ def check(runner: ExampleRunner, problem: str, code: str, examples: Sequence[Tes
     passed = sum(v.passed for v in verdicts)
     first = next(((t, v) for t, v in zip(examples, verdicts, strict=True) if not v.passed), None)
     return CheckResult(passed, len(examples), describe(*first) if first else "")
-
-
-def retry_messages(problem: str, failure: str) -> list[dict[str, str]]:
-    """The conversation that asks a chat model again: the task, and what the previous answer failed."""
-    return [{"role": "user", "content": prompts.retry_prompt(problem, failure).text}]

@@ -190,7 +190,7 @@ class Solver:
                 seed=base.seed + rnd + 1,
             )
             parts: list[str] = []
-            for piece in self._chat(repair.retry_messages(problem, result.failure), params, cancel):
+            for piece in self._stream(prompts.retry_prompt(problem, result.failure).text, params, cancel):
                 parts.append(piece)
                 yield CodeToken(piece)
             spent += len(parts)
@@ -242,15 +242,6 @@ class Solver:
             self.generator.close()
 
     # -- internals ------------------------------------------------------------------------------------
-
-    def _chat(
-        self, messages: list[dict[str, str]], params: GenerationParams, cancel: CancelToken
-    ) -> Iterator[str]:
-        chat = getattr(self.generator, "chat", None)
-        if chat is None:  # a generator without chat turns reads the conversation as one prompt
-            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
-            return iter(self.generator.generate(text, params, cancel))
-        return iter(chat(messages, params, cancel))
 
     def _stream(self, prompt: str, params: GenerationParams, cancel: CancelToken) -> Iterator[str]:
         if self.style == "chat":
