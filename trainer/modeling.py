@@ -102,11 +102,11 @@ def dequantized_hf_dir(gguf: Path) -> Path:
 
 def pick_device(name: str) -> str:
     """``auto`` / ``cuda`` / ``cpu``; under a multi-process launch ``cuda`` means this rank's own GPU."""
-    import torch
+    from bdc_assistant.backends.select import cuda_available  # the app's one GPU probe
 
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+        name = "cuda" if cuda_available() else "cpu"
+    if name == "cuda" and not cuda_available():
         raise ModelError("The trainer config asks for CUDA but no CUDA GPU is available.")
     return rank_device(name, launch_from_env())
 

@@ -35,9 +35,11 @@ def import_torch() -> Any:
     return torch
 
 
-def pick_device(torch: Any, device: str) -> str:
+def pick_device(device: str) -> str:
     """``auto`` → cuda when available else cpu; an explicit ``cuda`` without CUDA is refused."""
-    has_cuda = bool(torch.cuda.is_available())
+    from .select import cuda_available  # the one GPU probe, so every part gives the same answer
+
+    has_cuda = cuda_available()
     if device == "cuda" and not has_cuda:
         raise BackendUnavailable('CUDA was requested (backend.device = "cuda") but no CUDA GPU is available.')
     if device == "auto":
@@ -60,7 +62,7 @@ class TorchGenerator:
         if not (hf_dir / "config.json").is_file():
             raise ModelError(f"The HF model directory {hf_dir} does not exist or has no config.json.")
         self._torch = torch
-        self.device = pick_device(torch, device)
+        self.device = pick_device(device)
         if dtype is None:
             dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
         self.dtype = getattr(torch, dtype)

@@ -3,6 +3,7 @@ llama.cpp server, OpenRouter, …)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .base import ChatRequest, ChatResponse, ProviderFailure, sdk_errors
@@ -34,12 +35,15 @@ class OpenAICompatProvider:
             kwargs["seed"] = request.seed
         with sdk_errors(self._openai, self.base_url, timeout_s):
             resp = self._client.chat.completions.create(**kwargs)
+        return self._response(resp, lambda choice: choice.message.content)
+
+    def _response(self, resp: Any, text_of: Callable[[Any], str | None]) -> ChatResponse:
+        """One reply of either endpoint as a :class:`ChatResponse`; a reply without choices is malformed."""
         try:
             choice = resp.choices[0]
-            text = choice.message.content or ""
             usage = resp.usage
             return ChatResponse(
-                text=text,
+                text=text_of(choice) or "",
                 tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
                 tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
                 model=str(getattr(resp, "model", "") or ""),
@@ -70,16 +74,4 @@ class OpenAICompletionProvider(OpenAICompatProvider):
             kwargs["seed"] = request.seed
         with sdk_errors(self._openai, self.base_url, timeout_s):
             resp = self._client.completions.create(**kwargs)
-        try:
-            choice = resp.choices[0]
-            usage = resp.usage
-            return ChatResponse(
-                text=choice.text or "",
-                tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
-                tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
-                model=str(getattr(resp, "model", "") or ""),
-                finish_reason=str(choice.finish_reason or ""),
-                fingerprint=str(getattr(resp, "system_fingerprint", "") or ""),
-            )
-        except (AttributeError, IndexError, TypeError) as exc:
-            raise ProviderFailure("malformed", f"malformed reply from {self.base_url}: no choices") from exc
+        return self._response(resp, lambda choice: choice.text)
