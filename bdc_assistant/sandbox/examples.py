@@ -88,8 +88,24 @@ def _doctests(statement: str) -> list[TestCase]:
     return tests
 
 
-def extract_examples(statement: str) -> list[TestCase]:
-    """Examples stated in ``statement`` as tests (stdin/stdout pairs, or doctest-derived call tests)."""
+def _asserts(statement: str) -> list[TestCase]:
+    """``assert f(x) == y`` lines of the statement (how MBPP-style problems state their example)."""
+    tests = []
+    for line in statement.splitlines():
+        text = line.strip()
+        if not text.startswith("assert ") or "(" not in text:
+            continue
+        try:
+            compile(text, "<example>", "exec")
+        except SyntaxError:
+            continue
+        tests.append(TestCase(input=text + "\n", kind="call", origin="statement"))
+    return tests
+
+
+def extract_examples(statement: str, asserts: bool = True) -> list[TestCase]:
+    """Examples stated in ``statement`` as tests: stdin/stdout pairs, doctest-derived call tests, and (for a
+    problem without stdin/stdout examples, unless ``asserts`` is False) its ``assert`` lines."""
     stdio = _markdown(statement) or _codeforces(statement)
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -98,4 +114,11 @@ def extract_examples(statement: str) -> list[TestCase]:
         if key not in seen:
             seen.add(key)
             unique.append(t)
-    return unique + _doctests(statement)
+    found = unique + _doctests(statement)
+    if asserts and not unique:
+        calls = {t.input for t in found}
+        for t in _asserts(statement):
+            if t.input not in calls:
+                calls.add(t.input)
+                found.append(t)
+    return found

@@ -63,23 +63,7 @@ def examples_for(problem: str) -> list[TestCase]:
     """The problem's stated examples as tests: stdin/stdout examples, doctests, and ``assert`` lines."""
     from ..sandbox.examples import extract_examples
 
-    found = extract_examples(problem)
-    if any(t.kind == "stdio" for t in found):
-        return found
-    seen = {t.input for t in found}
-    for line in problem.splitlines():
-        text = line.strip()
-        if not text.startswith("assert ") or "(" not in text:
-            continue
-        try:
-            compile(text, "<example>", "exec")
-        except SyntaxError:
-            continue
-        test = TestCase(input=text + "\n", kind="call", origin="statement")
-        if test.input not in seen:
-            seen.add(test.input)
-            found.append(test)
-    return found
+    return extract_examples(problem)
 
 
 def explained(test: TestCase) -> TestCase:

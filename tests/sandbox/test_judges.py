@@ -103,3 +103,24 @@ def test_extract_examples_markdown_and_codeforces_and_doctest() -> None:
     calls = extract_examples(doc)
     assert [t.kind for t in calls] == ["call", "call"]
     assert calls[0].input.startswith("assert (sq(3)) == (9)")
+
+
+def test_extract_examples_assert_lines_of_a_call_problem() -> None:
+    mbpp = (
+        "Write a function to find the shared elements of two lists.\n"
+        "assert similar_elements((3, 4, 5, 6), (5, 7, 4, 10)) == (4, 5)\n"
+        "assert similar_elements((3, 4, 5, 6), (5, 7, 4, 10)) == (4, 5)\n"  # stated twice: one test
+        "assert nothing_called\n"  # no call: not an example
+        "assert broken(1 ==\n"  # not Python: not an example
+    )
+    got = extract_examples(mbpp)
+    assert got == [
+        TestCase(
+            "assert similar_elements((3, 4, 5, 6), (5, 7, 4, 10)) == (4, 5)\n",
+            kind="call",
+            origin="statement",
+        )
+    ]
+    assert extract_examples(mbpp, asserts=False) == []  # a benchmark's public split keeps its own rule
+    stdio = "Print twice n.\n\nExamples\nInput\n3\nOutput\n6\n\nassert twice(3) == 6\n"
+    assert [t.kind for t in extract_examples(stdio)] == ["stdio"]  # a stdin program has no function to call
