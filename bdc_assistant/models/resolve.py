@@ -38,7 +38,7 @@ def check_gguf(path: Path, role: str) -> Path:
 
 def solver_key(settings: Settings) -> str:
     """The embedded solver chosen by ``[models] solver`` (ignored when ``base_gguf`` names a file)."""
-    return str(getattr(settings.models, "solver", "") or embedded.DEFAULT_SOLVER)
+    return settings.models.solver or embedded.DEFAULT_SOLVER
 
 
 def embedded_solver(settings: Settings) -> embedded.SolverSpec | None:
