@@ -216,7 +216,7 @@ def build_app(state: ServeState) -> Any:
             # The background task runs however the response ends: it stops a job whose stream was never
             # read (the client left before the first event); after a normal end it is a no-op.
             return EventSourceResponse(
-                stream(items, cancel, ident, created, name, req.include_usage),
+                _sse_stream(stream(items, ident, created, name, req.include_usage), cancel),
                 sep="\n",
                 ping=15,
                 background=BackgroundTask(cancel.cancel),
@@ -282,8 +282,25 @@ def _bound_job(
     job_fn(solver, text, sampling, cancel, emit, on_token)
 
 
+async def _sse_stream(
+    events: AsyncIterator[dict[str, str]], cancel: CancelToken
+) -> AsyncIterator[dict[str, str]]:
+    """A stream's events, then ``[DONE]``; a failure becomes one OpenAI-shaped error event and stops the job,
+    and so does the client leaving (the stream is cancelled)."""
+    try:
+        async for event in events:
+            yield event
+    except (Exception, asyncio.CancelledError) as exc:
+        cancel.cancel()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        yield _sse(json.loads(_error(exc).body))
+        return
+    yield {"data": "[DONE]"}
+
+
 async def _chat_stream(
-    items: AsyncIterator[Item], cancel: CancelToken, ident: str, created: int, model: str, include_usage: bool
+    items: AsyncIterator[Item], ident: str, created: int, model: str, include_usage: bool
 ) -> AsyncIterator[dict[str, str]]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, str]:
         return _sse(
@@ -298,37 +315,29 @@ async def _chat_stream(
         )
 
     begin: Begin | None = None
-    try:
-        async for item in items:
-            if isinstance(item, Begin):
-                begin = item
-                yield chunk({"role": "assistant", "content": ""}, bdc=item.bdc)
-            elif isinstance(item, Delta):
-                yield chunk({"content": item.text})
-            elif isinstance(item, End):
-                yield chunk({}, _finish(item), bdc=_merge(begin, item) if begin else item.bdc)
-                if include_usage:
-                    yield _sse(
-                        {
-                            "id": ident,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": model,
-                            "choices": [],
-                            "usage": _usage(item),
-                        }
-                    )
-    except (Exception, asyncio.CancelledError) as exc:
-        cancel.cancel()
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        yield _sse(json.loads(_error(exc).body))
-        return
-    yield {"data": "[DONE]"}
+    async for item in items:
+        if isinstance(item, Begin):
+            begin = item
+            yield chunk({"role": "assistant", "content": ""}, bdc=item.bdc)
+        elif isinstance(item, Delta):
+            yield chunk({"content": item.text})
+        elif isinstance(item, End):
+            yield chunk({}, _finish(item), bdc=_merge(begin, item) if begin else item.bdc)
+            if include_usage:
+                yield _sse(
+                    {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": _usage(item),
+                    }
+                )
 
 
 async def _completion_stream(
-    items: AsyncIterator[Item], cancel: CancelToken, ident: str, created: int, model: str, include_usage: bool
+    items: AsyncIterator[Item], ident: str, created: int, model: str, include_usage: bool
 ) -> AsyncIterator[dict[str, str]]:
     def chunk(text: str, finish: str | None = None, **extra: Any) -> dict[str, str]:
         return _sse(
@@ -344,24 +353,16 @@ async def _completion_stream(
 
     begin: Begin | None = None
     first = True
-    try:
-        async for item in items:
-            if isinstance(item, Begin):
-                begin = item
-            elif isinstance(item, Delta):
-                # The customization rides on the first chunk, as the chat stream's role chunk carries it.
-                yield chunk(item.text, bdc=begin.bdc) if first and begin else chunk(item.text)
-                first = False
-            elif isinstance(item, End):
-                final = _merge(begin, item) if begin else item.bdc
-                extra: dict[str, Any] = {"bdc": final}
-                if include_usage:
-                    extra["usage"] = _usage(item)
-                yield chunk("", _finish(item), **extra)
-    except (Exception, asyncio.CancelledError) as exc:
-        cancel.cancel()
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        yield _sse(json.loads(_error(exc).body))
-        return
-    yield {"data": "[DONE]"}
+    async for item in items:
+        if isinstance(item, Begin):
+            begin = item
+        elif isinstance(item, Delta):
+            # The customization rides on the first chunk, as the chat stream's role chunk carries it.
+            yield chunk(item.text, bdc=begin.bdc) if first and begin else chunk(item.text)
+            first = False
+        elif isinstance(item, End):
+            final = _merge(begin, item) if begin else item.bdc
+            extra: dict[str, Any] = {"bdc": final}
+            if include_usage:
+                extra["usage"] = _usage(item)
+            yield chunk("", _finish(item), **extra)
