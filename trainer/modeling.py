@@ -102,7 +102,7 @@ def dequantized_hf_dir(gguf: Path) -> Path:
 
 def pick_device(name: str) -> str:
     """``auto`` / ``cuda`` / ``cpu``; under a multi-process launch ``cuda`` means this rank's own GPU."""
-    from bdc_assistant.backends.select import cuda_available  # the app's one GPU probe
+    from bdc_assistant.backends.gpu import cuda_available  # the app's one GPU probe
 
     if name == "auto":
         name = "cuda" if cuda_available() else "cpu"

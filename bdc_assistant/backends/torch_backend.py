@@ -37,7 +37,7 @@ def import_torch() -> Any:
 
 def pick_device(device: str) -> str:
     """``auto`` → cuda when available else cpu; an explicit ``cuda`` without CUDA is refused."""
-    from .select import cuda_available  # the one GPU probe, so every part gives the same answer
+    from .gpu import cuda_available  # the one GPU probe, so every part gives the same answer
 
     has_cuda = cuda_available()
     if device == "cuda" and not has_cuda:

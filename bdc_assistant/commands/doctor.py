@@ -46,7 +46,8 @@ def collect(verify: bool = True) -> dict[str, Any]:
         "paths": app_paths().as_dict(),
         "problems": [],
     }
-    from ..backends.select import cuda_available, resolve_backend_name
+    from ..backends.gpu import cuda_available
+    from ..backends.select import resolve_backend_name
 
     report["gpu"] = {"cuda": cuda_available()}
     try:

@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def default_config(configured: str) -> Path:
     if configured:
         return Path(configured).expanduser()
-    from ..backends.select import cuda_available
+    from ..backends.gpu import cuda_available
 
     return REPO_ROOT / "trainer" / "configs" / ("gpu.toml" if cuda_available() else "cpu.toml")
 

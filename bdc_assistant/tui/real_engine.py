@@ -138,7 +138,7 @@ class RealEngine:
     # -- retraining --------------------------------------------------------------------------------
     def retrain_status(self) -> RetrainStatus:
         from .. import bundles
-        from ..backends.select import cuda_available
+        from ..backends.gpu import cuda_available
 
         entry = bundles.active_entry()
         return RetrainStatus(

@@ -115,10 +115,11 @@ def test_embedded_base_torch_matches_llamacpp(embedded_base_gguf: Path) -> None:
 def test_open_generator_torch_from_gguf_goes_through_the_cache(
     private_models_dir: Path, tiny_models: dict[str, TinyModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bdc_assistant.backends import select
+    from bdc_assistant.backends import gpu, select
     from bdc_assistant.config import load_settings
 
     monkeypatch.setattr(select, "cuda_available", lambda: False)
+    monkeypatch.setattr(gpu, "cuda_available", lambda: False)
     gguf = tiny_models["llama"].gguf_path
     gen = select.open_generator(load_settings(), "torch", gguf=gguf)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bdc_assistant.backends import select
+from bdc_assistant.backends import gpu, select
 from bdc_assistant.config import load_settings
 from bdc_assistant.errors import BackendUnavailable, ConfigError, ModelError
 from bdc_assistant.models.tiny import TinyModel
@@ -82,7 +82,7 @@ def test_cuda_probe_does_not_import_torch_on_a_cpu_build() -> None:
     code = (
         "import sys, time\n"
         "t = time.perf_counter()\n"
-        "from bdc_assistant.backends.select import cuda_available\n"
+        "from bdc_assistant.backends.gpu import cuda_available\n"
         "print(cuda_available(), 'torch' in sys.modules, round(time.perf_counter() - t, 3))\n"
     )
     out = subprocess.run(
@@ -101,7 +101,7 @@ def test_torch_cpu_build_detection() -> None:
     import torch
 
     expected = torch.version.cuda is None
-    assert select._torch_is_cpu_build() is expected
+    assert gpu._torch_is_cpu_build() is expected
 
 
 def test_open_generator_llamacpp(no_cuda: None, tiny_models: dict[str, TinyModel]) -> None:

@@ -123,9 +123,9 @@ def test_corrupt_weights_are_one_sentence(tiny_models: dict[str, TinyModel], tmp
 def test_cuda_requested_but_absent(
     tiny_models: dict[str, TinyModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bdc_assistant.backends import select
+    from bdc_assistant.backends import gpu
 
-    monkeypatch.setattr(select, "cuda_available", lambda: False)
+    monkeypatch.setattr(gpu, "cuda_available", lambda: False)
     with pytest.raises(BackendUnavailable, match="CUDA was requested"):
         TorchGenerator(tiny_models["llama"].hf_dir, device="cuda")
 
