@@ -15,7 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 
 
-def _has_module(name: str) -> bool:
+def has_module(name: str) -> bool:
+    """Whether ``name`` is importable here, without importing it."""
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
@@ -48,7 +49,7 @@ def _nvidia_present() -> bool:
 @lru_cache(maxsize=1)
 def _cuda_probe() -> bool:
     if "torch" not in sys.modules:
-        if not _has_module("torch"):
+        if not has_module("torch"):
             return False
         if _torch_is_cpu_build():
             return False

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailable, ConfigError
-from .gpu import _has_module, cuda_available
+from . import gpu
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -25,7 +25,7 @@ _INSTALL_HINT = "run `make install`"
 def missing_dependency(backend: str) -> str | None:
     """The first Python package ``backend`` needs that is not importable, else ``None``."""
     for module in _DEPS[backend]:
-        if not _has_module(module):
+        if not gpu.has_module(module):
             return module
     return None
 
@@ -43,12 +43,12 @@ def resolve_backend_name(settings: Settings, requested: str | None = None) -> st
     if name not in (*BACKENDS, "auto"):
         raise ConfigError(f"Unknown backend '{name}'; choose one of: auto, {', '.join(BACKENDS)}.")
     device = settings.backend.device
-    if device == "cuda" and not cuda_available():
+    if device == "cuda" and not gpu.cuda_available():
         raise BackendUnavailable(
             'CUDA was requested (backend.device = "cuda") but no CUDA GPU is available here.'
         )
     if name == "auto":
-        if device == "cuda" or (device == "auto" and cuda_available()):
+        if device == "cuda" or (device == "auto" and gpu.cuda_available()):
             name = "torch"
         else:
             name = "llamacpp"

@@ -118,7 +118,6 @@ def test_open_generator_torch_from_gguf_goes_through_the_cache(
     from bdc_assistant.backends import gpu, select
     from bdc_assistant.config import load_settings
 
-    monkeypatch.setattr(select, "cuda_available", lambda: False)
     monkeypatch.setattr(gpu, "cuda_available", lambda: False)
     gguf = tiny_models["llama"].gguf_path
     gen = select.open_generator(load_settings(), "torch", gguf=gguf)

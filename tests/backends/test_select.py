@@ -21,12 +21,12 @@ def _settings(**backend: Any) -> Any:
 
 @pytest.fixture
 def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(select, "cuda_available", lambda: False)
+    monkeypatch.setattr(gpu, "cuda_available", lambda: False)
 
 
 @pytest.fixture
 def with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(select, "cuda_available", lambda: True)
+    monkeypatch.setattr(gpu, "cuda_available", lambda: True)
 
 
 def test_auto_without_cuda_is_llamacpp(no_cuda: None) -> None:
