@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 
 
 def defines(code: str, name: str) -> bool:
@@ -20,6 +21,27 @@ def defines(code: str, name: str) -> bool:
 
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+# A request for a named function: "Write a function is_even(n) that…", "Implement a function `is_even`",
+# "Create a method called is_even", "Complete def is_even(n):". Only after a verb that asks for it, so a
+# statement that merely mentions one ("Consider the function f(x) = …" in a stdin task) names nothing.
+_NAME = r"`?([A-Za-z_]\w*)`?"
+_NAMED_FUNCTION = re.compile(
+    r"\b(?:write|implement|create|define|complete|code|make|fix)\b[^.\n]{0,40}?"
+    rf"(?:\bdef\s+{_NAME}\s*\(|\b(?:function|method)\s+(?:(?:called|named)\s+{_NAME}|{_NAME}\s*\(|`([A-Za-z_]\w*)`))",
+    re.IGNORECASE,
+)
+
+
+def named_function(text: str) -> str | None:
+    """The function a prose problem names (``Write a function is_even(n) that…`` → ``is_even``), or None:
+    a problem that asks for a function gets the function, without the demo calls an instruct model adds."""
+    m = _NAMED_FUNCTION.search(text)
+    if m is None:
+        return None
+    name = next(g for g in m.groups() if g)
+    return None if name in _BUILTIN_NAMES else name
 
 
 def asserted_function(text: str) -> str | None:

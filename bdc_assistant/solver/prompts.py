@@ -140,7 +140,8 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
 def strip_demo(code: str) -> str:
     """Drop what an instruct model adds around a function it was asked for: ``if __name__ == "__main__":``
     blocks and top-level calls (``print(f(3))``, ``main()``, ``input()``), which would run — or wait for
-    stdin — when the function is imported by a test. Definitions, imports and constants stay."""
+    stdin — when the function is imported by a test — with the comment lines right above them ("# Example
+    usage:"). Definitions, imports and constants stay."""
     import ast
 
     try:
@@ -158,7 +159,10 @@ def strip_demo(code: str) -> str:
         )
         is_call = isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await)
         if (is_main or is_call) and node.end_lineno is not None:
-            drop.append((node.lineno, node.end_lineno))
+            start = node.lineno
+            while start > 1 and lines[start - 2].lstrip().startswith("#"):  # "# Example usage:" above it
+                start -= 1
+            drop.append((start, node.end_lineno))
     if not drop:
         return code
     keep = [ln for i, ln in enumerate(lines, 1) if not any(a <= i <= b for a, b in drop)]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.base import CancelToken, GenerationParams, Generator
 from ..config import Settings
 from ..paths import app_paths, ensure
-from ..pysource import asserted_function
+from ..pysource import asserted_function, defines, named_function
 from ..types import Answer, Checked, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
 from . import prompts
 from .prompts import PromptStyle
@@ -213,11 +213,17 @@ class Solver:
             # The prompt ended inside a ```python fence (after the stub, if any): the text is raw code.
             return prompts.extract_code("```python\n" + (stub or "") + solution_text + "\n```")
         stub = prompts.code_stub(problem)
-        wanted = _last_function(stub) if stub is not None else asserted_function(problem)
+        wanted = (
+            _last_function(stub)
+            if stub is not None
+            else asserted_function(problem) or named_function(problem)
+        )
         if wanted is None:
             return prompts.extract_code(solution_text)
-        # A function was asked for: take the block that defines it, without the demo an instruct model adds.
-        return prompts.strip_demo(prompts.extract_code(solution_text, wanted))
+        # A function was asked for: take the block that defines it, without the demo an instruct model adds
+        # (a program that does not define it is kept whole: its calls may be the program).
+        code = prompts.extract_code(solution_text, wanted)
+        return prompts.strip_demo(code) if defines(code, wanted) else code
 
     def plan_mode(self) -> str:
         """'on' or 'off': the setting, or for 'auto' the mode that won on the validation split."""

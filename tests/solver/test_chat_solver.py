@@ -84,6 +84,40 @@ def test_strip_demo(code: str, expected: str) -> None:
     assert prompts.strip_demo(code) == expected
 
 
+@pytest.mark.parametrize(
+    ("problem", "name"),
+    [
+        ("Write a Python function is_palindrome(s) that returns True when…", "is_palindrome"),
+        ("Write a function `count_vowels` that counts the vowels of a string.", "count_vowels"),
+        (
+            "Implement a function called merge_intervals which merges overlapping intervals.",
+            "merge_intervals",
+        ),
+        ("Complete def area(r): so that it returns the area of a circle.", "area"),
+        ("Read n from stdin and print the n-th Fibonacci number.", None),  # a program, not a function
+        ("Write a function that prints hello.", None),
+        ("Write code that uses the function print( to show it.", None),  # a builtin is not what was asked for
+        ("Consider the function f(x) = x^2. Read n and print f(n).", None),  # mentioned, not asked for
+    ],
+)
+def test_named_function_reads_the_name_from_prose(problem: str, name: str | None) -> None:
+    from bdc_assistant.pysource import named_function
+
+    assert named_function(problem) == name
+
+
+def test_a_prose_problem_naming_a_function_gets_it_without_the_demo(tmp_path: Path) -> None:
+    """What the 0.5B answered to `bdc ask` on a fresh install: the function, then example prints whose
+    comments were wrong; the user asked for the function."""
+    reply = (
+        "Here is the function:\n```python\ndef is_palindrome(s):\n    s = s.lower()\n    return s == s[::-1]\n\n"
+        '# Example usage:\nprint(is_palindrome("No lemon, no melon"))  # True\n```\nThis works because…'
+    )
+    problem = "Write a Python function is_palindrome(s) that returns True when s reads the same both ways."
+    answer = _solver(tmp_path, FakeGenerator([reply]), "off").answer(problem)
+    assert answer.code == "def is_palindrome(s):\n    s = s.lower()\n    return s == s[::-1]\n"
+
+
 def test_mbpp_example_goes_into_the_docstring() -> None:
     problem = load_dataset("mbpp-val")[0]
     text = solver_text(problem)
