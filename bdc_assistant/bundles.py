@@ -2,12 +2,16 @@
 
 Registered bundles are copied into ``app_paths().bundles_dir/<id>/`` (validated first, copied to a temp
 dir and renamed, so a half-copied bundle is never visible). ``active.json`` in that dir names the active
-bundle and keeps a history stack for ``rollback``. The bundle shipped with the app
-(``assets/bundles/default``) is the implicit first entry, id ``shipped``: it is active on a fresh
-install — but only while the active base is the base it was made for (it was trained for gemma-3-270m;
-on another base the app answers with the plain base and says so: ``NO_BUNDLE_FOR_BASE``). Every switch is a read-modify-write of ``active.json`` under
-an exclusive file lock and an atomic replace, so a crash or a concurrent ``bdc retrain`` cannot leave a
-torn pointer.
+bundle and keeps a history stack for ``rollback``.
+
+The app ships one bundle per base it knows (``assets/bundles/<name>/``: ``coder-0.5b`` for the embedded
+Qwen2.5-Coder-0.5B, ``gemma-3-270m`` for the small test base). They share the id ``shipped``, the implicit
+first entry, active on a fresh install: it means "the shipped bundle made for the base that is running".
+Where none ships for the base, the app answers with the plain base and says so (``NO_BUNDLE_FOR_BASE``).
+A shipped bundle whose own validation run put it *below* the plain base (the rule ``bdc retrain`` applies)
+is not applied by default either; ``--bundle shipped`` asks for it anyway. Every switch is a
+read-modify-write of ``active.json`` under an exclusive file lock and an atomic replace, so a crash or a
+concurrent ``bdc retrain`` cannot leave a torn pointer.
 
 Nothing here imports torch: listing bundles reads manifests only; ``register`` validates with the
 (numpy-only) bundle loader.
@@ -80,21 +84,30 @@ class BundleEntry:
         }
 
 
+def shipped_bundle_dirs() -> list[Path]:
+    """Every bundle this build ships (``assets/bundles/*/manifest.json``), in name order."""
+    root = ASSETS_DIR / "bundles"
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file())
+
+
 def shipped_bundle_dir(base: BaseIdentity | None = None) -> Path | None:
-    """The default bundle shipped in ``assets/bundles/default`` (None when this build ships none, or
-    when ``base`` is given and the shipped bundle was made for another base)."""
-    path = ASSETS_DIR / "bundles" / "default"
-    if not (path / "manifest.json").is_file():
-        return None
-    if base is not None and base_mismatch(path, base) is not None:
-        return None
-    return path
+    """The shipped bundle made for ``base`` (None when this build ships none for it). Without ``base``: the
+    first shipped bundle, a placeholder that :func:`fit_to_base` swaps for the running base's own."""
+    dirs = shipped_bundle_dirs()
+    if base is None:
+        return dirs[0] if dirs else None
+    for path in dirs:
+        if base_mismatch(path, base) is None:
+            return path
+    return None
 
 
 def is_shipped(path: Path) -> bool:
-    shipped = ASSETS_DIR / "bundles" / "default"
     try:
-        return Path(path).expanduser().resolve() == shipped.resolve()
+        resolved = Path(path).expanduser().resolve()
+        return any(resolved == d.resolve() for d in shipped_bundle_dirs())
     except OSError:
         return False
 
@@ -110,18 +123,56 @@ def base_mismatch(path: Path, base: BaseIdentity) -> str | None:
     return mismatch_sentence(bundle_base, base, Path(path))
 
 
-def fit_to_base(path: Path | None, note: str, base: BaseIdentity | None) -> tuple[Path | None, str]:
+def vs_base(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """A bundle's paired comparison with the plain base from its own evaluation (same problems, same run)."""
+    rows = ((manifest.get("metrics") or {}).get("evaluation") or {}).get("rows") or {}
+    found = ((rows.get("DisenLoRA") or {}).get("overall") or {}).get("vs_base")
+    return (
+        found
+        if isinstance(found, dict) and {"ac_diff", "ci95", "solved", "base_solved", "n"} <= set(found)
+        else None
+    )
+
+
+def versus_base_text(vs: dict[str, Any]) -> str:
+    lo, hi = vs["ci95"]
+    return (
+        f"{vs['solved']} of {vs['n']} validation problems against the plain base's {vs['base_solved']}, "
+        f"{vs['ac_diff']:+.1f} points, 95 % CI [{lo:+.1f}, {hi:+.1f}]"
+    )
+
+
+def below_base(path: Path) -> str | None:
+    """Why the bundle at ``path`` is not applied by default (its validation run put it below the plain base),
+    or None when it is not worse (or carries no paired comparison)."""
+    versus = vs_base(_safe_manifest(path))
+    if versus is None or versus["ac_diff"] >= 0:
+        return None
+    return (
+        "the shipped bundle for this base solves fewer validation problems than the plain base "
+        f"({versus_base_text(versus)})"
+    )
+
+
+def fit_to_base(
+    path: Path | None, note: str, base: BaseIdentity | None, *, asked: bool = False
+) -> tuple[Path | None, str]:
     """Check the solver's bundle choice against the base it runs on.
 
-    The shipped default bundle made for another base is dropped: the app answers with the plain base
-    and says so (``NO_BUNDLE_FOR_BASE``). A bundle the user chose (command line, settings, registered and
+    A shipped bundle stands for "the shipped bundle made for this base": it is swapped for the running base's
+    own, or dropped when none ships (the app answers with the plain base and says so: ``NO_BUNDLE_FOR_BASE``).
+    Unless ``asked`` (``--bundle shipped``), one whose validation run is below the plain base is dropped too,
+    with that comparison as the note. A bundle the user chose by path (command line, settings, registered and
     made active) is kept, so loading it refuses with one sentence naming both bases.
     """
     if path is None or base is None or not is_shipped(path):
         return path, note
-    if (Path(path) / "manifest.json").is_file() and base_mismatch(path, base) is not None:
+    own = shipped_bundle_dir(base)
+    if own is None:
         return None, NO_BUNDLE_FOR_BASE
-    return path, note
+    if not asked and (why := below_base(own)) is not None:
+        return None, f"{why}: answering with the plain base (`--bundle shipped` uses it)"
+    return own, note
 
 
 def _registry() -> Path:
@@ -193,11 +244,10 @@ def _path_of(bundle_id: str) -> Path | None:
 
 
 def list_bundles() -> list[BundleEntry]:
-    """The shipped bundle (if any) and every registered one, oldest first."""
+    """The shipped bundles (one per base, if any) and every registered one, oldest first."""
     state = _read_state()
     entries: list[BundleEntry] = []
-    shipped = shipped_bundle_dir()
-    if shipped is not None:
+    for shipped in shipped_bundle_dirs():  # one per base, all under the id "shipped"
         entries.append(
             BundleEntry(
                 SHIPPED_ID, shipped, "shipped", state["active"] == SHIPPED_ID, _safe_manifest(shipped)
@@ -236,8 +286,8 @@ def active_entry(base: BaseIdentity | None = None) -> BundleEntry | None:
     path = _path_of(active)
     if path is None and active != SHIPPED_ID:  # registered bundle deleted by hand: fall back to shipped
         active, path = SHIPPED_ID, shipped_bundle_dir()
-    if path is not None and active == SHIPPED_ID and base is not None and base_mismatch(path, base):
-        path = None
+    if path is not None and active == SHIPPED_ID and base is not None:
+        path = shipped_bundle_dir(base)
     if path is None:
         return None
     return BundleEntry(

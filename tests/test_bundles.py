@@ -187,4 +187,5 @@ def test_doctor_names_a_corrupt_shipped_bundle_in_one_sentence(
     monkeypatch.setattr(bundles, "ASSETS_DIR", assets)
     main(["doctor", "--json"])
     shipped = json.loads(capsys.readouterr().out)["shipped_bundle"]
-    assert shipped["applies"] is False and shipped["why"].endswith("is not a JSON object.")
+    assert shipped["applies"] is False and shipped["default"] is False
+    assert shipped["why"].endswith("is not a JSON object.")

@@ -6,7 +6,10 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", help="solver bundle directory ('none' = plain base model)")
+    p.add_argument(
+        "--bundle",
+        help="solver bundle directory ('none' = plain base model, 'shipped' = the one shipped for this base)",
+    )
     p.add_argument("--backend", choices=["auto", "llamacpp", "torch"], help="override [backend].name")
     p.add_argument("--max-tokens", type=int, help="cap on the tokens of one answer (plan + code)")
 

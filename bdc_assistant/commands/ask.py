@@ -14,7 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["auto", "llamacpp", "torch"], help="override [backend].name")
     p.add_argument("--max-tokens", type=int, help="max tokens of the solution stage")
     p.add_argument("--thought-tokens", type=int, help="max tokens of the plan stage")
-    p.add_argument("--bundle", help="solver bundle directory ('none' = plain base model)")
+    p.add_argument(
+        "--bundle",
+        help="solver bundle directory ('none' = plain base model, 'shipped' = the one shipped for this base)",
+    )
     p.add_argument(
         "--model", choices=["coder-0.5b", "coder-1.5b", "gemma-270m"], help="override [models] solver"
     )

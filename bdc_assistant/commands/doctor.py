@@ -7,6 +7,7 @@ import json
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = (
@@ -105,8 +106,8 @@ def collect(verify: bool = True) -> dict[str, Any]:
             report["problems"].append(mismatch)
     bundle: dict[str, Any] = {"path": str(bundle_path) if bundle_path else None, "note": note}
     info = bundles.active_bundle_info(base_id) if bundle_path is not None else None
-    if info:
-        bundle.update(info)
+    if info and bundle_path is not None and Path(info["path"]).resolve() == bundle_path.resolve():
+        bundle.update(info)  # the active bundle is the one in use (not one chosen by path)
     if bundle_path is not None and "experts" not in bundle:
         manifest = bundle_path / "manifest.json"
         try:
@@ -130,26 +131,32 @@ def collect(verify: bool = True) -> dict[str, Any]:
 
 
 def _shipped_info(bundles: Any, base_id: Any) -> dict[str, Any] | None:
-    """The bundle this build ships, and whether it applies to the configured base (it is made for one base)."""
+    """The bundle this build ships for the configured base (one ships per base), whether it applies, and
+    whether the app uses it by default (not when its own validation run put it below the plain base)."""
     from ..errors import BdcError
 
-    path = bundles.shipped_bundle_dir()
+    try:
+        path = bundles.shipped_bundle_dir(base_id) if base_id is not None else None
+    except BdcError as exc:  # a shipped manifest that names no usable base
+        return {"path": None, "applies": False, "default": False, "why": str(exc)}
     if path is None:
-        return None
+        names = [d.name for d in bundles.shipped_bundle_dirs()]
+        why = f"none of the shipped bundles ({', '.join(names) or 'none'}) is made for this base"
+        return {"path": None, "applies": False, "default": False, "why": why}
     try:
         data = bundles.read_manifest(path)
     except BdcError as exc:  # missing, not JSON, or not a JSON object: one sentence from the registry
-        return {"path": str(path), "applies": False, "why": str(exc)}
-    try:
-        mismatch = bundles.base_mismatch(path, base_id) if base_id is not None else None
-    except BdcError as exc:  # a manifest that parses but names no usable base
-        mismatch = str(exc)
+        return {"path": str(path), "applies": False, "default": False, "why": str(exc)}
+    below = bundles.below_base(path)
     return {
         "path": str(path),
         "experts": data.get("K"),
         "base": base.get("name") if isinstance(base := data.get("base"), dict) else None,
-        "applies": mismatch is None,
-        "why": mismatch or "made for this base",
+        "applies": True,
+        "default": below is None,
+        "why": below or "made for this base",
+        "vs_base": bundles.vs_base(data),
+        "trained_on": (data.get("provenance") or {}).get("trained_on"),
     }
 
 
@@ -187,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key:<10} {report['models'].get(key + '_status')}  {value}")
     b = report["bundle"]
     print(f"bundle     {b.get('path') or '-'}  ({b.get('note')})")
-    if (shipped := report.get("shipped_bundle")) and not shipped["applies"]:
-        print(f"shipped    {shipped['path']}  (not used: {shipped['why']})")
+    if (shipped := report.get("shipped_bundle")) and not shipped["default"]:
+        print(f"shipped    {shipped['path'] or '-'}  (not used by default: {shipped['why']})")
     print(f"log        {report['paths']['log_file']}")
     print(f"sandbox    {report['sandbox']['level'] or 'NONE'}: {report['sandbox']['reason']}")
     for name, version in report["packages"].items():

@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
     p.add_argument("--backend", default=None, help="llamacpp | torch (default: settings)")
-    p.add_argument("--bundle", default=None, help="solver bundle dir (default: the active one)")
+    p.add_argument(
+        "--bundle", default=None, help="solver bundle dir, 'none' or 'shipped' (default: the active one)"
+    )
     p.add_argument("--out", type=Path, default=None, help="results dir (default: <data>/evals/<dataset>)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results in the results dir")
     p.add_argument(

@@ -62,40 +62,23 @@ def _score(summary: Any) -> tuple[float, float] | None:
     return float(summary["ac"]), float(summary["pr"])
 
 
-def vs_base(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The candidate's paired comparison with the plain base from its own evaluation (same problems, same run)."""
-    rows = ((manifest.get("metrics") or {}).get("evaluation") or {}).get("rows") or {}
-    found = ((rows.get("DisenLoRA") or {}).get("overall") or {}).get("vs_base")
-    return (
-        found
-        if isinstance(found, dict) and {"ac_diff", "ci95", "solved", "base_solved", "n"} <= set(found)
-        else None
-    )
-
-
-def _versus_base_text(vs: dict[str, Any]) -> str:
-    lo, hi = vs["ci95"]
-    return (
-        f"{vs['solved']} of {vs['n']} validation problems against the plain base's {vs['base_solved']}, "
-        f"{vs['ac_diff']:+.1f} points, 95 % CI [{lo:+.1f}, {hi:+.1f}]"
-    )
-
-
 def should_switch(new_manifest: dict[str, Any], active_manifest: dict[str, Any] | None) -> tuple[bool, str]:
     """Switch iff the new bundle is not worse: first than the plain base on its own validation run (the
     paired comparison of the same problems, with its CI in the message), then than the active bundle, (AC, PR)
     in that order, on the same datasets and backend. Without a comparable active score, a scored new bundle
     that is not worse than the base wins; an unscored one never replaces a scored one."""
+    from .. import bundles
+
     new_m = new_manifest.get("metrics", {})
     new = _score(new_m.get("summary"))
     if new is None:
         return False, "the new bundle has no evaluation score"
-    versus = vs_base(new_manifest)
+    versus = bundles.vs_base(new_manifest)
     if versus is not None and versus["ac_diff"] < 0:
-        return False, f"it is worse than the plain base: {_versus_base_text(versus)}"
+        return False, f"it is worse than the plain base: {bundles.versus_base_text(versus)}"
     switch, why = _versus_active(new, new_m, active_manifest)
     if versus is not None:
-        why = f"{why}; {_versus_base_text(versus)}"
+        why = f"{why}; {bundles.versus_base_text(versus)}"
     return switch, why
 
 

@@ -21,7 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="require this key (Authorization: Bearer KEY); default: the keyring entry 'serve' if any "
         "(`bdc keys set serve`), which also keeps the key out of the process list",
     )
-    p.add_argument("--bundle", help="solver bundle directory ('none' = plain base model)")
+    p.add_argument(
+        "--bundle",
+        help="solver bundle directory ('none' = plain base model, 'shipped' = the one shipped for this base)",
+    )
     p.add_argument("--backend", choices=["auto", "llamacpp", "torch"], help="override [backend].name")
     p.add_argument("--model-name", default="bdc", help="the model id clients ask for (default 'bdc')")
     p.add_argument(

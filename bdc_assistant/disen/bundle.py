@@ -384,8 +384,13 @@ def _check_hypernet(
 
 
 def template_path(bundle: Bundle, arch: str) -> Path:
-    """Where the llama.cpp adapter template of ``bundle`` is cached (in the bundle if writable)."""
-    if os.access(bundle.path, os.W_OK):
+    """Where the llama.cpp adapter template of ``bundle`` is cached: in the bundle if writable, except for a
+    bundle shipped as package data (never written at run time: a source checkout would grow an untracked
+    26 MB file, an installed package is often read-only), which caches under the app's cache dir."""
+    from ..resources import assets_dir
+
+    shipped = bundle.path.resolve().is_relative_to(assets_dir().resolve())
+    if not shipped and os.access(bundle.path, os.W_OK):
         return bundle.path / TEMPLATE_NAME
     from ..paths import app_paths
 

@@ -179,7 +179,9 @@ def serve(settings: Settings, options: ServeOptions, log: TextIO = sys.stderr) -
     if not 0 <= options.port <= 65535:
         raise ConfigError("--port must be between 0 and 65535.")
     key, key_source = resolve_api_key(options.host, options.api_key)
-    if options.bundle not in (None, "none", "off", "base") and not Path(options.bundle).expanduser().exists():
+    from ..solver.session import BUNDLE_WORDS
+
+    if options.bundle not in (None, *BUNDLE_WORDS) and not Path(options.bundle).expanduser().exists():
         raise ConfigError(f"The bundle directory {options.bundle} does not exist.")
     solvers = load_instances(settings, options, log)
     try:

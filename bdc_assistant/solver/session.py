@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import CancelToken, GenerationParams, Generator
 from ..config import Settings
+from ..errors import BundleError
 from ..paths import app_paths, ensure
 from ..pysource import asserted_function, defines, named_function
 from ..types import Answer, Checked, CodeToken, Gates, SolverEvent, StageDone, Started, ThoughtToken
@@ -309,12 +310,25 @@ def _clean_thought(text: str) -> str:
     return "\n".join(ln for ln in lines if ln.strip()).strip()
 
 
+SHIPPED_ASKED = "the shipped bundle, asked for by name"
+PLAIN_WORDS = ("none", "off", "base")  # --bundle values that mean "the plain base model"
+BUNDLE_WORDS = (*PLAIN_WORDS, "shipped")  # --bundle values that are not paths
+
+
 def resolve_bundle_path(settings: Settings, bundle: str | Path | None) -> tuple[Path | None, str]:
-    """Which bundle to use, and a note saying why (shown to the user when no bundle is active)."""
+    """Which bundle to use, and a note saying why (shown to the user when no bundle is active). ``shipped``
+    names the shipped bundle for the running base (:func:`bundles.fit_to_base` picks it once the base is known)."""
     if not settings.bundle.enabled and bundle is None:
         return None, "bundle disabled in settings: answering with the plain base model"
-    if bundle is not None and str(bundle) in ("none", "off", "base"):
+    if bundle is not None and str(bundle) in PLAIN_WORDS:
         return None, "no bundle requested: answering with the plain base model"
+    if bundle is not None and str(bundle) == "shipped":
+        from .. import bundles
+
+        shipped = bundles.shipped_bundle_dir()
+        if shipped is None:
+            raise BundleError("This build ships no solver bundle, so `--bundle shipped` has nothing to use.")
+        return shipped, SHIPPED_ASKED
     if bundle is not None:
         return Path(bundle).expanduser(), "bundle given on the command line"
     if settings.bundle.path:
@@ -340,7 +354,9 @@ def open_solver(settings: Settings, backend: str | None = None, bundle: str | Pa
     try:
         bundle_path, note = resolve_bundle_path(settings, bundle)
         # The shipped bundle is made for one base: on another base answer plainly (and say so).
-        bundle_path, note = bundles.fit_to_base(bundle_path, note, loaded_base_identity(generator))
+        bundle_path, note = bundles.fit_to_base(
+            bundle_path, note, loaded_base_identity(generator), asked=note == SHIPPED_ASKED
+        )
         customizer = None
         bundle_name = None
         if bundle_path is not None:

@@ -1,9 +1,10 @@
-"""Bundles and the base they customize: the shipped gemma-3-270m bundle on the Qwen2.5-Coder base.
+"""Bundles and the base they customize: one shipped bundle per base.
 
-The shipped bundle (``assets/bundles/default``) was trained for gemma-3-270m. On the Qwen base it is not
-the default any more: the app answers with the plain base and says so once (``NO_BUNDLE_FOR_BASE``,
-also what ``bdc doctor`` reports). Loading it explicitly on the Qwen base refuses with one sentence that
-names both bases. On gemma it still loads (the gemma tests keep using it).
+The app ships ``assets/bundles/coder-0.5b`` (trained on the embedded Qwen2.5-Coder-0.5B) and
+``assets/bundles/gemma-3-270m`` (the small test base). "The shipped bundle" is the one made for the running
+base; a base with none answers plainly and says so (``NO_BUNDLE_FOR_BASE``). Loading a bundle explicitly on
+another base refuses with one sentence that names both bases. A shipped bundle whose own validation run put it
+below the plain base is not used by default (the rule ``bdc retrain`` applies), only when asked for.
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ def qwen_id(embedded_base_gguf: Path) -> BaseIdentity:
 
 @pytest.fixture(scope="module")
 def shipped() -> Path:
-    path = bundles.shipped_bundle_dir()
-    assert path is not None, "this build ships a default bundle"
+    """The gemma-3-270m bundle (the tests below load it on the wrong base on purpose)."""
+    path = bundles.ASSETS_DIR / "bundles" / "gemma-3-270m"
+    assert (path / "manifest.json").is_file(), "this build ships the gemma bundle"
+    return path
+
+
+@pytest.fixture(scope="module")
+def shipped_qwen() -> Path:
+    path = bundles.ASSETS_DIR / "bundles" / "coder-0.5b"
+    assert (path / "manifest.json").is_file(), "this build ships a bundle for the embedded Qwen base"
     return path
 
 
@@ -47,15 +56,72 @@ def test_loading_the_gemma_bundle_on_qwen_refuses_naming_both_bases(shipped: Pat
     assert msg.count(". ") == 0 and "\n" not in msg  # one sentence
 
 
-def test_shipped_bundle_is_not_the_default_on_qwen(shipped: Path, qwen_id: BaseIdentity):
-    assert bundles.shipped_bundle_dir(qwen_id) is None
-    assert bundles.active_entry(qwen_id) is None  # fresh registry: the shipped entry does not count
-    assert bundles.active_bundle_info(qwen_id) is None
-    assert bundles.fit_to_base(shipped, "shipped default bundle", qwen_id) == (
-        None,
-        bundles.NO_BUNDLE_FOR_BASE,
-    )
+def test_on_qwen_the_shipped_bundle_is_the_one_made_for_qwen(
+    shipped: Path, shipped_qwen: Path, qwen_id: BaseIdentity
+):
+    assert bundles.shipped_bundle_dir(qwen_id) == shipped_qwen
     assert bundles.base_mismatch(shipped, qwen_id) is not None
+    assert bundles.base_mismatch(shipped_qwen, qwen_id) is None
+    assert load_bundle(shipped_qwen, expect_base=qwen_id).K >= 3
+    entry = bundles.active_entry(qwen_id)  # fresh registry: "shipped" is the Qwen one here
+    assert entry is not None and entry.id == bundles.SHIPPED_ID and entry.path == shipped_qwen
+    # asked for by name it is always used; by default only when its validation run is not below the base
+    assert bundles.fit_to_base(shipped, "asked", qwen_id, asked=True) == (shipped_qwen, "asked")
+    path, note = bundles.fit_to_base(shipped, "shipped default bundle", qwen_id)
+    below = bundles.below_base(shipped_qwen)
+    if below is None:
+        assert (path, note) == (shipped_qwen, "shipped default bundle")
+    else:
+        assert path is None and note.startswith(below) and "`--bundle shipped`" in note
+
+
+def test_a_base_with_no_shipped_bundle_answers_plainly(shipped: Path, qwen_id: BaseIdentity):
+    from dataclasses import replace
+
+    other = replace(qwen_id, n_layers=qwen_id.n_layers + 4)  # e.g. the 1.5B: no bundle ships for it
+    assert bundles.shipped_bundle_dir(other) is None
+    assert bundles.active_entry(other) is None and bundles.active_bundle_info(other) is None
+    assert bundles.fit_to_base(shipped, "shipped default bundle", other) == (None, bundles.NO_BUNDLE_FOR_BASE)
+
+
+def _ship(root: Path, name: str, src: Path, vs: dict | None) -> Path:
+    import shutil
+
+    dest = root / "bundles" / name
+    shutil.copytree(src, dest)
+    m = json.loads((dest / "manifest.json").read_text())
+    row = m.setdefault("metrics", {}).setdefault("evaluation", {}).setdefault("rows", {})
+    row["DisenLoRA"] = {"overall": {"ac": 40.0, "pr": 40.0, **({"vs_base": vs} if vs else {})}}
+    (dest / "manifest.json").write_text(json.dumps(m))
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("ac_diff", "used"), [(-1.7, False), (0.0, True), (3.3, True), (None, True)], ids=str
+)
+def test_a_shipped_bundle_below_the_base_on_validation_is_not_used_by_default(
+    shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ac_diff: float | None, used: bool
+):
+    vs = (
+        None
+        if ac_diff is None
+        else {"ac_diff": ac_diff, "ci95": [-8.3, 5.0], "solved": 26, "base_solved": 27, "n": 60}
+    )
+    mine = _ship(tmp_path, "gemma-3-270m", shipped, vs)
+    monkeypatch.setattr(bundles, "ASSETS_DIR", tmp_path)
+    gemma = _shipped_base(shipped)
+    path, note = bundles.fit_to_base(mine, "shipped default bundle", gemma)
+    if used:
+        assert (path, note) == (mine, "shipped default bundle")
+    else:
+        assert path is None
+        assert note == (
+            "the shipped bundle for this base solves fewer validation problems than the plain base (26 of 60 "
+            "validation problems against "
+            "the plain base's 27, -1.7 points, 95 % CI [-8.3, +5.0]): answering with the plain base "
+            "(`--bundle shipped` uses it)"
+        )
+    assert bundles.fit_to_base(mine, "x", gemma, asked=True) == (mine, "x")
 
 
 def test_shipped_bundle_still_serves_gemma(shipped: Path):
@@ -94,7 +160,7 @@ def test_shipped_bundle_loads_on_the_real_gemma_gguf(shipped: Path):
     assert load_bundle(shipped, expect_base=gemma_id).n_layers == 18
 
 
-def test_doctor_names_the_base_and_says_no_bundle_for_it(embedded_base_gguf: Path):
+def test_doctor_names_the_base_and_its_shipped_bundle(embedded_base_gguf: Path, shipped_qwen: Path):
     from bdc_assistant.commands.doctor import collect
 
     report = collect(verify=True)
@@ -104,8 +170,13 @@ def test_doctor_names_the_base_and_says_no_bundle_for_it(embedded_base_gguf: Pat
     assert base["sha256_verified"] is True and base["license"] == "Apache-2.0"
     assert report["models"]["base_gguf"] == str(embedded_base_gguf)
     assert report["models"]["base_gguf_status"] == "ok"
-    assert report["bundle"]["path"] is None
-    assert report["bundle"]["note"] == "no bundle for this base: answering with the plain base"
+    shipped = report["shipped_bundle"]
+    assert shipped["path"] == str(shipped_qwen) and shipped["applies"] is True
+    assert shipped["vs_base"]["n"] >= 60 and shipped["trained_on"]
+    if shipped["default"]:
+        assert report["bundle"]["path"] == str(shipped_qwen)
+    else:
+        assert report["bundle"]["path"] is None and report["bundle"]["note"].startswith(shipped["why"])
     assert not any("bundle" in p for p in report["problems"]), report["problems"]
 
 

@@ -133,7 +133,9 @@ def test_doctor_json_reports_models_and_backend(embedded_base_gguf: Path) -> Non
     assert data["base"]["sha256_verified"] and data["base"]["license"] == "Apache-2.0"
     assert data["sandbox"]["level"] in ("userns", "landlock") and data["sandbox"]["reason"]
     shipped = data["shipped_bundle"]
-    assert shipped is None or shipped["applies"] == (data["bundle"]["path"] == shipped["path"])
+    # one bundle ships per base; the app uses it by default unless its validation put it below the base
+    assert shipped["default"] == (data["bundle"]["path"] == shipped["path"] is not None)
+    assert shipped["applies"] and shipped["base"] == "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
 
 @pytest.mark.slow
