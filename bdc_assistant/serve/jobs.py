@@ -170,7 +170,9 @@ def complete_job(
     setup_ms = (time.perf_counter() - t0) * 1e3
     started = Started(generator.name, generator.model_id, solver.bundle_name, gates, setup_ms)
     prompt_tokens = _count(generator, prompt)
-    emit(Begin(bdc_field(started, bundle_note=solver.bundle_note), prompt_tokens))
+    # The first chunk (role + gates) goes out with the first token, not before the prompt is evaluated: on a
+    # small machine, encoding and sending it (and the client parsing it) competes with the prompt evaluation.
+    begin: Begin | None = Begin(bdc_field(started, bundle_note=solver.bundle_note), prompt_tokens)
     params = GenerationParams(
         max_tokens=sampling.max_tokens or s.solver.max_tokens,
         temperature=s.solver.temperature if sampling.temperature is None else sampling.temperature,
@@ -186,9 +188,14 @@ def complete_job(
             continue
         if ttft is None:
             ttft = time.perf_counter() - t0
+        if begin is not None:
+            emit(begin)
+            begin = None
         count += 1
         on_token()
         emit(Delta(piece))
+    if begin is not None:  # no token at all (cancelled, or an immediate stop)
+        emit(begin)
     seconds = time.perf_counter() - gen_t0
     finish = "cancelled" if cancel.cancelled else "length" if count >= params.max_tokens else "stop"
     final = bdc_field(started, bundle_note=solver.bundle_note)
