@@ -14,7 +14,8 @@ reuse the KV cache of the prompt prefix it shares with the previous query (chat 
 prompt), which the plain base does reuse. ``--answers`` chat queries are answered ``--answer-tokens``
 tokens long, plain vs customized (blocks in ABBA order); time-to-first-token includes the customization
 setup; ``ttft_ratio`` / ``answer_time_ratio`` = customized ÷ plain (medians), and ``plain_cold_*`` is the
-plain base with a reset before every query (what is lost to the reset alone).
+plain base with a reset before every query (what is lost to the reset alone). Both plain and customized
+queries go through ``set_customization`` as the app's answers do, so ``plain_*`` is the app's plain path.
 
     python bench/customize.py --json                                  # llama.cpp + torch merge, CPU
     python bench/customize.py --backend torch --device cuda --json    # torch merge + hook on a GPU
@@ -180,10 +181,10 @@ def bench_answers(args: argparse.Namespace, gen: Any, customizer: Any) -> dict[s
         gen.set_customization(None)  # every block starts from an empty context
         for i, ids in enumerate(prompts):
             t0 = time.perf_counter()
-            if mode == "custom":
-                gen.set_customization(customs[i])
-            elif mode == "cold":
+            if mode == "cold":
                 gen.llama.reset()
+            else:  # what the app does before every answer
+                gen.set_customization(customs[i] if mode == "custom" else None)
             setup = time.perf_counter() - t0
             first, total, reused = _answer(gen, ids, args.answer_tokens)
             if i:  # the first query of a block has nothing to reuse in any mode
@@ -219,6 +220,10 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
     from bdc_assistant.backends.llamacpp_backend import LlamaCppGenerator
 
     gen = LlamaCppGenerator(gguf, n_ctx=args.n_ctx, threads=args.threads)
+    if args.adapter_dtype != "auto":
+        from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot
+
+        gen._slot = LlamaCppAdapterSlot(gen.llama, dtype=args.adapter_dtype)
     try:
         stages: dict[str, list[float]] = {k: [] for k in ("embed", "hypernet", "patch", "init", "swap")}
         setups: list[float] = []
@@ -346,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         help="torch intra-op threads for the encoder on CPU (1: no fight with llama.cpp's threads)",
+    )
+    parser.add_argument(
+        "--adapter-dtype",
+        choices=("auto", "f16", "f32"),
+        default="auto",
+        help="llama.cpp adapter tensors (auto: what the app picks for this bundle)",
     )
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=6, help="paired plain/custom decode runs (ABBA order)")

@@ -294,15 +294,24 @@ class LlamaCppGenerator:
     # ---- customization --------------------------------------------------------------------------------
 
     def set_customization(self, customization: Customization | None) -> None:
-        """Attach (or remove) a per-query DisenLoRA adapter; the KV cache is invalidated either way."""
+        """Attach (or remove) a per-query DisenLoRA adapter; the KV cache is dropped only when weights change.
+
+        Why keep it otherwise: the next prompt usually shares the chat template and system prompt with the
+        last one, and llama-cpp-python reuses that prefix's KV only if nothing reset it. The plain base asked
+        to stay plain, or an adapter asked to stay (same bundle, same gates: a retry of the same problem),
+        computes exactly what the cache holds.
+        """
         if customization is None:
-            if self._slot is not None:
-                self._slot.clear()
+            if self._slot is None or not self._slot.active:
+                return
+            self._slot.clear()
         else:
             if self._slot is None:
                 from ..disen.llamacpp_adapter import LlamaCppAdapterSlot
 
                 self._slot = LlamaCppAdapterSlot(self.llama)
+            if self._slot.holds(customization):
+                return
             self._slot.apply(customization)
         self.llama.reset()
 

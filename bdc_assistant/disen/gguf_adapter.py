@@ -16,9 +16,10 @@ carries none.
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -107,18 +108,49 @@ class TemplatePatcher:
                 )
             raw = self._mm[slot.offset : slot.offset + slot.n_bytes]
             self._views[key] = raw.view(template.np_dtype).reshape(a_cat.shape)
+        self._torch_views = _torch_views(self._views, cat) if template.dtype == "f16" else None
 
     def patch(self, g: np.ndarray) -> None:
         if self._mm is None:
             raise BundleError(f"The adapter patcher for {self.target} is closed.")
         g = np.asarray(g, np.float32)
+        if self._torch_views is not None:
+            import torch
+
+            g_t = torch.from_numpy(g.copy())
+            for (layer, _), (a_t, dst_t) in self._torch_views.items():
+                torch.mul(a_t, g_t[layer].unsqueeze(1), out=dst_t)
+            return
         for key, dst in self._views.items():
             np.multiply(g[key[0]][:, None], self.cat.A[key], out=dst, casting="same_kind")
 
     def close(self) -> None:
         """Drop the mapping (the views go first: the last reference unmaps the file)."""
+        self._torch_views = None
         self._views.clear()
         self._mm = None
+
+
+def _torch_views(
+    views: dict[tuple[int, str], np.ndarray], cat: CatLora
+) -> dict[tuple[int, str], tuple[Any, Any]] | None:
+    """torch aliases of A_cat and of the f16 slots, or None when torch is missing.
+
+    Why: numpy's float32 → float16 cast is scalar code, 10.7 ms for the 3 M entries of a K=3, r=4 Qwen2.5-0.5B
+    adapter; torch's is vectorised (1.2 ms, bit-identical: both round to nearest even). torch is loaded
+    anyway by the encoder, and the aliases share memory, so nothing is copied.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        # A_cat is read-only (bundles are immutable); torch warns about aliasing such arrays, but only reads.
+        warnings.simplefilter("ignore", UserWarning)
+        return {
+            key: (torch.from_numpy(np.ascontiguousarray(cat.A[key], np.float32)), torch.from_numpy(dst))
+            for key, dst in views.items()
+        }
 
 
 def write_template(

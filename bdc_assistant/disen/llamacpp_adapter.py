@@ -97,7 +97,7 @@ def detect_api(module: Any | None = None) -> AdapterApi:
     raise BackendUnavailable("The installed llama-cpp-python has no LoRA adapter API; upgrade it to ≥ 0.3.")
 
 
-AUTO_F32_MAX_BYTES = 64 << 20
+AUTO_F32_MAX_BYTES = 16 << 20
 
 
 def _scratch_dir() -> Path:
@@ -129,6 +129,7 @@ class LlamaCppAdapterSlot:
         self.n_heads = int(meta.get(f"{self.arch}.attention.head_count", 0) or 0)
         self.n_kv_heads = int(meta.get(f"{self.arch}.attention.head_count_kv", 0) or self.n_heads)
         self._handle: Any = None
+        self._current: tuple[str, bytes] | None = None  # what the live handle computes, for holds()
         self._templates: dict[str, AdapterTemplate] = {}
         self._scratch: dict[str, Path] = {}
         self._patchers: dict[str, TemplatePatcher] = {}
@@ -185,12 +186,14 @@ class LlamaCppAdapterSlot:
         return template
 
     def _resolve_dtype(self, bundle: Bundle) -> Dtype:
-        """ "auto": f32 for small adapters, f16 above AUTO_F32_MAX_BYTES.
+        """ "auto": f32 for small adapters, f16 above AUTO_F32_MAX_BYTES (counted as f32).
 
         On a small base the adapter's cost per token is dominated by the extra graph nodes, not by bytes;
-        f32 skips the activation → f16 conversion in every LoRA matmul (measured on gemma-3-270m, 1 thread:
-        decode 0.90 of plain with f32 vs 0.88 with f16) and matches torch more closely (1e-6 vs 4e-4).
-        Large adapters stay f16 to halve the per-query load (research/lora.md §3.6: 100 vs 199 MiB at 1B).
+        f32 skips the activation → f16 conversion in every LoRA matmul (measured on gemma-3-270m, 1 thread,
+        11 MiB adapter: decode 0.90 of plain with f32 vs 0.88 with f16) and matches torch more closely (1e-6
+        vs 4e-4). From Qwen2.5-0.5B up the bytes win: its K=3, r=4 adapter (26 MiB as f32) decodes at 0.86 of
+        plain as f16 vs 0.83 as f32, loads in 8.5 vs 10.2 ms and answers 5 % sooner (2-core AMD EPYC,
+        ``bench/customize.py --adapter-dtype``, bench/results/customize_qwen05b_dtype_amd.json).
         """
         if self._dtype_choice != "auto":
             return self._dtype_choice
@@ -209,12 +212,18 @@ class LlamaCppAdapterSlot:
         template = self.template_for(customization.bundle)
         t1 = time.perf_counter()
         ms = self.apply_template(template, customization.bundle.cat, customization.g)
+        self._current = _identity(customization)
         self.last_ms["template"] = (t1 - t0) * 1e3
         return ms + self.last_ms["template"]
+
+    def holds(self, customization: Customization) -> bool:
+        """Whether the live adapter is exactly ``customization`` (same bundle, same gates, bit for bit)."""
+        return bool(self._handle) and self._current == _identity(customization)
 
     def apply_template(self, template: AdapterTemplate, cat: CatLora, g: np.ndarray) -> float:
         """Lower level: patch g ⊙ cat.A into a private copy of ``template`` and swap it in."""
         with self._lock:
+            self._current = None
             t0 = time.perf_counter()
             key = template.bundle_id + str(template.path)
             scratch = self._scratch.get(key)
@@ -259,6 +268,7 @@ class LlamaCppAdapterSlot:
     def clear(self) -> None:
         """Back to the plain base: deactivate, free the handle, drop cached prompt state."""
         with self._lock:
+            self._current = None
             if self._handle:
                 self._api.deactivate(self._ctx_ptr())
                 self._api.free(self._handle)
@@ -302,6 +312,10 @@ class LlamaCppAdapterSlot:
 
     def _ctx_ptr(self) -> Any:
         return self._llama._ctx.ctx
+
+
+def _identity(customization: Customization) -> tuple[str, bytes]:
+    return customization.bundle.bundle_id, np.ascontiguousarray(customization.g, np.float32).tobytes()
 
 
 def _unlink_all(paths: dict[str, Path]) -> None:

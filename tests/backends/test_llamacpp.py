@@ -185,13 +185,23 @@ class _RecordingSlot:
     def __init__(self, llama: Any) -> None:
         self.llama = llama
         self.calls: list[Any] = []
+        self.live: Any = None
         _RecordingSlot.instances.append(self)
+
+    @property
+    def active(self) -> bool:
+        return self.live is not None
+
+    def holds(self, customization: Any) -> bool:
+        return self.live == customization
 
     def apply(self, customization: Any) -> None:
         self.calls.append(("apply", customization))
+        self.live = customization
 
     def clear(self) -> None:
         self.calls.append(("clear", None))
+        self.live = None
 
 
 def test_set_customization_delegates_to_adapter_slot(
@@ -206,10 +216,20 @@ def test_set_customization_delegates_to_adapter_slot(
         gen.set_customization(None)  # nothing to clear yet: no slot is created
         assert _RecordingSlot.instances == []
         list(gen.generate("abc", GenerationParams(max_tokens=3)))
-        assert gen.llama.n_tokens > 0
+        kept = gen.llama.n_tokens
+        assert kept > 0
+        gen.set_customization(None)  # still the plain base: the cached prompt prefix stays usable
+        assert gen.llama.n_tokens == kept
         gen.set_customization("c1")
-        assert gen.llama.n_tokens == 0  # reset: no stale KV prefix from the previous adapter
+        assert gen.llama.n_tokens == 0  # reset: no stale KV prefix from the previous weights
+        list(gen.generate("abc", GenerationParams(max_tokens=3)))
+        gen.set_customization("c1")  # the same adapter again (a retry): neither reloaded nor reset
+        assert gen.llama.n_tokens > 0
         gen.set_customization("c2")
+        assert gen.llama.n_tokens == 0
+        list(gen.generate("abc", GenerationParams(max_tokens=3)))
+        gen.set_customization(None)
+        assert gen.llama.n_tokens == 0  # back to the plain base: the adapter's KV is stale
         gen.set_customization(None)
         (slot,) = _RecordingSlot.instances
         assert slot.llama is gen.llama

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bdc_assistant.disen import gguf_adapter
 from bdc_assistant.disen.bundle import load_bundle
 from bdc_assistant.disen.compose import Customization, build_cat, reference_delta
 from bdc_assistant.disen.gguf_adapter import read_adapter_delta, read_template, write_template
@@ -161,9 +162,21 @@ def test_peft_get_delta_weight_agrees(tiny_models, loaded_bundles):
             assert rel(ours, theirs) <= 1e-6
 
 
-@pytest.mark.parametrize("dtype", ["f32", "f16"])
-def test_kept_open_patcher_equals_fresh_writes_query_after_query(dtype, loaded_bundles, tmp_path):
-    """One mapping patched for several queries gives, each time, the bytes of a template written with that g."""
+@pytest.mark.parametrize(
+    ("dtype", "cast_by"),
+    [("f32", "numpy"), ("f16", "torch"), ("f16", "numpy")],
+    ids=["f32", "f16", "f16-numpy"],
+)
+def test_kept_open_patcher_equals_fresh_writes_query_after_query(
+    dtype, cast_by, loaded_bundles, tmp_path, monkeypatch
+):
+    """One mapping patched for several queries gives, each time, the bytes of a template written with that g.
+
+    f16 patches cast with torch (vectorised) when it is there and with numpy otherwise; both must give the
+    bytes numpy writes into a fresh template.
+    """
+    if cast_by == "numpy":
+        monkeypatch.setattr(gguf_adapter, "_torch_views", lambda views, cat: None)
     bundle = loaded_bundles["qwen2"]
     kw = dict(arch="qwen2", n_heads=4, n_kv_heads=2, bundle_id=bundle.bundle_id, dtype=dtype)
     template = write_template(bundle.cat, tmp_path / "t.gguf", **kw)
