@@ -315,6 +315,10 @@ class LlamaCppGenerator:
             self._slot.apply(customization)
         self.llama.reset()
 
+    def forget_prompt_cache(self) -> None:
+        """Empty the KV cache: the next prompt is evaluated whole, as on a fresh model."""
+        self.llama.reset()
+
     def close(self) -> None:
         slot, self._slot = self._slot, None
         if slot is not None and hasattr(slot, "close"):

@@ -120,6 +120,18 @@ class EvalRun:
             fh.flush()
 
 
+def _forget_prompt_cache(solver: SolverLike) -> None:
+    """Start every problem from an empty KV cache, so its answer depends on that problem alone.
+
+    The app keeps the shared chat prefix cached between answers (faster first tokens), but a prefix computed
+    in another batch can change a greedy answer's last bits; a resumed run and the rows of a table must see
+    exactly the answers a fresh run would. Solvers without a cache have no such method.
+    """
+    forget = getattr(solver, "forget_prompt_cache", None)
+    if callable(forget):
+        forget()
+
+
 def evaluate(
     problems: Sequence[Problem],
     solver: SolverLike,
@@ -149,6 +161,7 @@ def evaluate(
             "error": None,
         }
         try:
+            _forget_prompt_cache(solver)
             answer = solver.answer(solver_text(problem), max_tokens=max_tokens)
             code = prepare_code(problem, answer.code)
             record.update(code=code, tokens=int(answer.tokens), seconds=round(float(answer.seconds), 3))

@@ -241,6 +241,12 @@ class Solver:
         assert isinstance(answer, Answer)
         return answer
 
+    def forget_prompt_cache(self) -> None:
+        """Drop the generator's cached prompt prefix (evaluation: answers independent of the last problem)."""
+        forget = getattr(self.generator, "forget_prompt_cache", None)
+        if callable(forget):
+            forget()
+
     def close(self) -> None:
         try:
             if self.examples is not None:

@@ -230,6 +230,9 @@ def test_set_customization_delegates_to_adapter_slot(
         list(gen.generate("abc", GenerationParams(max_tokens=3)))
         gen.set_customization(None)
         assert gen.llama.n_tokens == 0  # back to the plain base: the adapter's KV is stale
+        list(gen.generate("abc", GenerationParams(max_tokens=3)))
+        gen.forget_prompt_cache()  # evaluation: every problem from an empty cache
+        assert gen.llama.n_tokens == 0
         gen.set_customization(None)
         (slot,) = _RecordingSlot.instances
         assert slot.llama is gen.llama

@@ -113,3 +113,17 @@ def test_other_dataset_in_the_same_dir_is_refused(tmp_path: Path) -> None:
     EvalRun(tmp_path, "mbpp").open()
     with pytest.raises(DatasetError):
         EvalRun(tmp_path, "humaneval").open()
+
+
+def test_every_problem_starts_from_an_empty_prompt_cache(box: Sandbox, tmp_path: Path) -> None:
+    """A solver that caches its prompt prefix is told to forget it before each problem (and only then)."""
+
+    @dataclass
+    class CachingSolver(FakeSolver):
+        def forget_prompt_cache(self) -> None:
+            self.calls.append("<forget>")
+
+    problems = load_dataset("humaneval", limit=3)
+    solver = CachingSolver({})
+    evaluate(problems, solver, box, EvalRun(tmp_path / "ev", "humaneval"))
+    assert solver.calls == [x for p in problems for x in ("<forget>", p.statement)]

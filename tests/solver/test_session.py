@@ -95,3 +95,16 @@ def test_stub_problems_are_completed_not_restated(tmp_path: Path) -> None:
     assert answer.code == STUB + "    return a + b\n"  # cut at the top-level print
     streamed = "".join(e.text for e in events if isinstance(e, CodeToken))
     assert streamed.startswith(STUB)
+
+
+def test_forget_prompt_cache_reaches_a_generator_that_has_one(tmp_path: Path) -> None:
+    class CachingGenerator(FakeGenerator):
+        forgotten = 0
+
+        def forget_prompt_cache(self) -> None:
+            self.forgotten += 1
+
+    caching = CachingGenerator([])
+    make_solver(caching, tmp_path).forget_prompt_cache()
+    assert caching.forgotten == 1
+    make_solver(FakeGenerator([]), tmp_path).forget_prompt_cache()  # no cache, nothing to do, no error
