@@ -69,7 +69,7 @@ def _rate(stamps: list[float]) -> float | None:
 
 def inproc_completion(solver: Any, prompt: str, max_tokens: int) -> dict[str, Any]:
     from bdc_assistant.backends.base import CancelToken
-    from bdc_assistant.serve.jobs import Delta, End, Sampling, complete_job
+    from bdc_assistant.serve.jobs import Begin, Delta, End, Sampling, complete_job
 
     stamps: list[float] = []
     parts: list[str] = []
@@ -80,6 +80,8 @@ def inproc_completion(solver: Any, prompt: str, max_tokens: int) -> dict[str, An
         if isinstance(item, Delta):
             stamps.append(time.perf_counter())
             parts.append(item.text)
+        elif isinstance(item, Begin):
+            job["setup_ms"] = item.bdc.get("setup_ms")
         elif isinstance(item, End):
             job["ttft"] = item.ttft_s
 
@@ -87,6 +89,7 @@ def inproc_completion(solver: Any, prompt: str, max_tokens: int) -> dict[str, An
     return {
         "ttft": stamps[0] - t0 if stamps else None,
         "job_ttft": job.get("ttft"),
+        "setup_ms": job.get("setup_ms"),
         "tok_s": _rate(stamps),
         "tokens": len(stamps),
         "text": "".join(parts),
@@ -196,6 +199,7 @@ def http_completion(client: Any, prompt: str, max_tokens: int) -> dict[str, Any]
     return {
         "ttft": stamps[0] - t0 if stamps else None,
         "job_ttft": job_ms / 1e3 if job_ms is not None else None,
+        "setup_ms": final.get("setup_ms"),
         "tok_s": _rate(stamps),
         "tokens": len(stamps),
         "text": "".join(parts),
@@ -347,6 +351,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result[f"{kind}_{side}_tok_s"] = _median(
                 [x[side]["tok_s"] for x in items if x[side]["tok_s"] is not None]
             )
+            setups = [x[side]["setup_ms"] for x in items if x[side].get("setup_ms") is not None]
+            if setups:  # the customization's share of the job TTFT (embedding + adapter swap)
+                result[f"{kind}_{side}_setup_ms"] = _median(setups)
             jobs = [x[side]["job_ttft"] for x in items if x[side].get("job_ttft") is not None]
             if jobs:  # the job's own time to first token (server-side for HTTP): splits transport from job
                 result[f"{kind}_{side}_job_ttft_s"] = _median(jobs)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,4 +52,38 @@ def test_bench_serve_json(gemma_gguf: Path, gemma_bundle: Path, tmp_path: Path) 
         for side in ("inproc", "http"):
             assert line[f"{kind}_{side}_ttft_s"] > 0 and line[f"{kind}_{side}_tok_s"] > 0
         assert f"paired_overhead_{kind}_ttft" in line and f"paired_overhead_{kind}_tok_s" in line
+    assert line["completions_inproc_setup_ms"] > 0 and line["completions_http_setup_ms"] > 0
     assert line["load_avg_1m"]["max"] >= 0 and line["machine"]["cores"] >= 1
+
+
+def _pair(inproc_ttft: float, http_ttft: float, inproc_rate: float, http_rate: float) -> dict[str, Any]:
+    return {
+        "inproc": {"ttft": inproc_ttft, "tok_s": inproc_rate},
+        "http": {"ttft": http_ttft, "tok_s": http_rate},
+    }
+
+
+def test_serve_pooled_takes_the_median_of_every_pair_of_every_run(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import serve_pooled
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    machine = {"cpu": "X"}
+    # run 1: HTTP TTFT +10 %, +20 %; run 2: +0 %, +30 %, +40 % -> pooled median +20 %
+    one = {"machine": machine, "runs": {"completions": [_pair(1, 1.1, 10, 10), _pair(1, 1.2, 10, 5)]}}
+    two = {
+        "machine": machine,
+        "runs": {"completions": [_pair(1, 1, 10, 10), _pair(1, 1.3, 10, 10), _pair(1, 1.4, 10, 10)]},
+    }
+    got = serve_pooled.pooled([one, two])
+    ttft = got["completions_ttft_overhead"]
+    assert ttft["pairs"] == 5 and ttft["median"] == pytest.approx(0.2)
+    assert ttft["ci95"][0] <= 0.2 <= ttft["ci95"][1]
+    assert got["completions_tok_s_overhead"]["median"] == 0.0  # one pair of five is 2x slower
+    assert "chat_ttft_overhead" not in got
+    paths = []
+    for i, r in enumerate((one, {"machine": {"cpu": "Y"}, "runs": {}})):
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    assert serve_pooled.main([str(p) for p in paths]) == 2  # two machines are never pooled
