@@ -29,7 +29,14 @@ import numpy as np
 from ..errors import BackendUnavailable, BundleError, ModelError
 from .bundle import Bundle, template_path
 from .compose import CatLora, Customization
-from .gguf_adapter import AdapterTemplate, Dtype, TemplatePatcher, read_template, write_template
+from .gguf_adapter import (
+    AdapterTemplate,
+    Dtype,
+    TemplatePatcher,
+    padded_rank,
+    read_template,
+    write_template,
+)
 from .identity import shape_from_llama_metadata
 
 
@@ -166,8 +173,12 @@ class LlamaCppAdapterSlot:
         if path.exists():
             try:
                 template = read_template(path, expect_bundle_id=bundle.bundle_id)
-                if template.dtype != self._dtype or len(template.a_slots) != bundle.n_layers * len(
-                    bundle.targets
+                rows = {slot.shape[0] for slot in template.a_slots.values()}
+                if (
+                    template.dtype != self._dtype
+                    or len(template.a_slots) != bundle.n_layers * len(bundle.targets)
+                    or template.rank != bundle.K * bundle.r  # 0: written before the rank was padded
+                    or rows != {padded_rank(bundle.K * bundle.r)}
                 ):
                     template = None
             except (BundleError, KeyError, ValueError, IndexError):

@@ -201,3 +201,31 @@ def test_patcher_refuses_a_template_of_another_shape(loaded_bundles, tiny_models
     )
     with pytest.raises(BundleError, match="does not match its bundle"):
         template.open_patcher(template.private_copy(tmp_path / "p.gguf"), rank2.cat)
+
+
+def test_template_rank_is_padded_with_zeros_that_change_nothing(loaded_bundles, tmp_path):
+    """K·r = 12 is written as 16 rows of lora_a / columns of lora_b (llama.cpp's fast matmul needs a multiple
+    of its vector width); the extra rows and columns are zero, so ΔW read back is B_cat·diag(g)·A_cat."""
+    import gguf
+
+    bundle = loaded_bundles["qwen2"]
+    rank = bundle.K * bundle.r
+    g = random_g(bundle, 7)
+    template = write_template(
+        bundle.cat,
+        tmp_path / "t.gguf",
+        arch="qwen2",
+        n_heads=4,
+        n_kv_heads=2,
+        bundle_id="b",
+        g=g,
+        dtype="f32",
+    )
+    assert template.rank == rank and gguf_adapter.padded_rank(rank) % gguf_adapter.RANK_ALIGN == 0
+    tensors = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(str(template.path)).tensors}
+    for (layer, module), slot in template.a_slots.items():
+        assert slot.shape[0] == gguf_adapter.padded_rank(rank) > rank
+        name = gguf_adapter.mods.gguf_weight_name(layer, module)
+        assert not tensors[name + ".lora_a"][rank:].any() and not tensors[name + ".lora_b"][:, rank:].any()
+        got = read_adapter_delta(template.path, layer, module)
+        np.testing.assert_allclose(got, bundle.cat.delta(g, layer, module), rtol=1e-5, atol=1e-6)

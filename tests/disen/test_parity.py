@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bdc_assistant.disen.compose import Customization, build_cat
-from bdc_assistant.disen.gguf_adapter import write_template
+from bdc_assistant.disen.gguf_adapter import padded_rank, write_template
 from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot
 from bdc_assistant.disen.torch_apply import TorchMergeSlot
 
@@ -190,3 +190,37 @@ def test_parity_hook_mode_equals_merge_mode(arch, tiny_models, loaded_bundles):
     for b in range(2):
         assert np.abs(hooked[b] - merged[b]).max() <= 1e-4
     assert np.abs(merged[0] - merged[1]).max() > MIN_EFFECT / 3
+
+
+def test_a_template_written_before_rank_padding_is_rewritten(runtimes, loaded_bundles, tmp_path):
+    """A cached template without the padded rank (from an older version) is replaced, not patched."""
+    import gguf
+
+    from bdc_assistant.disen import modules as mods
+    from bdc_assistant.disen.bundle import template_path
+
+    _, llm = runtimes["qwen2"]
+    bundle = loaded_bundles["qwen2"]
+    slot = LlamaCppAdapterSlot(llm, dtype="f32")
+    path = template_path(bundle, slot.arch).with_name(template_path(bundle, slot.arch).stem + ".f32.gguf")
+    # the old layout: rank K·r unpadded, no bdc.rank key
+    writer = gguf.GGUFWriter(str(path), slot.arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_string("bdc.bundle_id", bundle.bundle_id)
+    for (layer, module), a in bundle.cat.A.items():
+        name = mods.gguf_weight_name(layer, module)
+        writer.add_tensor(name + ".lora_a", a)
+        writer.add_tensor(name + ".lora_b", bundle.cat.B[(layer, module)])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    try:
+        template = slot.template_for(bundle)
+        assert template.rank == bundle.K * bundle.r
+        assert {s.shape[0] for s in template.a_slots.values()} == {padded_rank(bundle.K * bundle.r)}
+        slot.apply(Customization.from_g(bundle, random_g(bundle, 1)))  # and it loads
+    finally:
+        slot.close()
+        path.unlink(missing_ok=True)
