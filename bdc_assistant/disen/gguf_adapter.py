@@ -3,7 +3,8 @@
 llama.cpp applies a LoRA unmerged, y = W x + scale·B (A x), with one float scale per adapter — it cannot
 express per-layer, per-rank gates. So the exact route (research/lora.md §3.7) is: write once a rank-K·r
 adapter whose ``lora_b`` is B_cat and whose ``lora_a`` is a placeholder, and per query overwrite only the
-``lora_a`` bytes with A* = g[ℓ] ⊙_rows A_cat (scales already folded into A_cat).
+``lora_a`` bytes with A* = g[ℓ] ⊙_rows A_cat (scales already folded into A_cat). The rank is stored padded
+with zeros to a multiple of :data:`RANK_ALIGN` (llama.cpp's fast matmul path needs it).
 
 The header omits ``adapter.lora.alpha`` (llama.cpp reads 0 → scale = the context scale, 1.0), so the
 per-tensor rank never rescales anything. For Llama GGUFs, ``lora_b`` of attn_q / attn_k get the same
@@ -202,9 +203,9 @@ def write_template(
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_string(BUNDLE_ID_KEY, bundle_id)
         writer.add_bool(PERMUTED_KEY, permute)
-        writer.add_uint32(RANK_KEY, cat.n_experts * cat.rank)
         rank = cat.n_experts * cat.rank
         rows = padded_rank(rank)
+        writer.add_uint32(RANK_KEY, rank)
         ones = np.ones((cat.n_layers, rank), np.float32)
         gates = ones if g is None else np.asarray(g, np.float32)
         for layer, module in cat.layer_modules():
