@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="+", type=Path, help="bench/serve.py --json outputs of one machine")
     parser.add_argument("--out", type=Path, help="also write the pooled JSON here")
     args = parser.parse_args(argv)
-    results = [json.loads(p.read_text()) for p in args.results]
+    try:
+        results = [json.loads(p.read_text()) for p in args.results]
+    except (OSError, ValueError) as exc:
+        print(f"error: a result file could not be read as bench/serve.py JSON: {exc}.", file=sys.stderr)
+        return 2
     cpus = {r.get("machine", {}).get("cpu") for r in results}
     if len(cpus) > 1:
         print(

@@ -87,3 +87,6 @@ def test_serve_pooled_takes_the_median_of_every_pair_of_every_run(tmp_path: Path
         paths.append(tmp_path / f"r{i}.json")
         paths[-1].write_text(json.dumps(r))
     assert serve_pooled.main([str(p) for p in paths]) == 2  # two machines are never pooled
+    (tmp_path / "cut.json").write_text('{"runs": ')  # a run killed while writing its JSON
+    assert serve_pooled.main([str(paths[0]), str(tmp_path / "cut.json")]) == 2
+    assert serve_pooled.main([str(tmp_path / "missing.json")]) == 2
