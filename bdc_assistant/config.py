@@ -39,6 +39,11 @@ class ModelsSettings(_Section):
         "", description="GGUF of the small second agent; empty = embedded SmolLM2-135M-Instruct"
     )
     encoder: str = Field("", description="sentence-transformers model dir; empty = embedded all-MiniLM-L6-v2")
+    encoder_backend: Literal["auto", "llamacpp", "sentence-transformers"] = Field(
+        "auto",
+        description="what runs the encoder: auto = llama.cpp when the model converts to GGUF and matches "
+        "sentence-transformers on the parity probes (checked once per machine), else sentence-transformers",
+    )
     chat_template: Literal["auto", "completion", "chat"] = Field(
         "auto", description="'completion' for base models (few-shot frame), 'chat' for instruction-tuned ones"
     )

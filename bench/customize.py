@@ -347,10 +347,16 @@ def main(argv: list[str] | None = None) -> int:
         "--torch-tokens", type=int, default=0, help="torch tokens; 0 = --tokens on CUDA, 32 on CPU"
     )
     parser.add_argument(
+        "--encoder-backend",
+        choices=("auto", "llamacpp", "sentence-transformers"),
+        default="auto",
+        help="what runs the encoder (auto: what the app picks, [models] encoder_backend)",
+    )
+    parser.add_argument(
         "--encoder-threads",
         type=int,
-        default=1,
-        help="torch intra-op threads for the encoder on CPU (1: no fight with llama.cpp's threads)",
+        default=0,
+        help="encoder threads (0: the app's choice: llama.cpp min(4, cores), torch 1 per query)",
     )
     parser.add_argument(
         "--adapter-dtype",
@@ -383,15 +389,19 @@ def main(argv: list[str] | None = None) -> int:
     from bdc_assistant.disen.bundle import load_bundle
     from bdc_assistant.disen.identity import identity_of_gguf
     from bdc_assistant.disen.runtime import Customizer
-    from bdc_assistant.encoder import Encoder
+    from bdc_assistant.encoder import Encoder, select_encoder
     from bdc_assistant.models.embedded import encoder_path, install_solver
 
-    if args.device == "cpu" and args.encoder_threads > 0:
+    gguf = install_solver(args.model)
+    encoder = select_encoder(
+        Path(args.encoder) if args.encoder else encoder_path(),
+        args.encoder_backend,
+        threads=args.encoder_threads,
+    )
+    if isinstance(encoder, Encoder) and args.device == "cpu" and args.encoder_threads > 0:
         import torch
 
         torch.set_num_threads(args.encoder_threads)
-    gguf = install_solver(args.model)
-    encoder = Encoder(Path(args.encoder) if args.encoder else encoder_path())
     encoder.embed(["warm up"])  # model load is a one-time cost, not a per-query one
     bundle_dir = _bundle(args, gguf, encoder.dim)
     base_id, _ = identity_of_gguf(gguf)
@@ -405,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         "r": bundle.r,
         "targets": len(bundle.targets),
         "threads": args.threads,
-        "encoder_threads": args.encoder_threads,
+        "encoder_threads": getattr(encoder, "threads", args.encoder_threads),
+        "encoder_backend": "llamacpp" if not isinstance(encoder, Encoder) else "sentence-transformers",
         "tokens": args.tokens,
         "queries": args.queries,
         "rounds": args.rounds,

@@ -88,6 +88,14 @@ def collect(verify: bool = True) -> dict[str, Any]:
             report["problems"].append(str(exc))
     report["models"] = models
     report["base"] = _base_info(settings, verify)
+    from ..models import encoder_gguf
+
+    try:
+        report["encoder"] = encoder_gguf.describe(
+            resolve.encoder_dir(settings), app_paths().models_dir, settings.models.encoder_backend
+        )
+    except BdcError as exc:
+        report["encoder"] = {"configured": settings.models.encoder_backend, "runs_on": None, "note": str(exc)}
 
     from .. import bundles
 
@@ -193,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         if not key.endswith("_status"):
             print(f"{key:<10} {report['models'].get(key + '_status')}  {value}")
     b = report["bundle"]
+    enc = report["encoder"]
+    print(f"encoder on {enc['runs_on']}" + (f"  ({enc['note']})" if enc.get("note") else ""))
     print(f"bundle     {b.get('path') or '-'}  ({b.get('note')})")
     if (shipped := report.get("shipped_bundle")) and not shipped["default"]:
         print(f"shipped    {shipped['path'] or '-'}  (not used by default: {shipped['why']})")
