@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--adapter-dtype",
-        choices=("auto", "f16", "f32"),
+        choices=("auto", "f16", "f32", "q8_0"),
         default="auto",
         help="llama.cpp adapter tensors (auto: what the app picks for this bundle)",
     )

@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
     from ..models import embedded, resolve
 
-    key = args.model or resolve.solver_key(load_settings())
+    configured = resolve.solver_key(load_settings())
+    key = args.model or configured
     if args.action == "install":
         spec = embedded.solver_spec(key)
         if spec.on_request and not args.json:
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{spec.title} ready: {path} (sha256 verified, {spec.license})")
     rows = [
         {"role": f.role, "path": str(f.path), "status": f.status(verify=args.action != "list")}
-        for f in embedded.embedded_files(key)
+        # the list labels the configured solver "base_gguf" (installing another one does not make it the base)
+        for f in embedded.embedded_files(configured)
     ]
     if args.json:
         print(json.dumps(rows))

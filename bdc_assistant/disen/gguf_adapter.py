@@ -6,6 +6,12 @@ adapter whose ``lora_b`` is B_cat and whose ``lora_a`` is a placeholder, and per
 ``lora_a`` bytes with A* = g[ℓ] ⊙_rows A_cat (scales already folded into A_cat). The rank is stored padded
 with zeros to a multiple of :data:`RANK_ALIGN` (llama.cpp's fast matmul path needs it).
 
+Storage (``Dtype``): f32 or f16 for both factors, or ``q8_0``: ``lora_a`` in llama.cpp's Q8_0 blocks (32
+int8 values and one f16 scale d each, one block never spanning two rows) and ``lora_b`` in f16. A rank-wise
+gate scales a whole row of A, so on Q8_0 the per-query patch rewrites only the block scales, d = g·d₀: a
+thirty-fourth of the bytes, nothing to requantize, and no float16 cast of millions of entries (which
+numpy does in scalar code and which needed torch to be fast).
+
 The header omits ``adapter.lora.alpha`` (llama.cpp reads 0 → scale = the context scale, 1.0), so the
 per-tensor rank never rescales anything. For Llama GGUFs, ``lora_b`` of attn_q / attn_k get the same
 row permutation the HF→GGUF converter applies to the q/k weights. Gemma-3 and Qwen2 need none:
@@ -17,6 +23,7 @@ carries none.
 from __future__ import annotations
 
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +36,9 @@ from ..errors import BundleError
 from . import modules as mods
 from .compose import CatLora
 
-Dtype = Literal["f16", "f32"]
+Dtype = Literal["f16", "f32", "q8_0"]
+Q8_BLOCK = 32  # values per Q8_0 block
+Q8_BLOCK_BYTES = 34  # f16 scale + 32 int8
 # The adapter's rank is padded with zero rows of A and zero columns of B up to a multiple of this. Why:
 # llama.cpp's tinyBLAS (llamafile sgemm) takes a matmul only when its inner size is a multiple of its vector
 # width (8 on AVX2, 16 on AVX-512, 4 on NEON); B·(A x) has the rank as inner size, and K·r = 12 sent every
@@ -77,7 +86,13 @@ class AdapterTemplate:
 
     @property
     def np_dtype(self) -> type[np.floating]:
-        return np.float16 if self.dtype == "f16" else np.float32
+        return np.float16 if self.dtype in ("f16", "q8_0") else np.float32
+
+    def a_bytes(self, rows: int, cols: int) -> int:
+        """Bytes of one ``lora_a`` of ``rows`` × ``cols`` in this template's storage."""
+        if self.dtype == "q8_0":
+            return rows * (cols // Q8_BLOCK) * Q8_BLOCK_BYTES
+        return rows * cols * np.dtype(self.np_dtype).itemsize
 
     def patch(self, target: Path, cat: CatLora, g: np.ndarray) -> None:
         """Write A* = g ⊙ A_cat for every (layer, module) into ``target`` (a private copy of the template)."""
@@ -112,13 +127,19 @@ class TemplatePatcher:
         self.cat = cat
         self._mm: np.memmap | None = np.memmap(target, dtype=np.uint8, mode="r+")
         self._views: dict[tuple[int, str], np.ndarray] = {}
-        itemsize = np.dtype(template.np_dtype).itemsize
+        # Q8_0: every block scale of every lora_a, as one gather/scatter: where it lives in the file (in
+        # 2-byte units), its value for A_cat itself (g = 1) and which gate multiplies it. One vector op per
+        # query instead of one per tensor (168 small strided ufunc calls cost 3 ms on Qwen2.5-0.5B).
+        self._q8: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._u16: np.ndarray | None = None
+        q8_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        source = np.memmap(template.path, dtype=np.uint8, mode="r") if template.dtype == "q8_0" else None
         for key, slot in template.a_slots.items():
             a_cat = cat.A[key]
             rows, cols = slot.shape
             expected = (padded_rank(a_cat.shape[0]), a_cat.shape[1])
             if (
-                rows * cols * itemsize != slot.n_bytes
+                template.a_bytes(rows, cols) != slot.n_bytes
                 or (rows, cols) != expected
                 or template.rank != a_cat.shape[0]
             ):
@@ -126,8 +147,23 @@ class TemplatePatcher:
                 raise BundleError(
                     f"The adapter template {template.path} does not match its bundle (tensor size)."
                 )
+            if source is not None:
+                rank, n_blocks = a_cat.shape[0], cols // Q8_BLOCK
+                d0 = q8_scales(source[slot.offset : slot.offset + slot.n_bytes], rows, cols)[:rank]
+                where = slot.offset // 2 + (np.arange(rank * n_blocks) * (Q8_BLOCK_BYTES // 2))
+                gate = key[0] * rank + np.repeat(np.arange(rank), n_blocks)
+                q8_parts.append((where, d0.astype(np.float32).ravel(), gate))
+                continue
             raw = self._mm[slot.offset : slot.offset + slot.n_bytes]
             self._views[key] = raw.view(template.np_dtype).reshape(slot.shape)[: a_cat.shape[0]]
+        del source
+        if q8_parts:
+            if any(slot.offset % 2 for slot in template.a_slots.values()):
+                self.close()
+                raise BundleError(f"The adapter template {template.path} has a misaligned lora_a.")
+            where, d0, gate = (np.concatenate([part[i] for part in q8_parts]) for i in range(3))
+            self._q8 = (where, d0, gate)
+            self._u16 = self._mm[: self._mm.size // 2 * 2].view(np.uint16)
         self._torch_views = _torch_views(self._views, cat) if template.dtype == "f16" else None
 
     def patch(self, g: np.ndarray) -> None:
@@ -141,6 +177,10 @@ class TemplatePatcher:
             for (layer, _), (a_t, dst_t) in self._torch_views.items():
                 torch.mul(a_t, g_t[layer].unsqueeze(1), out=dst_t)
             return
+        if self._q8 is not None and self._u16 is not None:
+            where, d0, gate = self._q8
+            self._u16[where] = (g.ravel()[gate] * d0).astype(np.float16).view(np.uint16)
+            return
         for key, dst in self._views.items():
             np.multiply(g[key[0]][:, None], self.cat.A[key], out=dst, casting="same_kind")
 
@@ -148,22 +188,36 @@ class TemplatePatcher:
         """Drop the mapping (the views go first: the last reference unmaps the file)."""
         self._torch_views = None
         self._views.clear()
+        self._q8 = None
+        self._u16 = None
         self._mm = None
+
+
+def q8_scales(raw: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The f16 block scales d of a Q8_0 tensor's bytes, as a [rows, cols / 32] view that writes through."""
+    blocks = raw.reshape(rows, cols // Q8_BLOCK, Q8_BLOCK_BYTES)
+    return blocks[:, :, :2].view(np.float16)[:, :, 0]
+
+
+def q8_supported(cat: CatLora) -> bool:
+    """Q8_0 needs every ``lora_a`` row to split into whole blocks."""
+    return all(cat.A[k].shape[1] % Q8_BLOCK == 0 for k in cat.layer_modules())
 
 
 def _torch_views(
     views: dict[tuple[int, str], np.ndarray], cat: CatLora
 ) -> dict[tuple[int, str], tuple[Any, Any]] | None:
-    """torch aliases of A_cat and of the f16 slots, or None when torch is missing.
+    """torch aliases of A_cat and of the f16 slots, or None when torch is not loaded in this process.
 
     Why: numpy's float32 → float16 cast is scalar code, 10.7 ms for the 3 M entries of a K=3, r=4 Qwen2.5-0.5B
-    adapter; torch's is vectorised (1.2 ms, bit-identical: both round to nearest even). torch is loaded
-    anyway by the encoder, and the aliases share memory, so nothing is copied.
+    adapter; torch's is vectorised (1.2 ms, bit-identical: both round to nearest even). The aliases share
+    memory, so nothing is copied. Only when torch is already loaded (the torch backend, the trainer): the
+    llama.cpp answer path stays torch-free, and large adapters are q8_0 there, which need no cast.
     """
-    try:
-        import torch
-    except ImportError:
+    if "torch" not in sys.modules:
         return None
+    import torch
+
     with warnings.catch_warnings():
         # A_cat is read-only (bundles are immutable); torch warns about aliasing such arrays, but only reads.
         warnings.simplefilter("ignore", UserWarning)
@@ -194,7 +248,11 @@ def write_template(
 
     if arch not in mods.SUPPORTED_ARCHS:
         raise BundleError(f"Architecture '{arch}' is not supported by the DisenLoRA adapter writer.")
-    np_dtype = np.float16 if dtype == "f16" else np.float32
+    if dtype == "q8_0" and not q8_supported(cat):
+        raise BundleError(
+            f"The adapter cannot be stored as q8_0: a lora_a row is not a multiple of {Q8_BLOCK}."
+        )
+    np_dtype = np.float32 if dtype == "f32" else np.float16
     permute = arch in mods.QK_PERMUTED_ARCHS if permute_qk is None else bool(permute_qk)
     path = Path(path)
     with atomic.file(path) as tmp:
@@ -213,12 +271,22 @@ def write_template(
             if permute and module in ("q_proj", "k_proj"):
                 b = llama_permute(b, n_heads if module == "q_proj" else n_kv_heads)
             name = mods.gguf_weight_name(layer, module)
-            a_star = gates[layer][:, None] * cat.A[(layer, module)]
-            a_out = np.zeros((rows, a_star.shape[1]), np_dtype)
-            a_out[:rank] = a_star
             b_out = np.zeros((b.shape[0], rows), np_dtype)
             b_out[:, :rank] = b
-            writer.add_tensor(name + ".lora_a", a_out)
+            a_cat = cat.A[(layer, module)]
+            if dtype == "q8_0":
+                # quantize A_cat itself, then scale each row's block scales by its gate: exactly the bytes
+                # the per-query patch writes (TemplatePatcher)
+                a_pad = np.zeros((rows, a_cat.shape[1]), np.float32)
+                a_pad[:rank] = a_cat
+                q = np.ascontiguousarray(gguf.quants.quantize(a_pad, gguf.GGMLQuantizationType.Q8_0))
+                d = q8_scales(q.reshape(-1), rows, a_cat.shape[1])[:rank]
+                np.multiply(gates[layer][:, None], d.astype(np.float32), out=d, casting="same_kind")
+                writer.add_tensor(name + ".lora_a", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            else:
+                a_out = np.zeros((rows, a_cat.shape[1]), np_dtype)
+                a_out[:rank] = gates[layer][:, None] * a_cat
+                writer.add_tensor(name + ".lora_a", a_out)
             writer.add_tensor(name + ".lora_b", b_out)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -251,7 +319,11 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
             continue
         parts = t.name.split(".")  # blk.{l}.{stem}.weight.lora_a
         layer, module = int(parts[1]), stem_to_module[parts[2]]
-        dtype = "f16" if t.tensor_type == gguf.GGMLQuantizationType.F16 else "f32"
+        by_type: dict[Any, Dtype] = {
+            gguf.GGMLQuantizationType.F16: "f16",
+            gguf.GGMLQuantizationType.Q8_0: "q8_0",
+        }
+        dtype = by_type.get(t.tensor_type, "f32")
         slots[(layer, module)] = TensorSlot(
             int(t.data_offset), int(t.n_bytes), (int(t.shape[1]), int(t.shape[0]))
         )
@@ -275,8 +347,9 @@ def read_adapter_delta(
     reader = gguf.GGUFReader(str(path), "r")
     name = mods.gguf_weight_name(layer, module)
     tensors = {t.name: t for t in reader.tensors}
-    a = np.asarray(tensors[name + ".lora_a"].data, np.float64)
-    b = np.asarray(tensors[name + ".lora_b"].data, np.float64)
+    a_t, b_t = tensors[name + ".lora_a"], tensors[name + ".lora_b"]
+    a = np.asarray(gguf.quants.dequantize(a_t.data, a_t.tensor_type), np.float64)
+    b = np.asarray(gguf.quants.dequantize(b_t.data, b_t.tensor_type), np.float64)
     permuted = reader.fields.get(PERMUTED_KEY)
     if permuted is not None and bool(permuted.parts[permuted.data[0]][0]) and module in ("q_proj", "k_proj"):
         b = llama_unpermute(b, n_heads if module == "q_proj" else n_kv_heads)

@@ -164,8 +164,8 @@ def test_peft_get_delta_weight_agrees(tiny_models, loaded_bundles):
 
 @pytest.mark.parametrize(
     ("dtype", "cast_by"),
-    [("f32", "numpy"), ("f16", "torch"), ("f16", "numpy")],
-    ids=["f32", "f16", "f16-numpy"],
+    [("f32", "numpy"), ("f16", "torch"), ("f16", "numpy"), ("q8_0", "numpy")],
+    ids=["f32", "f16", "f16-numpy", "q8_0"],
 )
 def test_kept_open_patcher_equals_fresh_writes_query_after_query(
     dtype, cast_by, loaded_bundles, tmp_path, monkeypatch

@@ -24,6 +24,9 @@ from bdc_assistant.disen.torch_apply import TorchMergeSlot
 from .conftest import llama_logits, load_torch, open_llama, random_g, token_ids, torch_logits
 
 TOL = 2e-3
+# q8_0 lora_a (and llama.cpp quantizing the activations A multiplies to 8 bits) costs ~0.8 % of the effect:
+# the bound is relative to it (measured 0.0069-0.0127 on effects of 1.0-1.5)
+TOL_Q8_REL = 1.5e-2
 MIN_EFFECT = 0.3
 
 
@@ -32,10 +35,12 @@ class Check:
     max_diff: float
     effect: float
     argmax_agree: float
+    tol: float = TOL
+    min_agree: float = 1.0
 
     @property
     def ok(self) -> bool:
-        return self.max_diff <= TOL and self.effect >= MIN_EFFECT and self.argmax_agree == 1.0
+        return self.max_diff <= self.tol and self.effect >= MIN_EFFECT and self.argmax_agree >= self.min_agree
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +94,20 @@ def _cpp_side(
         slot.close()
 
 
-def _check(base_t: np.ndarray, cust_t: np.ndarray, cust_c: np.ndarray) -> Check:
+def _check(
+    base_t: np.ndarray, cust_t: np.ndarray, cust_c: np.ndarray, tol: float = TOL, min_agree: float = 1.0
+) -> Check:
     return Check(
         max_diff=float(np.abs(cust_c - cust_t).max()),
         effect=float(np.abs(cust_t - base_t).max()),
         argmax_agree=float((cust_c.argmax(-1) == cust_t.argmax(-1)).mean()),
+        tol=tol,
+        min_agree=min_agree,
     )
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
-@pytest.mark.parametrize("dtype", ["f16", "f32"])
+@pytest.mark.parametrize("dtype", ["f16", "f32", "q8_0"])
 def test_logit_parity(arch, dtype, runtimes, loaded_bundles, tiny_models, tmp_path):
     model, llm = runtimes[arch]
     bundle = loaded_bundles[arch]
@@ -108,7 +117,10 @@ def test_logit_parity(arch, dtype, runtimes, loaded_bundles, tiny_models, tmp_pa
         g = random_g(bundle, seed)
         base_t, cust_t = _torch_side(model, bundle, g, ids)
         cust_c = _cpp_side(llm, bundle, g, ids, tmp_path, dtype=dtype)
-        check = _check(base_t, cust_t, cust_c)
+        if dtype == "q8_0":  # one of 24 positions may flip where torch's top two logits are ~0.01 apart
+            check = _check(base_t, cust_t, cust_c, TOL_Q8_REL * float(np.abs(cust_t - base_t).max()), 0.95)
+        else:
+            check = _check(base_t, cust_t, cust_c)
         print(f"{arch} {dtype} g#{seed}: {check}")
         assert check.ok, check
     # after clearing, llama.cpp is back to the plain base exactly

@@ -174,3 +174,18 @@ def test_uninstalled_on_request_solver_is_refused_with_the_install_command(
 def test_unknown_solver_key() -> None:
     with pytest.raises(ModelError, match=r"choose one of: coder-0\.5b, coder-1\.5b, gemma-270m"):
         embedded.solver_spec("gpt-5")
+
+
+def test_listing_after_naming_another_solver_keeps_the_configured_base(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`bdc models install coder-1.5b` lists the configured solver as base_gguf, not the one just installed."""
+    import argparse
+    import json
+
+    from bdc_assistant.commands import models as models_cmd
+
+    args = argparse.Namespace(action="list", model="gemma-270m", force=False, keep_parts=False, json=True)
+    assert models_cmd.run(args) == 0
+    rows = {r["role"]: r["path"] for r in json.loads(capsys.readouterr().out)}
+    assert Path(rows["base_gguf"]).name == embedded.solver_gguf_path(embedded.DEFAULT_SOLVER).name
