@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 SOLVER_CHOICES = ("coder-0.5b", "coder-1.5b", "gemma-270m")
 
@@ -34,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
     from ..models import embedded, resolve
 
-    configured = resolve.solver_key(load_settings())
+    settings = load_settings()
+    configured = resolve.solver_key(settings)
     key = args.model or configured
     if args.action == "install":
         spec = embedded.solver_spec(key)
@@ -47,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if not args.json:
             print(f"{spec.title} ready: {path} (sha256 verified, {spec.license})")
+        note = _prepare_encoder(settings)
+        if note and not args.json:
+            print(note)
     rows = [
         {"role": f.role, "path": str(f.path), "status": f.status(verify=args.action != "list")}
         # the list labels the configured solver "base_gguf" (installing another one does not make it the base)
@@ -59,3 +64,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"{row['role']:<11} {row['status']:<13} {row['path']}")
     bad = [r for r in rows if r["status"] in ("missing", "sha_mismatch")]
     return 1 if bad and args.action == "verify" else 0
+
+
+def _prepare_encoder(settings: Any) -> str:
+    """Convert and check the encoder for llama.cpp now (once per machine), not at the first customized answer."""
+    from ..errors import BdcError
+    from ..models import encoder_gguf, resolve
+    from ..paths import app_paths
+
+    if settings.models.encoder_backend == "sentence-transformers":
+        return ""
+    src = resolve.encoder_dir(settings)
+    try:
+        gguf, verdict = encoder_gguf.prepare(src, app_paths().models_dir)
+    except BdcError as exc:
+        return f"encoder stays on sentence-transformers: {exc}"
+    if not verdict.ok:
+        return f"encoder stays on sentence-transformers: its llama.cpp conversion failed the parity check ({verdict.reason})"
+    return f"encoder on llama.cpp: {gguf} (cosine to sentence-transformers ≥ {verdict.min_cosine})"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -302,7 +303,16 @@ def prepare(src: Path, models_dir: Path) -> tuple[Path, Verdict]:
     atomic.write_json(
         verdict_path(dest), {**asdict(verdict), "converter": CONVERTER_VERSION, "source": str(src)}
     )
+    _remove_stale(dest)
     return dest, verdict
+
+
+def _remove_stale(dest: Path) -> None:
+    """Drop conversions of an earlier version of the same model (same name, another fingerprint)."""
+    ours = re.compile(re.escape(dest.name.rsplit("-", 1)[0]) + r"-[0-9a-f]{12}\.f16\.gguf(\.parity\.json)?")
+    for old in dest.parent.iterdir():
+        if ours.fullmatch(old.name) and old.name not in (dest.name, verdict_path(dest).name):
+            old.unlink(missing_ok=True)
 
 
 def describe(src: Path, models_dir: Path, backend: str) -> dict[str, Any]:

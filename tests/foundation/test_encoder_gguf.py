@@ -231,3 +231,16 @@ def test_doctor_says_what_runs_the_encoder(
     bad = tmp_path / "bad"
     encoder_gguf.prepare(tiny_st, bad)
     assert "failed its parity check" in encoder_gguf.describe(tiny_st, bad, "auto")["note"]
+
+
+def test_a_new_conversion_replaces_the_old_one(tiny_st: Path, tmp_path: Path) -> None:
+    gguf, _ = encoder_gguf.prepare(tiny_st, tmp_path)
+    stale = gguf.with_name("tiny-st-000000000000.f16.gguf")
+    stale.write_bytes(b"old")
+    encoder_gguf.verdict_path(stale).write_text("{}")
+    gguf.unlink()  # forces a fresh conversion
+    again, verdict = encoder_gguf.prepare(tiny_st, tmp_path)
+    assert again == gguf and verdict.ok
+    assert sorted(p.name for p in gguf.parent.iterdir()) == sorted(
+        [gguf.name, encoder_gguf.verdict_path(gguf).name]
+    )
