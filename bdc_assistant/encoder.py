@@ -10,6 +10,7 @@ answer path; see ``models.encoder_gguf``). ``[models] encoder_backend`` picks on
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .config import Settings
+    from .models import encoder_gguf
 
 
 class Encoder:
@@ -112,6 +114,8 @@ class LlamaCppEncoder:
                 )
             except Exception as exc:  # llama.cpp reports a bad file as a generic ValueError
                 raise ModelError(f"The converted encoder {self.path} could not be loaded: {exc}.") from exc
+            # freed before interpreter teardown: llama_cpp's own finalizer fails once its globals are gone
+            atexit.register(self.close)
         return self._llm
 
     def tokens(self, text: str) -> list[int]:
@@ -161,8 +165,52 @@ class LlamaCppEncoder:
     def close(self) -> None:
         with self._lock:
             if self._llm is not None:
+                atexit.unregister(self.close)
                 self._llm.close()
                 self._llm = None
+
+
+def check_conversion(src: Path, gguf_path: Path) -> encoder_gguf.Verdict:
+    """Embed the fixed probes with sentence-transformers and with the converted file; the worst cosine and the
+    token ids decide whether the app may use the conversion."""
+    import numpy as np
+
+    from .models import encoder_gguf
+
+    probes = list(encoder_gguf.PROBES)
+    reference = Encoder(Path(src)).embed(probes)
+    candidate = LlamaCppEncoder(Path(gguf_path), max_tokens=encoder_gguf.max_tokens(src), threads=1)
+    try:
+        ours = candidate.embed(probes)
+        tokens_match = candidate.tokens_match(Path(src), probes)
+    finally:
+        candidate.close()
+    floor = encoder_gguf.MIN_PARITY_COSINE
+    min_cos = float(np.min(np.sum(reference * ours, axis=1)))
+    ok = min_cos >= floor and tokens_match
+    reason = (
+        ""
+        if ok
+        else f"cosine to sentence-transformers {min_cos:.4f} < {floor}"
+        if min_cos < floor
+        else "its tokens differ from the Hugging Face tokenizer's"
+    )
+    return encoder_gguf.Verdict(
+        ok=ok,
+        min_cosine=round(min_cos, 7),
+        probes=len(probes),
+        tokens_match=tokens_match,
+        reason=reason,
+        bytes=Path(gguf_path).stat().st_size,
+    )
+
+
+def prepare_llamacpp(src: Path) -> tuple[Path, encoder_gguf.Verdict]:
+    """The encoder at ``src`` converted for llama.cpp and checked (once per machine, in the models dir)."""
+    from .models import encoder_gguf
+    from .paths import app_paths
+
+    return encoder_gguf.prepare(src, app_paths().models_dir, check_conversion)
 
 
 AnyEncoder = Encoder | LlamaCppEncoder
@@ -202,10 +250,9 @@ def select_encoder(path: Path, backend: str = "auto", *, threads: int = 0) -> An
     if backend == "sentence-transformers":
         return Encoder(path)
     from .models import encoder_gguf
-    from .paths import app_paths
 
     try:
-        gguf, verdict = encoder_gguf.prepare(path, app_paths().models_dir)
+        gguf, verdict = prepare_llamacpp(path)
     except encoder_gguf.UnsupportedEncoder:
         if backend == "llamacpp":
             raise

@@ -68,15 +68,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _prepare_encoder(settings: Any) -> str:
     """Convert and check the encoder for llama.cpp now (once per machine), not at the first customized answer."""
+    from ..encoder import prepare_llamacpp
     from ..errors import BdcError
-    from ..models import encoder_gguf, resolve
-    from ..paths import app_paths
+    from ..models import resolve
 
     if settings.models.encoder_backend == "sentence-transformers":
         return ""
     src = resolve.encoder_dir(settings)
     try:
-        gguf, verdict = encoder_gguf.prepare(src, app_paths().models_dir)
+        gguf, verdict = prepare_llamacpp(src)
     except BdcError as exc:
         return f"encoder stays on sentence-transformers: {exc}"
     if not verdict.ok:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -260,46 +261,17 @@ def read_verdict(gguf_path: Path) -> Verdict | None:
     return verdict if verdict.bytes == Path(gguf_path).stat().st_size else None
 
 
-def check_parity(src: Path, gguf_path: Path, *, threads: int = 1) -> Verdict:
-    """Embed PROBES with sentence-transformers and with the converted file; the worst cosine decides."""
-    import numpy as np
+def prepare(src: Path, models_dir: Path, check: Callable[[Path, Path], Verdict]) -> tuple[Path, Verdict]:
+    """The converted, checked GGUF for ``src`` (converted and checked on first use, then read from disk).
 
-    from ..encoder import Encoder, LlamaCppEncoder
-
-    reference = Encoder(Path(src)).embed(list(PROBES))
-    candidate = LlamaCppEncoder(Path(gguf_path), max_tokens=max_tokens(src), threads=threads)
-    try:
-        ours = candidate.embed(list(PROBES))
-        tokens_match = candidate.tokens_match(Path(src), PROBES)
-    finally:
-        candidate.close()
-    min_cos = float(np.min(np.sum(reference * ours, axis=1)))
-    ok = min_cos >= MIN_PARITY_COSINE and tokens_match
-    reason = (
-        ""
-        if ok
-        else f"cosine to sentence-transformers {min_cos:.4f} < {MIN_PARITY_COSINE}"
-        if min_cos < MIN_PARITY_COSINE
-        else "its tokens differ from the Hugging Face tokenizer's"
-    )
-    return Verdict(
-        ok=ok,
-        min_cosine=round(min_cos, 7),
-        probes=len(PROBES),
-        tokens_match=tokens_match,
-        reason=reason,
-        bytes=Path(gguf_path).stat().st_size,
-    )
-
-
-def prepare(src: Path, models_dir: Path) -> tuple[Path, Verdict]:
-    """The converted, checked GGUF for ``src`` (converted and checked on first use, then read from disk)."""
+    ``check(src, gguf)`` compares the conversion with the source model (``encoder.check_conversion``:
+    it needs both runtimes, which live in ``bdc_assistant.encoder``)."""
     dest = gguf_location(src, models_dir)
     verdict = read_verdict(dest)
     if verdict is not None:
         return dest, verdict
     convert(src, dest)  # also when a file is there: it was never checked, or changed since
-    verdict = check_parity(src, dest)
+    verdict = check(src, dest)
     atomic.write_json(
         verdict_path(dest), {**asdict(verdict), "converter": CONVERTER_VERSION, "source": str(src)}
     )

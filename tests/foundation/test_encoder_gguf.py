@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from bdc_assistant.config import load_settings
-from bdc_assistant.encoder import Encoder, LlamaCppEncoder, default_encoder, select_encoder
+from bdc_assistant.encoder import (
+    Encoder,
+    LlamaCppEncoder,
+    check_conversion,
+    default_encoder,
+    select_encoder,
+)
 from bdc_assistant.errors import ModelError
 from bdc_assistant.models import encoder_gguf
 
@@ -86,7 +92,7 @@ def tiny_st(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tiny_bert_converts_and_matches_sentence_transformers(tiny_st: Path, tmp_path: Path) -> None:
-    gguf, verdict = encoder_gguf.prepare(tiny_st, tmp_path)
+    gguf, verdict = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     assert verdict.ok and verdict.tokens_match, verdict
     assert verdict.min_cosine >= 0.9999
     ours = LlamaCppEncoder(gguf, max_tokens=encoder_gguf.max_tokens(tiny_st)).embed(TEXTS)
@@ -100,7 +106,7 @@ def test_tiny_bert_converts_and_matches_sentence_transformers(tiny_st: Path, tmp
 
 def test_window_cut_matters(tiny_st: Path, tmp_path: Path) -> None:
     """Negative control for the truncation: without the cut the long text's embedding moves."""
-    gguf, _ = encoder_gguf.prepare(tiny_st, tmp_path)
+    gguf, _ = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     long = [TEXTS[3]]
     ref = Encoder(tiny_st).embed(long)
     cut = LlamaCppEncoder(gguf, max_tokens=16).embed(long)
@@ -113,7 +119,7 @@ def test_vocabulary_without_phantom_spaces_fails_the_check(
     tiny_st: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(encoder_gguf, "_phantom", lambda piece: piece)
-    _, verdict = encoder_gguf.prepare(tiny_st, tmp_path)
+    _, verdict = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     assert not verdict.ok and not verdict.tokens_match
 
 
@@ -130,7 +136,7 @@ def test_swapped_layers_fail_the_check(
         ]
 
     monkeypatch.setattr(encoder_gguf, "_tensors", swapped)
-    _, verdict = encoder_gguf.prepare(tiny_st, tmp_path)
+    _, verdict = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     assert not verdict.ok and verdict.tokens_match
     assert "cosine" in verdict.reason
 
@@ -160,11 +166,11 @@ def test_unsupported_pooling_keeps_sentence_transformers(
 
 
 def test_changed_file_is_converted_and_checked_again(tiny_st: Path, tmp_path: Path) -> None:
-    gguf, verdict = encoder_gguf.prepare(tiny_st, tmp_path)
+    gguf, verdict = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     with gguf.open("r+b") as fh:  # a torn copy: the stored verdict no longer describes it
         fh.truncate(gguf.stat().st_size // 2)
     assert encoder_gguf.read_verdict(gguf) is None
-    again, verdict2 = encoder_gguf.prepare(tiny_st, tmp_path)
+    again, verdict2 = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     assert again == gguf and verdict2.ok and verdict2.bytes == verdict.bytes
 
 
@@ -224,22 +230,22 @@ def test_doctor_says_what_runs_the_encoder(
         == "sentence-transformers"
     )
     assert encoder_gguf.describe(tiny_st, tmp_path, "auto")["runs_on"].startswith("llamacpp (after the first")
-    encoder_gguf.prepare(tiny_st, tmp_path)
+    encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     info = encoder_gguf.describe(tiny_st, tmp_path, "auto")
     assert info["runs_on"] == "llamacpp" and info["parity_min_cosine"] >= 0.9999
     monkeypatch.setattr(encoder_gguf, "_phantom", lambda piece: piece)
     bad = tmp_path / "bad"
-    encoder_gguf.prepare(tiny_st, bad)
+    encoder_gguf.prepare(tiny_st, bad, check_conversion)
     assert "failed its parity check" in encoder_gguf.describe(tiny_st, bad, "auto")["note"]
 
 
 def test_a_new_conversion_replaces_the_old_one(tiny_st: Path, tmp_path: Path) -> None:
-    gguf, _ = encoder_gguf.prepare(tiny_st, tmp_path)
+    gguf, _ = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     stale = gguf.with_name("tiny-st-000000000000.f16.gguf")
     stale.write_bytes(b"old")
     encoder_gguf.verdict_path(stale).write_text("{}")
     gguf.unlink()  # forces a fresh conversion
-    again, verdict = encoder_gguf.prepare(tiny_st, tmp_path)
+    again, verdict = encoder_gguf.prepare(tiny_st, tmp_path, check_conversion)
     assert again == gguf and verdict.ok
     assert sorted(p.name for p in gguf.parent.iterdir()) == sorted(
         [gguf.name, encoder_gguf.verdict_path(gguf).name]
