@@ -30,7 +30,9 @@ class Encoder:
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
         self.path = Path(path)
-        self.name = self.path.name if self.path.name != "model" else self.path.parent.name
+        from .models.encoder_gguf import model_name
+
+        self.name = model_name(self.path)
         self.device = device
         self._model: Any = None
         self._lock = threading.Lock()
@@ -84,7 +86,7 @@ class LlamaCppEncoder:
 
     def __init__(self, gguf_path: Path, *, max_tokens: int, threads: int = 1, name: str = "") -> None:
         self.path = Path(gguf_path)
-        self.name = name or self.path.name.split("-")[0]
+        self.name = name or self.path.name.rsplit("-", 1)[0]  # files are named {model}-{fingerprint}.f16.gguf
         self.max_tokens = int(max_tokens)
         self.threads = max(1, int(threads))
         self._llm: Any = None
@@ -253,11 +255,7 @@ def select_encoder(path: Path, backend: str = "auto", *, threads: int = 0) -> An
 
     try:
         gguf, verdict = prepare_llamacpp(path)
-    except encoder_gguf.UnsupportedEncoder:
-        if backend == "llamacpp":
-            raise
-        return Encoder(path)
-    except BackendUnavailable:
+    except (encoder_gguf.UnsupportedEncoder, BackendUnavailable):
         if backend == "llamacpp":
             raise
         return Encoder(path)
@@ -268,7 +266,9 @@ def select_encoder(path: Path, backend: str = "auto", *, threads: int = 0) -> An
                 f'({verdict.reason}); set [models] encoder_backend = "sentence-transformers".'
             )
         return Encoder(path)
-    name = path.name if path.name != "model" else path.parent.name
     return LlamaCppEncoder(
-        gguf, max_tokens=encoder_gguf.max_tokens(path), threads=threads or encoder_threads(), name=name
+        gguf,
+        max_tokens=encoder_gguf.max_tokens(path),
+        threads=threads or encoder_threads(),
+        name=encoder_gguf.model_name(path),
     )

@@ -127,11 +127,10 @@ class TemplatePatcher:
         self.cat = cat
         self._mm: np.memmap | None = np.memmap(target, dtype=np.uint8, mode="r+")
         self._views: dict[tuple[int, str], np.ndarray] = {}
-        # Q8_0: every block scale of every lora_a, as one gather/scatter: where it lives in the file (in
-        # 2-byte units), its value for A_cat itself (g = 1) and which gate multiplies it. One vector op per
-        # query instead of one per tensor (168 small strided ufunc calls cost 3 ms on Qwen2.5-0.5B).
-        self._q8: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._u16: np.ndarray | None = None
+        # Q8_0: every block scale of every lora_a, as one gather/scatter: the file as 2-byte words, where
+        # each scale lives in it, its value for A_cat itself (g = 1) and which gate multiplies it. One vector
+        # op per query instead of one per tensor (168 small strided ufunc calls cost 3 ms on Qwen2.5-0.5B).
+        self._q8: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         q8_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         source = np.memmap(template.path, dtype=np.uint8, mode="r") if template.dtype == "q8_0" else None
         for key, slot in template.a_slots.items():
@@ -162,8 +161,7 @@ class TemplatePatcher:
                 self.close()
                 raise BundleError(f"The adapter template {template.path} has a misaligned lora_a.")
             where, d0, gate = (np.concatenate([part[i] for part in q8_parts]) for i in range(3))
-            self._q8 = (where, d0, gate)
-            self._u16 = self._mm[: self._mm.size // 2 * 2].view(np.uint16)
+            self._q8 = (self._mm[: self._mm.size // 2 * 2].view(np.uint16), where, d0, gate)
         self._torch_views = _torch_views(self._views, cat) if template.dtype == "f16" else None
 
     def patch(self, g: np.ndarray) -> None:
@@ -177,9 +175,9 @@ class TemplatePatcher:
             for (layer, _), (a_t, dst_t) in self._torch_views.items():
                 torch.mul(a_t, g_t[layer].unsqueeze(1), out=dst_t)
             return
-        if self._q8 is not None and self._u16 is not None:
-            where, d0, gate = self._q8
-            self._u16[where] = (g.ravel()[gate] * d0).astype(np.float16).view(np.uint16)
+        if self._q8 is not None:
+            words, where, d0, gate = self._q8
+            words[where] = (g.ravel()[gate] * d0).astype(np.float16).view(np.uint16)
             return
         for key, dst in self._views.items():
             np.multiply(g[key[0]][:, None], self.cat.A[key], out=dst, casting="same_kind")
@@ -189,7 +187,6 @@ class TemplatePatcher:
         self._torch_views = None
         self._views.clear()
         self._q8 = None
-        self._u16 = None
         self._mm = None
 
 
@@ -314,15 +311,15 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
     slots: dict[tuple[int, str], TensorSlot] = {}
     dtype: Dtype = "f16"
     stem_to_module = {mods.gguf_stem(m): m for m in mods.TARGET_MODULES}
+    by_type: dict[Any, Dtype] = {
+        gguf.GGMLQuantizationType.F16: "f16",
+        gguf.GGMLQuantizationType.Q8_0: "q8_0",
+    }
     for t in reader.tensors:
         if not t.name.endswith(".lora_a"):
             continue
         parts = t.name.split(".")  # blk.{l}.{stem}.weight.lora_a
         layer, module = int(parts[1]), stem_to_module[parts[2]]
-        by_type: dict[Any, Dtype] = {
-            gguf.GGMLQuantizationType.F16: "f16",
-            gguf.GGMLQuantizationType.Q8_0: "q8_0",
-        }
         dtype = by_type.get(t.tensor_type, "f32")
         slots[(layer, module)] = TensorSlot(
             int(t.data_offset), int(t.n_bytes), (int(t.shape[1]), int(t.shape[0]))

@@ -60,13 +60,19 @@ class Verdict:
     bytes: int = 0  # the checked file's size: a file changed since (truncated, replaced) is checked again
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def model_name(src: Path) -> str:
+    """The encoder's name: its directory, or the package holding it when the directory is just ``model``."""
+    src = Path(src)
+    return src.name if src.name != "model" else src.parent.name
+
+
+def _read_json(path: Path, kind: type = dict) -> Any:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UnsupportedEncoder(f"The encoder file {path} could not be read ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise UnsupportedEncoder(f"The encoder file {path} is not a JSON object.")
+    if not isinstance(data, kind):
+        raise UnsupportedEncoder(f"The encoder file {path} is not a JSON {kind.__name__}.")
     return data
 
 
@@ -93,7 +99,9 @@ def check_supported(src: Path) -> dict[str, Any]:
         raise UnsupportedEncoder(
             f"The encoder at {src} has a cased vocabulary, which llama.cpp would lowercase."
         )
-    modules = json.loads((src / "modules.json").read_text(encoding="utf-8"))
+    modules = _read_json(src / "modules.json", list)
+    if not all(isinstance(m, dict) for m in modules):
+        raise UnsupportedEncoder(f"The encoder file {src / 'modules.json'} is not a list of modules.")
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     if kinds != ["Transformer", "Pooling", "Normalize"]:
         raise UnsupportedEncoder(
@@ -145,7 +153,7 @@ def gguf_location(src: Path, models_dir: Path) -> Path:
     for name in ("config.json", "tokenizer.json", "sentence_bert_config.json", "modules.json"):
         if (src / name).is_file():
             ident.update((src / name).read_bytes())
-    name = src.name if src.name != "model" else src.parent.name
+    name = model_name(src)
     return Path(models_dir) / "encoders" / f"{name}-{ident.hexdigest()[:12]}.f16.gguf"
 
 
@@ -199,7 +207,7 @@ def convert(src: Path, dest: Path) -> Path:
     tensors = _tensors(src, n_layers)
     with atomic.file(Path(dest)) as tmp:
         w = gguf.GGUFWriter(str(tmp), "bert")
-        w.add_name(src.name if src.name != "model" else src.parent.name)
+        w.add_name(model_name(src))
         # the position table's length: llama.cpp sizes its graph from it (the window is cut in the encoder)
         w.add_context_length(int(cfg["max_position_embeddings"]))
         w.add_embedding_length(int(cfg["hidden_size"]))

@@ -250,3 +250,19 @@ def test_a_new_conversion_replaces_the_old_one(tiny_st: Path, tmp_path: Path) ->
     assert sorted(p.name for p in gguf.parent.iterdir()) == sorted(
         [gguf.name, encoder_gguf.verdict_path(gguf).name]
     )
+
+
+@pytest.mark.parametrize("text", ["{broken", "[1, 2]"])
+def test_corrupt_modules_file_is_one_sentence_and_keeps_sentence_transformers(
+    tiny_st: Path, tmp_path: Path, text: str
+) -> None:
+    import shutil
+
+    src = tmp_path / "copy"
+    shutil.copytree(tiny_st, src)
+    (src / "modules.json").write_text(text, encoding="utf-8")
+    with pytest.raises(
+        encoder_gguf.UnsupportedEncoder, match=r"modules\.json (could not be read|is not a list)"
+    ):
+        encoder_gguf.check_supported(src)
+    assert isinstance(select_encoder(src, "auto"), Encoder)
