@@ -71,7 +71,7 @@ PROBLEMS = (
     "Implement binary search returning the index of target in a sorted list, or -1.",
     "Read n and then n lines of integers; print the median.",
 )
-TARGETS = {"setup_ms": 20.0, "decode_ratio": 0.95, "torch_merge_decode_ratio": 0.98}
+TARGETS = {"setup_ms": 20.0, "decode_ratio": 0.95, "torch_setup_ms": 20.0, "torch_merge_decode_ratio": 0.98}
 
 
 def _tok_s(gen: Any, ids: list[int], tokens: int) -> float:
@@ -292,14 +292,21 @@ def bench_torch(
         "torch_tokens": tokens,
     }
     try:
-        customs = [customizer.for_query(PROMPTS[i % len(PROMPTS)]) for i in range(args.queries + 1)]
-        merge_ms = []
-        for i, custom in enumerate(customs):
+        customs, merge_ms, setup_ms, embed_ms = [], [], [], []
+        for i in range(args.queries + 1):
             t0 = time.perf_counter()
+            custom = customizer.for_query(PROMPTS[i % len(PROMPTS)])
+            t1 = time.perf_counter()
             gen.set_customization(custom)
+            t2 = time.perf_counter()
+            customs.append(custom)
             if i:  # the first apply also copies the pristine W0 and uploads A_cat/B_cat
-                merge_ms.append((time.perf_counter() - t0) * 1e3)
+                merge_ms.append((t2 - t1) * 1e3)
+                setup_ms.append((t2 - t0) * 1e3)
+                embed_ms.append(custom.embed_ms)
         out["torch_merge_setup_ms"] = _median(merge_ms)
+        out["torch_setup_ms"] = _median(setup_ms)  # embed + hypernetwork + merge: what a query pays
+        out["torch_setup_embed_ms"] = _median(embed_ms)
         ids = gen.tokenize(PROMPTS[0])
         custom = customs[1]
         dec = _side_by_side(
@@ -375,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
         default="coder-0.5b",
         help="base solver",
     )
+    parser.add_argument(
+        "--gguf",
+        default="",
+        help="time this GGUF instead of --model (e.g. the same file with its tensor data zeroed, where the "
+        "real weights cannot travel: speed does not depend on the weights' values)",
+    )
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--bundle", default="", help="bundle dir; default: a cached random bundle")
     parser.add_argument(
@@ -392,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     from bdc_assistant.encoder import Encoder, select_encoder
     from bdc_assistant.models.embedded import encoder_path, install_solver
 
-    gguf = install_solver(args.model)
+    gguf = Path(args.gguf) if args.gguf else install_solver(args.model)
     encoder = select_encoder(
         Path(args.encoder) if args.encoder else encoder_path(),
         args.encoder_backend,
@@ -423,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu_name(),
         "encoder": encoder.name,
         "targets_spec": TARGETS,
-        "llamacpp_weights": "GGUF Q4_K_M as shipped",
+        "llamacpp_weights": f"{gguf.name} (--gguf)" if args.gguf else "GGUF Q4_K_M as shipped",
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.backend in ("both", "llamacpp"):
@@ -435,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
 
             result["gpu"] = torch.cuda.get_device_name(0)
     met = {
-        k: (result[k] <= v if k == "setup_ms" else result[k] >= v) for k, v in TARGETS.items() if k in result
+        k: (result[k] <= v if k.endswith("setup_ms") else result[k] >= v) for k, v in TARGETS.items() if k in result
     }
     result["meets_targets"] = met
     result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
