@@ -448,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
 
             result["gpu"] = torch.cuda.get_device_name(0)
     met = {
-        k: (result[k] <= v if k.endswith("setup_ms") else result[k] >= v) for k, v in TARGETS.items() if k in result
+        k: (result[k] <= v if k.endswith("setup_ms") else result[k] >= v)
+        for k, v in TARGETS.items()
+        if k in result
     }
     result["meets_targets"] = met
     result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
