@@ -121,7 +121,7 @@ class TorchGenerator:
                 tok = int(pick(out.logits[0, -1].float()))
                 yield tok
                 nxt = torch.tensor([[tok]], dtype=torch.long, device=self.device)
-                out = self.model(input_ids=nxt, cache=out.cache, use_cache=True)  # transformers 5: `cache`
+                out = self.model(input_ids=nxt, use_cache=True, **_cache_kwargs(out))
 
     def iter_greedy(self, token_ids: Sequence[int]) -> Generator[int, None, None]:
         """Endless argmax token ids after ``token_ids`` (close it when done)."""
@@ -243,6 +243,15 @@ class TorchGenerator:
         self.model = None
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
+
+
+def _cache_kwargs(out: Any) -> dict[str, Any]:
+    """The KV cache of ``out`` as the next forward's keyword: transformers 5.2x names it ``cache``, earlier
+    releases (a CUDA image's preinstalled 5.17, 4.x) ``past_key_values``."""
+    cache = getattr(out, "cache", None)
+    if cache is not None:
+        return {"cache": cache}
+    return {"past_key_values": out.past_key_values}
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -1,9 +1,11 @@
 """Per-query DisenLoRA on torch/transformers: merge mode (inference) and hook mode (training, batches).
 
 Merge mode (:class:`TorchMergeSlot`): keep a pristine copy of every targeted W0; per query
-``W.copy_(W0); W.addmm_(B_cat, g[ℓ][:, None] * A_cat)`` — one GEMM per matrix, then generation runs at
-exactly the base model's speed (zero per-token overhead). The restore always starts from the pristine
-copy, so many swaps never accumulate rounding error (peft's merge/unmerge does, in bf16).
+W = W0 + B_cat·diag(g[ℓ])·A_cat, then generation runs at exactly the base model's speed (zero per-token
+overhead). A projection repeated across layers is stacked into one [L, out, in] tensor that the modules read
+views of, so one batched GEMM merges it in every layer (4.3 ms for the 0.5B's 168 matrices on an H200). The
+restore always starts from the pristine copy, so many swaps never accumulate rounding error (peft's
+merge/unmerge does, in bf16).
 
 Hook mode (:class:`GateHooks`): every targeted Linear computes ``W0 x + B_cat (g_b ⊙ (A_cat x))`` with a
 per-sample gate g_b = g[b, ℓ]; gradients flow into g (the trainer trains the hypernetwork through it).

@@ -183,3 +183,14 @@ def test_token_bytes_for_byte_level_bpe_vocab() -> None:
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert b"".join(to_bytes(i) for i in ids).decode("utf-8") == text
     assert all(to_bytes(i) == b"" for i in tok.all_special_ids)
+
+
+def test_cache_keyword_follows_the_installed_transformers():
+    from types import SimpleNamespace
+
+    from bdc_assistant.backends.torch_backend import _cache_kwargs
+
+    kv = object()
+    assert _cache_kwargs(SimpleNamespace(cache=kv, past_key_values=None)) == {"cache": kv}
+    # transformers before 5.2x (e.g. a CUDA image's 5.17) returns and takes past_key_values
+    assert _cache_kwargs(SimpleNamespace(past_key_values=kv)) == {"past_key_values": kv}
