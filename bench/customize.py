@@ -1,8 +1,9 @@
 """Per-query DisenLoRA cost on the embedded base solver (Qwen2.5-Coder-0.5B-Instruct): setup, decode, answer.
 
 For each of ``--queries`` coding prompts, ``setup_ms`` times what a query pays before its first token:
-encoder embedding + numpy hypernetwork + (llama.cpp) A* patch, adapter load, activate, free the old
-handle and reset — the median is reported, with a per-stage breakdown. Decode speed is measured on the
+encoder embedding + numpy hypernetwork + (llama.cpp) the gates written into the loaded adapter's own
+lora_a tensors (after the first query; ``--reload`` or a build where they cannot be found: A* patched into
+the file, adapter load, activate, free the old handle) and the KV reset — the median is reported, with a per-stage breakdown. Decode speed is measured on the
 same loaded model: ``--rounds`` pairs of greedy ``--tokens``-token runs, plain base vs customized, in ABBA
 order; tok/s = 1 / median gap between tokens (robust when other processes share the cores), and
 ``decode_ratio`` = median over pairs of customized ÷ plain. The torch backend runs in merge mode (ΔW
@@ -220,10 +221,10 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
     from bdc_assistant.backends.llamacpp_backend import LlamaCppGenerator
 
     gen = LlamaCppGenerator(gguf, n_ctx=args.n_ctx, threads=args.threads)
-    if args.adapter_dtype != "auto":
+    if args.adapter_dtype != "auto" or args.reload:
         from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot
 
-        gen._slot = LlamaCppAdapterSlot(gen.llama, dtype=args.adapter_dtype)
+        gen._slot = LlamaCppAdapterSlot(gen.llama, dtype=args.adapter_dtype, in_place=not args.reload)
     try:
         stages: dict[str, list[float]] = {k: [] for k in ("embed", "hypernet", "patch", "init", "swap")}
         setups: list[float] = []
@@ -267,6 +268,8 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
             "decode_ratio": dec["ratio"],
             "decode_ratio_per_round": dec["ratios"],
             "live_handles": gen._slot.live_handles,
+            "adapter_loads": gen._slot.loads,
+            "in_place_patches": gen._slot.in_place_patches,
         }
     finally:
         gen.close()
@@ -370,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "f16", "f32", "q8_0"),
         default="auto",
         help="llama.cpp adapter tensors (auto: what the app picks for this bundle)",
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="llama.cpp: reload the patched adapter file every query (the fallback), not write in place",
     )
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=6, help="paired plain/custom decode runs (ABBA order)")

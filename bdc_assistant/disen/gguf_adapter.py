@@ -66,6 +66,9 @@ def llama_unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+Placement = dict[tuple[int, str], tuple[int, int]]  # (layer, module) -> (region, byte offset in it)
+
+
 @dataclass(frozen=True)
 class TensorSlot:
     offset: int  # absolute byte offset of the tensor data in the file
@@ -121,17 +124,31 @@ class TemplatePatcher:
     updates at once; the file is scratch, its durability does not matter.
     """
 
-    def __init__(self, template: AdapterTemplate, target: Path, cat: CatLora) -> None:
+    def __init__(
+        self,
+        template: AdapterTemplate,
+        target: Path,
+        cat: CatLora,
+        live: tuple[list[np.ndarray], Placement] | None = None,
+    ) -> None:
+        """``live``: byte regions of an adapter llama.cpp has loaded and where each lora_a lies in them
+        (:mod:`.llamacpp_live`): write there instead of into the file at ``target``."""
         self.template = template
         self.target = target
         self.cat = cat
-        self._mm: np.memmap | None = np.memmap(target, dtype=np.uint8, mode="r+")
+        place: Placement
+        if live is None:
+            self._regions: list[np.ndarray] = [np.memmap(target, dtype=np.uint8, mode="r+")]
+            place = {k: (0, slot.offset) for k, slot in template.a_slots.items()}
+        else:
+            self._regions, place = list(live[0]), live[1]
         self._views: dict[tuple[int, str], np.ndarray] = {}
-        # Q8_0: every block scale of every lora_a, as one gather/scatter: the file as 2-byte words, where
-        # each scale lives in it, its value for A_cat itself (g = 1) and which gate multiplies it. One vector
-        # op per query instead of one per tensor (168 small strided ufunc calls cost 3 ms on Qwen2.5-0.5B).
-        self._q8: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        q8_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # Q8_0: every block scale of every lora_a, as one gather/scatter per region: the region as 2-byte
+        # words, where each scale lives in it, its value for A_cat itself (g = 1) and which gate multiplies
+        # it. One vector op per query instead of one per tensor (168 small strided ufunc calls cost 3 ms on
+        # Qwen2.5-0.5B).
+        self._q8: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        q8_parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         source = np.memmap(template.path, dtype=np.uint8, mode="r") if template.dtype == "q8_0" else None
         for key, slot in template.a_slots.items():
             a_cat = cat.A[key]
@@ -146,26 +163,28 @@ class TemplatePatcher:
                 raise BundleError(
                     f"The adapter template {template.path} does not match its bundle (tensor size)."
                 )
+            region, offset = place[key]
             if source is not None:
+                if offset % 2:
+                    self.close()
+                    raise BundleError(f"The adapter template {template.path} has a misaligned lora_a.")
                 rank, n_blocks = a_cat.shape[0], cols // Q8_BLOCK
                 d0 = q8_scales(source[slot.offset : slot.offset + slot.n_bytes], rows, cols)[:rank]
-                where = slot.offset // 2 + (np.arange(rank * n_blocks) * (Q8_BLOCK_BYTES // 2))
+                where = offset // 2 + (np.arange(rank * n_blocks) * (Q8_BLOCK_BYTES // 2))
                 gate = key[0] * rank + np.repeat(np.arange(rank), n_blocks)
-                q8_parts.append((where, d0.astype(np.float32).ravel(), gate))
+                q8_parts.setdefault(region, []).append((where, d0.astype(np.float32).ravel(), gate))
                 continue
-            raw = self._mm[slot.offset : slot.offset + slot.n_bytes]
+            raw = self._regions[region][offset : offset + slot.n_bytes]
             self._views[key] = raw.view(template.np_dtype).reshape(slot.shape)[: a_cat.shape[0]]
         del source
-        if q8_parts:
-            if any(slot.offset % 2 for slot in template.a_slots.values()):
-                self.close()
-                raise BundleError(f"The adapter template {template.path} has a misaligned lora_a.")
-            where, d0, gate = (np.concatenate([part[i] for part in q8_parts]) for i in range(3))
-            self._q8 = (self._mm[: self._mm.size // 2 * 2].view(np.uint16), where, d0, gate)
+        for region, parts in q8_parts.items():
+            mem = self._regions[region]
+            where, d0, gate = (np.concatenate([part[i] for part in parts]) for i in range(3))
+            self._q8.append((mem[: mem.size // 2 * 2].view(np.uint16), where, d0, gate))
         self._torch_views = _torch_views(self._views, cat) if template.dtype == "f16" else None
 
     def patch(self, g: np.ndarray) -> None:
-        if self._mm is None:
+        if not self._regions:
             raise BundleError(f"The adapter patcher for {self.target} is closed.")
         g = np.asarray(g, np.float32)
         if self._torch_views is not None:
@@ -175,9 +194,10 @@ class TemplatePatcher:
             for (layer, _), (a_t, dst_t) in self._torch_views.items():
                 torch.mul(a_t, g_t[layer].unsqueeze(1), out=dst_t)
             return
-        if self._q8 is not None:
-            words, where, d0, gate = self._q8
-            words[where] = (g.ravel()[gate] * d0).astype(np.float16).view(np.uint16)
+        if self._q8:
+            flat = g.ravel()
+            for words, where, d0, gate in self._q8:
+                words[where] = (flat[gate] * d0).astype(np.float16).view(np.uint16)
             return
         for key, dst in self._views.items():
             np.multiply(g[key[0]][:, None], self.cat.A[key], out=dst, casting="same_kind")
@@ -186,8 +206,8 @@ class TemplatePatcher:
         """Drop the mapping (the views go first: the last reference unmaps the file)."""
         self._torch_views = None
         self._views.clear()
-        self._q8 = None
-        self._mm = None
+        self._q8 = []
+        self._regions = []
 
 
 def q8_scales(raw: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -93,7 +93,7 @@ gs = [Customization.from_g(bundle, random_g(bundle, s)) for s in range(4)]
 ids = token_ids(args["vocab"], 8, seed=2)
 llm = open_llama(args["gguf"])
 api = dataclasses.replace(detect_api(), free=lambda _h: None) if args["leak"] else None
-slot = LlamaCppAdapterSlot(llm, api=api) if api else LlamaCppAdapterSlot(llm)
+slot = LlamaCppAdapterSlot(llm, api=api) if api else LlamaCppAdapterSlot(llm, in_place=args["in_place"])
 for i in range(10):  # warm-up: allocator pools, graph reserve
     slot.apply(gs[i % 4])
     llama_logits(llm, ids)
@@ -104,7 +104,8 @@ for i in range(100):
     live.append(slot.live_handles)
     if i % 10 == 0:
         llama_logits(llm, ids)
-out = {"grown_kb": rss_kb() - before, "loads": slot.loads, "frees": slot.frees, "live": live}
+out = {"grown_kb": rss_kb() - before, "loads": slot.loads, "frees": slot.frees, "live": live,
+       "in_place": slot.in_place_patches}
 if args["leak"]:
     slot._handle = None  # handles are owned by the model now; it frees them on close
 else:
@@ -113,6 +114,7 @@ else:
     out["active_after_clear"] = bool(slot.active)
     scratch = list(slot._scratch.values())
 slot.close()
+out["live_after_close"] = slot.live_handles
 if not args["leak"]:
     out["scratch_left"] = [str(p) for p in scratch if p.exists()]
 llm.close()
@@ -120,8 +122,14 @@ print(json.dumps(out))
 """
 
 
-def _swap_run(tm, bundle_dir, leak: bool) -> dict:
-    args = {"gguf": str(tm.gguf_path), "bundle": str(bundle_dir), "vocab": tm.vocab_size, "leak": leak}
+def _swap_run(tm, bundle_dir, leak: bool, in_place: bool = False) -> dict:
+    args = {
+        "gguf": str(tm.gguf_path),
+        "bundle": str(bundle_dir),
+        "vocab": tm.vocab_size,
+        "leak": leak,
+        "in_place": in_place,
+    }
     proc = subprocess.run(
         [sys.executable, "-c", _SWAPS, json.dumps(args)],
         capture_output=True, text=True, cwd=REPO, timeout=300,
@@ -134,10 +142,19 @@ def _swap_run(tm, bundle_dir, leak: bool) -> dict:
 def test_hundred_swaps_keep_rss_flat_and_free_every_handle(tiny_models, tiny_bundles):
     out = _swap_run(tiny_models["llama"], tiny_bundles["llama"], leak=False)
     assert out["live"] == [1] * 100
-    assert out["loads"] == 110 and out["frees"] == 109
+    assert out["loads"] == 110 and out["frees"] == 109 and out["in_place"] == 0
     assert out["live_after_clear"] == 0 and not out["active_after_clear"]
     assert out["scratch_left"] == []
     # one adapter here is ~60 KB (f16); a leak of every handle would add ≥ 6 MB
+    assert out["grown_kb"] < 3 * 1024, f"RSS grew by {out['grown_kb']} KB over 100 swaps"
+
+
+def test_in_place_swaps_load_once_keep_rss_flat_and_free_at_close(tiny_models, tiny_bundles):
+    out = _swap_run(tiny_models["llama"], tiny_bundles["llama"], leak=False, in_place=True)
+    assert out["loads"] == 1 and out["frees"] == 0 and out["in_place"] == 109  # every query after the first
+    assert out["live"] == [1] * 100
+    assert out["live_after_clear"] == 1 and not out["active_after_clear"]  # kept loaded, inactive
+    assert out["live_after_close"] == 0 and out["scratch_left"] == []
     assert out["grown_kb"] < 3 * 1024, f"RSS grew by {out['grown_kb']} KB over 100 swaps"
 
 
