@@ -254,6 +254,10 @@ class LlamaCppAdapterSlot:
         """
         with self._lock:
             self._current = None
+            if not self._model_alive():
+                # the model (and with it the adapter whose memory a live patch writes) is gone
+                self._live, self._live_key, self._handle = None, None, None
+                raise ModelError("The llama.cpp model was closed; load it again before customizing it.")
             t0 = time.perf_counter()
             key = template.bundle_id + str(template.path)
             live = self._live if self._handle and self._live_key == key else None
@@ -365,7 +369,7 @@ class LlamaCppAdapterSlot:
     def close(self) -> None:
         """Free the adapter (if the model is still alive) and delete scratch files."""
         try:
-            if self._handle and getattr(self._llama, "_model", None) is not None:
+            if self._handle and self._model_alive():
                 with self._lock:
                     self._current = None
                     self._free_handle()
@@ -387,6 +391,10 @@ class LlamaCppAdapterSlot:
     def _n_vocab(self) -> int:
         n_vocab = getattr(self._llama, "n_vocab", None)
         return int(n_vocab()) if callable(n_vocab) else 0
+
+    def _model_alive(self) -> bool:
+        """Whether the Llama still holds its model (``Llama.close()`` frees it, and every adapter with it)."""
+        return bool(getattr(getattr(self._llama, "_model", None), "model", None))
 
     def _model_ptr(self) -> Any:
         return self._llama._model.model

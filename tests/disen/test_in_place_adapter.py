@@ -92,3 +92,17 @@ def test_unverifiable_live_tensors_fall_back_to_reloading(tiny_models, loaded_bu
 def test_a_symbol_missing_from_the_build_means_no_live_tensors(monkeypatch):
     monkeypatch.setattr(llamacpp_live, "ADAPTER_GET_WEIGHT", "no_such_symbol_in_libllama")
     assert llamacpp_live._lib() is None
+
+
+def test_customizing_a_closed_model_is_one_sentence_not_a_write_into_freed_memory(tiny_models, loaded_bundles):
+    from bdc_assistant.errors import ModelError
+
+    tm, bundle = tiny_models["qwen2"], loaded_bundles["qwen2"]
+    llm = open_llama(tm.gguf_path)
+    slot = LlamaCppAdapterSlot(llm)
+    slot.apply(Customization.from_g(bundle, random_g(bundle, 1)))
+    assert slot._live is not None
+    llm.close()  # frees the model and the adapter the live views point into
+    with pytest.raises(ModelError, match="was closed"):
+        slot.apply(Customization.from_g(bundle, random_g(bundle, 2)))
+    slot.close()
