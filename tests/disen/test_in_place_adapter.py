@@ -94,7 +94,9 @@ def test_a_symbol_missing_from_the_build_means_no_live_tensors(monkeypatch):
     assert llamacpp_live._lib() is None
 
 
-def test_customizing_a_closed_model_is_one_sentence_not_a_write_into_freed_memory(tiny_models, loaded_bundles):
+def test_customizing_a_closed_model_is_one_sentence_not_a_write_into_freed_memory(
+    tiny_models, loaded_bundles
+):
     from bdc_assistant.errors import ModelError
 
     tm, bundle = tiny_models["qwen2"], loaded_bundles["qwen2"]
