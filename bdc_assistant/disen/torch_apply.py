@@ -135,8 +135,13 @@ class _Stack:
             self.w = torch.stack([lin.weight.detach() for lin in linears])
             for i, lin in enumerate(linears):
                 lin.weight.data = self.w[i]  # the module now reads its slice of the stack
+        self.linears = linears
         self.w0: Any = None
         self.dirty = False
+
+    def intact(self) -> bool:
+        """Whether every module still reads its slice (``model.to(...)`` or a reload replaces the tensors)."""
+        return all(lin.weight.data_ptr() == self.w[i].data_ptr() for i, lin in enumerate(self.linears))
 
     def pristine(self) -> Any:
         if self.w0 is None:
@@ -245,6 +250,11 @@ class TorchMergeSlot:
                 g_on[device] = g.to(device)
             return g_on[device]
 
+        if not all(stack.intact() for stack in self._stacks):
+            raise BundleError(
+                "The torch model's weights were moved or replaced after customization began; "
+                "load the model again to customize it."
+            )
         with torch.no_grad():
             for stack in self._stacks:
                 self._merge_stack(stack, self._plans.get(id(stack)), gates)

@@ -104,3 +104,17 @@ def test_scattered_layers_merge_and_the_rest_keep_w0(dtype_name):
         )
         assert np.abs(got[layer] - want).max() <= max(tol, 1e-5)
     assert np.array_equal(got[[1, 3]], w0[[1, 3]])  # untouched layers keep W0 bit for bit
+
+
+def test_weights_replaced_after_stacking_are_refused_not_silently_unmerged(tiny_models, loaded_bundles):
+    import torch
+
+    from bdc_assistant.errors import BundleError
+
+    bundle = loaded_bundles["qwen2"]
+    model = load_torch(tiny_models["qwen2"].hf_dir)
+    slot = TorchMergeSlot(model)
+    slot.apply(Customization.from_g(bundle, random_g(bundle, 1)))
+    model.to(torch.float64)  # new tensors: the modules no longer read the stacks
+    with pytest.raises(BundleError, match="moved or replaced"):
+        slot.apply(Customization.from_g(bundle, random_g(bundle, 2)))
