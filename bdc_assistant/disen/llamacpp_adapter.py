@@ -144,7 +144,6 @@ class LlamaCppAdapterSlot:
         self._handle: Any = None
         self._active = False  # whether the context computes with self._handle
         self._live: TemplatePatcher | None = None  # writes into the loaded adapter's own lora_a tensors
-        self._live_key: str | None = None
         self.in_place_patches = 0
         self._current: tuple[str, bytes] | None = None  # what the live handle computes, for holds()
         self._templates: dict[str, AdapterTemplate] = {}
@@ -256,12 +255,11 @@ class LlamaCppAdapterSlot:
             self._current = None
             if not self._model_alive():
                 # the model (and with it the adapter whose memory a live patch writes) is gone
-                self._live, self._live_key, self._handle = None, None, None
+                self._live, self._handle = None, None
                 raise ModelError("The llama.cpp model was closed; load it again before customizing it.")
             t0 = time.perf_counter()
-            key = template.bundle_id + str(template.path)
-            live = self._live if self._handle and self._live_key == key else None
-            if live is not None and live.cat is cat:
+            live = self._live
+            if live is not None and live.template is template and live.cat is cat:
                 live.patch(g)
                 t1 = time.perf_counter()
                 if not self._active:
@@ -272,6 +270,7 @@ class LlamaCppAdapterSlot:
                 self.in_place_patches += 1
                 self.last_ms.update(patch=(t1 - t0) * 1e3, init=0.0, swap=(t2 - t1) * 1e3)
                 return (t2 - t0) * 1e3
+            key = template.bundle_id + str(template.path)
             scratch = self._scratch.get(key)
             patcher = self._patchers.get(key)
             if scratch is None or not scratch.exists():
@@ -312,10 +311,10 @@ class LlamaCppAdapterSlot:
             t3 = time.perf_counter()
             self.last_ms.update(patch=(t1 - t0) * 1e3, init=(t2 - t1) * 1e3, swap=(t3 - t2) * 1e3)
             if self._in_place:
-                self._attach_live(template, cat, scratch, key)
+                self._attach_live(template, cat, scratch)
             return (t3 - t0) * 1e3
 
-    def _attach_live(self, template: AdapterTemplate, cat: CatLora, scratch: Path, key: str) -> None:
+    def _attach_live(self, template: AdapterTemplate, cat: CatLora, scratch: Path) -> None:
         """Find the loaded adapter's lora_a tensors for the next queries (checked; None → keep reloading)."""
         from .llamacpp_live import find_live_lora_a
 
@@ -324,36 +323,32 @@ class LlamaCppAdapterSlot:
             found = find_live_lora_a(self._model_ptr(), self._handle, template, loaded)
             if found is not None:
                 self._live = TemplatePatcher(template, scratch, cat, live=(found.regions, found.placement))
-                self._live_key = key
         except (OSError, ValueError, AttributeError, BundleError):
             self._drop_live()
 
     def _drop_live(self) -> None:
         if self._live is not None:
             self._live.close()
-        self._live, self._live_key = None, None
+        self._live = None
 
     def clear(self) -> None:
         """Back to the plain base: deactivate, drop cached prompt state, and free the handle — unless its
         tensors are patched in place, then it stays loaded (inactive) for the next customized query."""
+        self._to_plain(keep_live=True)
+
+    def _to_plain(self, *, keep_live: bool) -> None:
+        """Deactivate and reset; free the handle unless ``keep_live`` and its tensors are patched in place."""
         with self._lock:
             self._current = None
             if self._handle:
                 self._api.deactivate(self._ctx_ptr())
                 self._active = False
-                if self._live is None:
-                    self._free_handle()
+                if not (keep_live and self._live is not None):
+                    self._drop_live()
+                    self._api.free(self._handle)
+                    self.frees += 1
+                    self._handle = None
             self._llama.reset()
-
-    def _free_handle(self) -> None:
-        self._drop_live()
-        if self._handle:
-            if self._active:
-                self._api.deactivate(self._ctx_ptr())
-                self._active = False
-            self._api.free(self._handle)
-            self.frees += 1
-            self._handle = None
 
     @property
     def live_handles(self) -> int:
@@ -370,10 +365,7 @@ class LlamaCppAdapterSlot:
         """Free the adapter (if the model is still alive) and delete scratch files."""
         try:
             if self._handle and self._model_alive():
-                with self._lock:
-                    self._current = None
-                    self._free_handle()
-                    self._llama.reset()
+                self._to_plain(keep_live=False)
         finally:
             self._drop_live()
             self._handle = None

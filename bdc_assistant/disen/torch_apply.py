@@ -148,30 +148,34 @@ class _Stack:
             self.w0 = self.w.detach().clone()
         return self.w0
 
+    def restore(self) -> None:
+        """Every layer back to W0 (nothing to do when no merge touched the stack)."""
+        if self.dirty:
+            self.w.copy_(self.w0)
+            self.dirty = False
+
 
 class _StackPlan:
-    """What one bundle adds to one stack: positions in the stack, their layers, A_cat/B_cat stacked."""
+    """What one bundle adds to one stack: positions in the stack, their layers, A_cat/B_cat stacked, and the
+    pieces a merge walks (built once per bundle, not per query)."""
 
-    def __init__(self, positions: list[int], layers: list[int], a: list[Any], b: list[Any]) -> None:
+    def __init__(
+        self, stack: _Stack, positions: list[int], layers: list[int], a: list[Any], b: list[Any]
+    ) -> None:
         import torch
 
         self.positions = positions
         self.layers = torch.tensor(layers, device=a[0].device)
         self.A = torch.stack(a)  # [n, K·r, in]
         self.B = torch.stack(b)  # [n, out, K·r]
-
-    def chunks(self, out_in: int) -> list[tuple[Any, slice]]:
-        """(stack index: slice or tensor, slice into this plan) pieces of ≤ _CHUNK_ELEMENTS fp32 each."""
-        import torch
-
-        step = max(1, _CHUNK_ELEMENTS // max(out_in, 1))
-        pieces = []
-        for lo in range(0, len(self.positions), step):
-            pos = self.positions[lo : lo + step]
+        # (stack index: slice or tensor, slice into this plan) pieces of ≤ _CHUNK_ELEMENTS fp32 each
+        step = max(1, _CHUNK_ELEMENTS // max(stack.w.shape[1] * stack.w.shape[2], 1))
+        self.chunks: list[tuple[Any, slice]] = []
+        for lo in range(0, len(positions), step):
+            pos = positions[lo : lo + step]
             contiguous = pos[-1] - pos[0] + 1 == len(pos)
             where = slice(pos[0], pos[-1] + 1) if contiguous else torch.tensor(pos, device=self.A.device)
-            pieces.append((where, slice(lo, lo + len(pos))))
-        return pieces
+            self.chunks.append((where, slice(lo, lo + len(pos))))
 
 
 # fp32 elements one batched merge may hold as a temporary (256 MB): bounds memory on big bf16 models
@@ -218,16 +222,16 @@ class TorchMergeSlot:
     def _plan(self, cat: _CatCache, bundle_id: str) -> None:
         if self._plans_for == bundle_id:
             return
-        parts: dict[int, tuple[list[int], list[int], list[Any], list[Any]]] = {}
+        parts: dict[int, tuple[_Stack, list[int], list[int], list[Any], list[Any]]] = {}
         for key in sorted(cat.A):
             if key not in self._stack_of:
                 continue
             stack, pos = self._stack_of[key]
-            entry = parts.setdefault(id(stack), ([], [], [], []))
-            entry[0].append(pos)
-            entry[1].append(key[0])
-            entry[2].append(cat.A[key])
-            entry[3].append(cat.B[key])
+            entry = parts.setdefault(id(stack), (stack, [], [], [], []))
+            entry[1].append(pos)
+            entry[2].append(key[0])
+            entry[3].append(cat.A[key])
+            entry[4].append(cat.B[key])
         self._plans = {sid: _StackPlan(*entry) for sid, entry in parts.items()}
         self._plans_for = bundle_id
 
@@ -284,17 +288,13 @@ class TorchMergeSlot:
     def _merge_stack(stack: _Stack, plan: _StackPlan | None, gates: Any) -> None:
         import torch
 
+        if plan is None or len(plan.positions) < len(stack.w):
+            stack.restore()  # layers this bundle leaves alone go back to W0
         if plan is None:
-            if stack.dirty:
-                stack.w.copy_(stack.w0)
-                stack.dirty = False
             return
         w0 = stack.pristine()
-        if stack.dirty and len(plan.positions) < len(stack.w):
-            stack.w.copy_(w0)  # layers this bundle leaves alone go back to W0
         g = gates(plan.A.device)
-        out_in = stack.w.shape[1] * stack.w.shape[2]
-        for where, part in plan.chunks(out_in):
+        for where, part in plan.chunks:
             ga = g[plan.layers[part]][:, :, None] * plan.A[part]  # [n, K·r, in]
             if stack.w.dtype == torch.float32 and isinstance(where, slice):
                 torch.baddbmm(w0[where], plan.B[part], ga, out=stack.w[where])
@@ -314,9 +314,7 @@ class TorchMergeSlot:
             for key in self._dirty:
                 self._linears[key].weight.copy_(self._pristine[key])
             for stack in self._stacks:
-                if stack.dirty:
-                    stack.w.copy_(stack.w0)
-                    stack.dirty = False
+                stack.restore()
         self._dirty = set()
         self.active = None
 

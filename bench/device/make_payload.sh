@@ -10,7 +10,7 @@ PY=${PY:-.venv/bin/python}
 D=.devbench
 mkdir -p $D/whl $D/hf $D/gomp .git/info
 grep -q "^/.devbench/" .git/info/exclude 2>/dev/null || echo "/.devbench/" >> .git/info/exclude
-cp bench/device/prep.py bench/device/run.sh bench/device/run_cpu.sh $D/
+cp bench/device/prep.py bench/device/env.sh bench/device/run.sh bench/device/run_cpu.sh $D/
 SP=$($PY -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 rm -rf $D/llama_cpp && cp -a "$SP/llama_cpp" $D/ && find $D/llama_cpp -name __pycache__ -prune -exec rm -rf {} +
 (cd $D/llama_cpp/lib && rm -f ./*.so.0 ./*.so.0.*)  # one copy of each library; run.sh relinks the .so.0 names

@@ -1,13 +1,6 @@
 #!/bin/bash
 # llama.cpp-only device call: in-place gates vs reload, on the host CPU.
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 BDC_HOME=/tmp/bdc TOKENIZERS_PARALLELISM=false
-D=.devbench; OUT=${OUT:-/tmp/out}; mkdir -p $OUT; PY=${PY:-python3}
-if [ -z "$LOCAL" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $D/whl/*.whl || exit 1
-  cp -r $D/llama_cpp /tmp/site/ && (cd /tmp/site/llama_cpp/lib && for f in *.so; do ln -sf $f $f.0; done)
-  ldconfig -p | grep -q libgomp.so.1 || export LD_LIBRARY_PATH=$PWD/$D/gomp
-  export PYTHONPATH=/tmp/site:$PWD
-fi
+source .devbench/env.sh
 $PY $D/prep.py $D ${DEV:-cuda} > $OUT/prep.txt 2>&1 || { tail $OUT/prep.txt; exit 1; }
 G=/tmp/m/qwen2.5-coder-0.5b-instruct-zero.gguf
 run() { timeout 150 $PY bench/customize.py --gguf $G --encoder /tmp/minilm --backend llamacpp ${LARGS:---rounds 2 --answers 4} --json "$@" 2>$OUT/err.txt; }

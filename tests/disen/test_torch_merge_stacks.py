@@ -92,7 +92,7 @@ def test_scattered_layers_merge_and_the_rest_keep_w0(dtype_name):
     rng = np.random.default_rng(0)
     a = [torch.tensor(rng.standard_normal((3, 6)), dtype=torch.float32) for _ in range(2)]
     b = [torch.tensor(rng.standard_normal((5, 3)), dtype=torch.float32) for _ in range(2)]
-    plan = _StackPlan([0, 2], [0, 2], a, b)  # layers 0 and 2 of 4: not a contiguous slice
+    plan = _StackPlan(stack, [0, 2], [0, 2], a, b)  # layers 0 and 2 of 4: not a contiguous slice
     g = torch.tensor(rng.uniform(0, 1, (4, 3)), dtype=torch.float32)
     with torch.no_grad():
         TorchMergeSlot._merge_stack(stack, plan, lambda _d: g)
