@@ -6,8 +6,9 @@ adapter whose ``lora_b`` is B_cat and whose ``lora_a`` is a placeholder, and per
 ``lora_a`` bytes with A* = g[ℓ] ⊙_rows A_cat (scales already folded into A_cat). The rank is stored padded
 with zeros to a multiple of :data:`RANK_ALIGN` (llama.cpp's fast matmul path needs it).
 
-Storage (``Dtype``): f32 or f16 for both factors, or ``q8_0``: ``lora_a`` in llama.cpp's Q8_0 blocks (32
-int8 values and one f16 scale d each, one block never spanning two rows) and ``lora_b`` in f16. A rank-wise
+Storage (``Dtype``): f32 or f16 for both factors, or ``q8_0``: both in llama.cpp's Q8_0 blocks (32 int8
+values and one f16 scale d each, one block never spanning two rows; the rank padded to 32 so that a
+``lora_b`` row is one block). A rank-wise
 gate scales a whole row of A, so on Q8_0 the per-query patch rewrites only the block scales, d = g·d₀: a
 thirty-fourth of the bytes, nothing to requantize, and no float16 cast of millions of entries (which
 numpy does in scalar code and which needed torch to be fast).
@@ -44,15 +45,22 @@ Q8_BLOCK_BYTES = 34  # f16 scale + 32 int8
 # width (8 on AVX2, 16 on AVX-512, 4 on NEON); B·(A x) has the rank as inner size, and K·r = 12 sent every
 # prompt token's B product down ggml's one-dot-at-a-time path. Padded to 16, the LoRA's share of a 107-token
 # prompt evaluation on Qwen2.5-0.5B fell from +30-39 % to +15 % (2-core AMD EPYC). Zeros change nothing.
+# A decode step (one token) never takes tinyBLAS (llamafile_sgemm refuses n < 2): B·(A x) is one ggml
+# vec_dot per output row, of length rank. In f16/f32 a 16-long dot is shorter than one SIMD step (32) and
+# runs scalar — 134 µs per gate/up lora_b of Qwen2.5-0.5B, a third of the adapter's decode cost
+# (bench/lora_profile.py). q8_0 pads to 32 instead and stores lora_b as Q8_0 too: each row is then one
+# block, one AVX2 int8 dot (42 µs per gate/up lora_b), and decode runs at 0.89 of plain vs 0.82 (1 thread).
 RANK_ALIGN = 16
+RANK_ALIGN_Q8 = Q8_BLOCK
 BUNDLE_ID_KEY = "bdc.bundle_id"
 PERMUTED_KEY = "bdc.qk_permuted"
 RANK_KEY = "bdc.rank"  # K·r before padding: the rows of lora_a a query writes
 
 
-def padded_rank(rank: int) -> int:
-    """The rank an adapter template is written with (see :data:`RANK_ALIGN`)."""
-    return -(-rank // RANK_ALIGN) * RANK_ALIGN
+def padded_rank(rank: int, dtype: Dtype = "f16") -> int:
+    """The rank an adapter template of ``dtype`` is written with (see :data:`RANK_ALIGN`)."""
+    align = RANK_ALIGN_Q8 if dtype == "q8_0" else RANK_ALIGN
+    return -(-rank // align) * align
 
 
 def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -86,6 +94,8 @@ class AdapterTemplate:
     a_slots: dict[tuple[int, str], TensorSlot]
     bundle_id: str
     rank: int = 0  # K·r (the slots hold padded_rank(rank) rows); 0 when the file does not say
+    # storage of lora_b: the same as lora_a's, except in q8_0 templates written before lora_b was Q8_0
+    b_dtype: Dtype = "f16"
 
     @property
     def np_dtype(self) -> type[np.floating]:
@@ -153,7 +163,7 @@ class TemplatePatcher:
         for key, slot in template.a_slots.items():
             a_cat = cat.A[key]
             rows, cols = slot.shape
-            expected = (padded_rank(a_cat.shape[0]), a_cat.shape[1])
+            expected = (padded_rank(a_cat.shape[0], template.dtype), a_cat.shape[1])
             if (
                 template.a_bytes(rows, cols) != slot.n_bytes
                 or (rows, cols) != expected
@@ -279,7 +289,7 @@ def write_template(
         writer.add_string(BUNDLE_ID_KEY, bundle_id)
         writer.add_bool(PERMUTED_KEY, permute)
         rank = cat.n_experts * cat.rank
-        rows = padded_rank(rank)
+        rows = padded_rank(rank, dtype)
         writer.add_uint32(RANK_KEY, rank)
         ones = np.ones((cat.n_layers, rank), np.float32)
         gates = ones if g is None else np.asarray(g, np.float32)
@@ -288,7 +298,7 @@ def write_template(
             if permute and module in ("q_proj", "k_proj"):
                 b = llama_permute(b, n_heads if module == "q_proj" else n_kv_heads)
             name = mods.gguf_weight_name(layer, module)
-            b_out = np.zeros((b.shape[0], rows), np_dtype)
+            b_out = np.zeros((b.shape[0], rows), np.float32 if dtype == "q8_0" else np_dtype)
             b_out[:, :rank] = b
             a_cat = cat.A[(layer, module)]
             if dtype == "q8_0":
@@ -300,11 +310,13 @@ def write_template(
                 d = q8_scales(q.reshape(-1), rows, a_cat.shape[1])[:rank]
                 np.multiply(gates[layer][:, None], d.astype(np.float32), out=d, casting="same_kind")
                 writer.add_tensor(name + ".lora_a", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+                q_b = gguf.quants.quantize(b_out, gguf.GGMLQuantizationType.Q8_0)
+                writer.add_tensor(name + ".lora_b", q_b, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
             else:
                 a_out = np.zeros((rows, a_cat.shape[1]), np_dtype)
                 a_out[:rank] = gates[layer][:, None] * a_cat
                 writer.add_tensor(name + ".lora_a", a_out)
-            writer.add_tensor(name + ".lora_b", b_out)
+                writer.add_tensor(name + ".lora_b", b_out)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -335,7 +347,10 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
         gguf.GGMLQuantizationType.F16: "f16",
         gguf.GGMLQuantizationType.Q8_0: "q8_0",
     }
+    b_types = set()
     for t in reader.tensors:
+        if t.name.endswith(".lora_b"):
+            b_types.add(by_type.get(t.tensor_type, "f32"))
         if not t.name.endswith(".lora_a"):
             continue
         parts = t.name.split(".")  # blk.{l}.{stem}.weight.lora_a
@@ -346,7 +361,13 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
         )
     del reader
     return AdapterTemplate(
-        path=Path(path), arch=arch, dtype=dtype, a_slots=slots, bundle_id=bundle_id, rank=rank
+        path=Path(path),
+        arch=arch,
+        dtype=dtype,
+        a_slots=slots,
+        bundle_id=bundle_id,
+        rank=rank,
+        b_dtype=b_types.pop() if len(b_types) == 1 else dtype,
     )
 
 

@@ -185,9 +185,10 @@ class LlamaCppAdapterSlot:
                 rows = {slot.shape[0] for slot in template.a_slots.values()}
                 if (
                     template.dtype != self._dtype
+                    or template.b_dtype != self._dtype  # q8_0 templates from before lora_b was Q8_0
                     or len(template.a_slots) != bundle.n_layers * len(bundle.targets)
                     or template.rank != bundle.K * bundle.r  # 0: written before the rank was padded
-                    or rows != {padded_rank(bundle.K * bundle.r)}
+                    or rows != {padded_rank(bundle.K * bundle.r, self._dtype)}
                 ):
                     template = None
             except (BundleError, KeyError, ValueError, IndexError):
@@ -214,9 +215,10 @@ class LlamaCppAdapterSlot:
         vs 4e-4). From Qwen2.5-0.5B up the bytes win: its K=3, r=4 adapter (26 MiB as f32) decodes at 0.86 of
         plain as f16 vs 0.83 as f32, loads in 8.5 vs 10.2 ms and answers 5 % sooner (2-core AMD EPYC,
         ``bench/customize.py --adapter-dtype``, bench/results/customize_qwen05b_dtype_amd.json). There,
-        q8_0 (lora_a in Q8_0, lora_b in f16) goes further: the patch rewrites only the block scales (no
-        float16 cast of 3 M entries, so no torch on the answer path) and the file is smaller to load, at
-        ~0.8 % of the adapter's effect on the logits (tests/disen/test_parity.py).
+        q8_0 (both factors in Q8_0, rank padded to 32) goes further: the patch rewrites only the block
+        scales (no float16 cast of 3 M entries, so no torch on the answer path), the file is smaller to
+        load, and a decode step's B·(A x) is one int8 block dot per row instead of a scalar f16 loop
+        (gguf_adapter.RANK_ALIGN), at ~1 % of the adapter's effect on the logits (tests/disen/test_parity.py).
         """
         if self._dtype_choice != "auto":
             return self._dtype_choice

@@ -229,3 +229,25 @@ def test_template_rank_is_padded_with_zeros_that_change_nothing(loaded_bundles, 
         assert not tensors[name + ".lora_a"][rank:].any() and not tensors[name + ".lora_b"][:, rank:].any()
         got = read_adapter_delta(template.path, layer, module)
         np.testing.assert_allclose(got, bundle.cat.delta(g, layer, module), rtol=1e-5, atol=1e-6)
+
+
+def test_q8_template_pads_the_rank_to_one_block_and_quantizes_both_factors(loaded_bundles, tmp_path):
+    """q8_0 stores lora_b in Q8_0 too, with the rank padded to 32 so that one lora_b row is one block (a
+    decode step's B·(A x) is then one int8 dot per row); ΔW read back stays B_cat·diag(g)·A_cat to 8 bits."""
+    import gguf
+
+    bundle = loaded_bundles["qwen2"]
+    rank = bundle.K * bundle.r
+    g = random_g(bundle, 7)
+    kw = dict(arch="qwen2", n_heads=4, n_kv_heads=2, bundle_id="b", g=g)
+    template = write_template(bundle.cat, tmp_path / "t.gguf", dtype="q8_0", **kw)
+    assert template.b_dtype == template.dtype == "q8_0"
+    assert gguf_adapter.padded_rank(rank, "q8_0") == gguf_adapter.Q8_BLOCK
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(template.path)).tensors}
+    assert set(types.values()) == {gguf.GGMLQuantizationType.Q8_0}
+    for (layer, module), slot in template.a_slots.items():
+        assert slot.shape[0] == gguf_adapter.Q8_BLOCK
+        exact = bundle.cat.delta(g, layer, module)
+        got = read_adapter_delta(template.path, layer, module)
+        assert rel(got, exact) < 2e-2
+    assert write_template(bundle.cat, tmp_path / "f.gguf", dtype="f16", **kw).b_dtype == "f16"
