@@ -205,74 +205,55 @@ def test_parity_hook_mode_equals_merge_mode(arch, tiny_models, loaded_bundles):
     assert np.abs(merged[0] - merged[1]).max() > MIN_EFFECT / 3
 
 
-def test_a_template_written_before_rank_padding_is_rewritten(runtimes, loaded_bundles, tmp_path):
-    """A cached template without the padded rank (from an older version) is replaced, not patched."""
+def _old_tensors(bundle, dtype: str):
+    """(lora_a, lora_b) per tensor name in the layouts of older versions: f32 with the rank unpadded (and
+    no bdc.rank key); q8_0 with the rank padded to 16 and lora_b in f16."""
     import gguf
 
     from bdc_assistant.disen import modules as mods
-    from bdc_assistant.disen.bundle import template_path
 
-    _, llm = runtimes["qwen2"]
-    bundle = loaded_bundles["qwen2"]
-    slot = LlamaCppAdapterSlot(llm, dtype="f32")
-    path = template_path(bundle, slot.arch).with_name(template_path(bundle, slot.arch).stem + ".f32.gguf")
-    # the old layout: rank K·r unpadded, no bdc.rank key
-    writer = gguf.GGUFWriter(str(path), slot.arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_string("bdc.bundle_id", bundle.bundle_id)
-    for (layer, module), a in bundle.cat.A.items():
-        name = mods.gguf_weight_name(layer, module)
-        writer.add_tensor(name + ".lora_a", a)
-        writer.add_tensor(name + ".lora_b", bundle.cat.B[(layer, module)])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    try:
-        template = slot.template_for(bundle)
-        assert template.rank == bundle.K * bundle.r
-        assert {s.shape[0] for s in template.a_slots.values()} == {padded_rank(bundle.K * bundle.r, "f32")}
-        slot.apply(Customization.from_g(bundle, random_g(bundle, 1)))  # and it loads
-    finally:
-        slot.close()
-        path.unlink(missing_ok=True)
-
-
-def test_a_q8_template_with_an_f16_lora_b_is_rewritten(runtimes, loaded_bundles, tmp_path):
-    """q8_0 templates written before lora_b was Q8_0 (rank padded to 16, lora_b f16) are replaced."""
-    import gguf
-
-    from bdc_assistant.disen import modules as mods
-    from bdc_assistant.disen.bundle import template_path
-
-    _, llm = runtimes["qwen2"]
-    bundle = loaded_bundles["qwen2"]
     rank = bundle.K * bundle.r
-    slot = LlamaCppAdapterSlot(llm, dtype="q8_0")
-    path = template_path(bundle, slot.arch).with_name(template_path(bundle, slot.arch).stem + ".q8_0.gguf")
+    for (layer, module), a in bundle.cat.A.items():
+        b = bundle.cat.B[(layer, module)]
+        name = mods.gguf_weight_name(layer, module)
+        if dtype == "f32":
+            yield name, (a, None), (b, None)
+            continue
+        a16, b16 = np.zeros((16, a.shape[1]), np.float32), np.zeros((b.shape[0], 16), np.float16)
+        a16[:rank], b16[:, :rank] = a, b
+        q8 = gguf.GGMLQuantizationType.Q8_0
+        yield name, (gguf.quants.quantize(a16, q8), q8), (b16, None)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "q8_0"])
+def test_a_template_in_an_older_layout_is_rewritten(dtype, runtimes, loaded_bundles):
+    """A cached template from an older version (rank unpadded; or q8_0 with an f16 lora_b) is replaced."""
+    import gguf
+
+    from bdc_assistant.disen.bundle import template_path
+
+    _, llm = runtimes["qwen2"]
+    bundle = loaded_bundles["qwen2"]
+    slot = LlamaCppAdapterSlot(llm, dtype=dtype)
+    path = template_path(bundle, slot.arch)
+    path = path.with_name(f"{path.stem}.{dtype}.gguf")
     writer = gguf.GGUFWriter(str(path), slot.arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_string("bdc.bundle_id", bundle.bundle_id)
-    writer.add_uint32("bdc.rank", rank)
-    for (layer, module), a in bundle.cat.A.items():
-        name = mods.gguf_weight_name(layer, module)
-        a16 = np.zeros((16, a.shape[1]), np.float32)
-        a16[:rank] = a
-        q = gguf.quants.quantize(a16, gguf.GGMLQuantizationType.Q8_0)
-        writer.add_tensor(name + ".lora_a", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        b16 = np.zeros((bundle.cat.B[(layer, module)].shape[0], 16), np.float16)
-        b16[:, :rank] = bundle.cat.B[(layer, module)]
-        writer.add_tensor(name + ".lora_b", b16)
+    if dtype == "q8_0":
+        writer.add_uint32("bdc.rank", bundle.K * bundle.r)
+    for name, (a, a_type), (b, b_type) in _old_tensors(bundle, dtype):
+        writer.add_tensor(name + ".lora_a", a, raw_dtype=a_type)
+        writer.add_tensor(name + ".lora_b", b, raw_dtype=b_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     try:
         template = slot.template_for(bundle)
-        assert template.b_dtype == template.dtype == "q8_0"
-        assert {s.shape[0] for s in template.a_slots.values()} == {padded_rank(rank, "q8_0")} == {32}
+        assert template.rank == bundle.K * bundle.r and template.b_dtype == template.dtype == dtype
+        assert {s.shape[0] for s in template.a_slots.values()} == {padded_rank(bundle.K * bundle.r, dtype)}
         slot.apply(Customization.from_g(bundle, random_g(bundle, 1)))  # and it loads
     finally:
         slot.close()
