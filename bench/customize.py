@@ -4,11 +4,11 @@ For each of ``--queries`` coding prompts, ``setup_ms`` times what a query pays b
 encoder embedding + numpy hypernetwork + (llama.cpp) the gates written into the loaded adapter's own
 lora_a tensors (after the first query; ``--reload`` or a build where they cannot be found: A* patched into
 the file, adapter load, activate, free the old handle) and the KV reset — the median is reported, with a
-per-stage breakdown. Decode speed is measured on the same loaded model: ``--rounds`` pairs of greedy ``--tokens``-token runs, plain base vs customized, in ABBA
-order; tok/s = 1 / median gap between tokens (robust when other processes share the cores), and
-``decode_ratio`` = median over pairs of customized ÷ plain. The torch backend runs in merge mode (ΔW
-folded into W, so its ratio should be ~1) and, with ``--hook``/on CUDA, in hook mode (unmerged,
-per-sample gates).
+per-stage breakdown. Decode speed is measured on the same loaded model: ``--rounds`` pairs of greedy
+``--tokens``-token runs, plain base vs customized, in ABBA order; tok/s = 1 / median gap between tokens
+(robust when other processes share the cores), and ``decode_ratio`` = median over pairs of customized ÷
+plain. The torch backend runs in merge mode (ΔW folded into W, so its ratio should be ~1) and, with
+``--hook``/on CUDA, in hook mode (unmerged, per-sample gates).
 
 Whole answers (llama.cpp): the per-query adapter swap resets the context, so a customized query cannot
 reuse the KV cache of the prompt prefix it shares with the previous query (chat template + system

@@ -47,9 +47,9 @@ Q8_BLOCK_BYTES = 34  # f16 scale + 32 int8
 # prompt evaluation on Qwen2.5-0.5B fell from +30-39 % to +15 % (2-core AMD EPYC). Zeros change nothing.
 # A decode step (one token) never takes tinyBLAS (llamafile_sgemm refuses n < 2): B·(A x) is one ggml
 # vec_dot per output row, of length rank. In f16/f32 a 16-long dot is shorter than one SIMD step (32) and
-# runs scalar — 134 µs per gate/up lora_b of Qwen2.5-0.5B, a third of the adapter's decode cost
-# (bench/lora_profile.py). q8_0 pads to 32 instead and stores lora_b as Q8_0 too: each row is then one
-# block, one AVX2 int8 dot (42 µs per gate/up lora_b), and decode runs at 0.89 of plain vs 0.82 (1 thread).
+# runs scalar — 158 µs per gate/up lora_b of Qwen2.5-0.5B (1 thread). q8_0 pads to 32 instead and stores
+# lora_b as Q8_0 too: each row is then one block, one AVX2 int8 dot (50 µs per gate/up lora_b), and the
+# adapter's products fall from 9.7 to 5.0 ms per token (bench/results/lora_profile_qwen05b_amd.json).
 RANK_ALIGN = 16
 RANK_ALIGN_Q8 = Q8_BLOCK
 BUNDLE_ID_KEY = "bdc.bundle_id"
