@@ -17,6 +17,10 @@ tokens long, plain vs customized (blocks in ABBA order); time-to-first-token inc
 setup; ``ttft_ratio`` / ``answer_time_ratio`` = customized ÷ plain (medians), and ``plain_cold_*`` is the
 plain base with a reset before every query (what is lost to the reset alone). Both plain and customized
 queries go through ``set_customization`` as the app's answers do, so ``plain_*`` is the app's plain path.
+``--answer-source mbpp-val`` times real answers instead: the app's one-turn solver prompt for the first
+``--answers`` validation problems (the same fixed split the trainer uses), each answer as long as the
+plain model's own answer to it (greedy, up to its end-of-turn token, at most 512 tokens: measured once
+before the timed blocks), so both sides decode the same number of tokens and the ratio is one of speed.
 
     python bench/customize.py --json                                  # llama.cpp + torch merge, CPU
     python bench/customize.py --backend torch --device cuda --json    # torch merge + hook on a GPU
@@ -140,6 +144,45 @@ def _median(xs: list[float]) -> float:
     return round(statistics.median(xs), 2) if xs else 0.0
 
 
+def _natural_length(gen: Any, ids: list[int], cap: int) -> int:
+    """Tokens in the plain model's greedy answer to ``ids``, up to and including its end-of-turn token."""
+    llama = gen.llama
+    llama.reset()
+    stops = {llama.token_eos(), *(t for t in (_token_id(llama, "<|im_end|>"),) if t is not None)}
+    steps = llama.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)
+    n = 0
+    try:
+        for tok in steps:
+            n += 1
+            if tok in stops or n >= cap:
+                break
+    finally:
+        steps.close()
+    return n
+
+
+def _token_id(llama: Any, text: str) -> int | None:
+    ids = llama.tokenize(text.encode(), add_bos=False, special=True)
+    return ids[0] if len(ids) == 1 else None
+
+
+def _answer_prompts(args: argparse.Namespace, gen: Any) -> tuple[list[str], list[list[int]]]:
+    """(the queries the customizer embeds, the chat prompts' token ids) for ``--answer-source``."""
+    if args.answer_source == "toy":
+        texts = list(PROBLEMS[: args.answers])
+        chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": t}] for t in texts]
+    else:
+        from bdc_assistant.evaluation.datasets import load_dataset
+        from bdc_assistant.evaluation.problem_text import solver_text
+        from bdc_assistant.solver import prompts as app_prompts
+
+        texts = [solver_text(p) for p in load_dataset(args.answer_source, limit=args.answers)]
+        # the app's chat answer: one user turn, the model's own template (and its default system prompt)
+        chats = [[{"role": "user", "content": app_prompts.direct_prompt(t).text}] for t in texts]
+    ids = [gen.tokenize(gen.render_chat(c), add_bos=False, special=True) for c in chats]
+    return texts, ids
+
+
 def _answer(gen: Any, ids: list[int], tokens: int) -> tuple[float, float, int]:
     """(seconds to the first token, seconds to ``tokens`` tokens, prompt tokens reused from the KV cache).
 
@@ -171,11 +214,13 @@ def _answer(gen: Any, ids: list[int], tokens: int) -> tuple[float, float, int]:
 
 def bench_answers(args: argparse.Namespace, gen: Any, customizer: Any) -> dict[str, Any]:
     """Chat queries answered in full, plain vs customized vs plain-with-reset, in ABBA blocks."""
-    prompts = []
-    for problem in PROBLEMS[: args.answers]:
-        text = gen.render_chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": problem}])
-        prompts.append(gen.tokenize(text, add_bos=False, special=True))
-    customs = [customizer.for_query(p) for p in PROBLEMS[: args.answers]]
+    texts, prompts = _answer_prompts(args, gen)
+    if args.answer_source == "toy":
+        lengths = [args.answer_tokens] * len(prompts)
+    else:
+        gen.set_customization(None)
+        lengths = [_natural_length(gen, ids, 512) for ids in prompts]
+    customs = [customizer.for_query(t) for t in texts]
     rows: dict[str, list[tuple[float, float, int]]] = {"plain": [], "custom": [], "cold": []}
 
     def block(mode: str) -> None:
@@ -187,7 +232,7 @@ def bench_answers(args: argparse.Namespace, gen: Any, customizer: Any) -> dict[s
             else:  # what the app does before every answer
                 gen.set_customization(customs[i] if mode == "custom" else None)
             setup = time.perf_counter() - t0
-            first, total, reused = _answer(gen, ids, args.answer_tokens)
+            first, total, reused = _answer(gen, ids, lengths[i])
             if i:  # the first query of a block has nothing to reuse in any mode
                 rows[mode].append((setup + first, setup + total, reused))
 
@@ -201,8 +246,10 @@ def bench_answers(args: argparse.Namespace, gen: Any, customizer: Any) -> dict[s
         return statistics.median(x[k] for x in rows[mode])
 
     return {
+        "answer_source": args.answer_source,
         "answer_queries": len(prompts) - 1,
-        "answer_tokens": args.answer_tokens,
+        "answer_tokens": args.answer_tokens if args.answer_source == "toy" else "natural",
+        "answer_tokens_median": statistics.median(lengths[1:]),
         "answer_prompt_tokens_median": statistics.median(len(p) for p in prompts),
         "plain_prefix_reused_tokens_median": med("plain", 2),
         "custom_prefix_reused_tokens_median": med("custom", 2),
@@ -382,7 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=6, help="paired plain/custom decode runs (ABBA order)")
     parser.add_argument("--answers", type=int, default=6, help="chat queries for the whole-answer timing")
-    parser.add_argument("--answer-tokens", type=int, default=64, help="tokens per whole answer")
+    parser.add_argument("--answer-tokens", type=int, default=64, help="tokens per whole answer (toy source)")
+    parser.add_argument(
+        "--answer-source",
+        choices=("toy", "mbpp-val"),
+        default="toy",
+        help="whole-answer queries: short toy chat queries cut at --answer-tokens, or the app's solver "
+        "prompt on validation problems, answered as long as the plain model answers them",
+    )
     parser.add_argument("--answer-rounds", type=int, default=1, help="ABBA rounds of the whole-answer timing")
     parser.add_argument(
         "--model",
