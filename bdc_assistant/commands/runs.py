@@ -1,4 +1,5 @@
-"""`bdc runs list|show|export|resume`: the deep-mode runs in the store."""
+"""`bdc runs list|show|export|resume|replay|cache-export|cache-import`: the deep-mode runs in the store, and
+the LLM response cache they resume from, carried between machines as JSON Lines."""
 
 from __future__ import annotations
 
@@ -34,12 +35,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     rp.add_argument("run_id")
     rp.add_argument("--json", action="store_true")
+    ce = sub.add_parser(
+        "cache-export",
+        help="write the LLM response cache to a JSON Lines file (.gz compresses), to resume a long "
+        "deep-bench on another machine",
+    )
+    ce.add_argument("out", type=Path)
+    ce.add_argument(
+        "--since", type=float, default=0.0, help="only responses cached at or after this time (epoch seconds)"
+    )
+    ci = sub.add_parser(
+        "cache-import",
+        help="add the responses of cache-export files that this cache lacks (never overwrites)",
+    )
+    ci.add_argument("files", type=Path, nargs="+")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..store.runs import RunStore
 
     store = RunStore()
+    if args.runs_cmd in ("cache-export", "cache-import"):
+        from ..store.cache_io import export_cache, import_cache
+
+        if args.runs_cmd == "cache-export":
+            n = export_cache(store, args.out, since=args.since)
+            print(f"{n} cached responses written to {args.out}")
+            return 0
+        for src in args.files:
+            added, had = import_cache(store, src)
+            print(f"{src}: {added} responses added, {had} already cached")
+        return 0
     if args.runs_cmd == "list":
         rows = store.list_runs(args.limit)
         if args.json:

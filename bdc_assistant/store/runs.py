@@ -298,6 +298,25 @@ class RunStore:
         row = self.conn.execute("SELECT response_json FROM llm_cache WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def cache_rows(self, columns: Sequence[str], since: float = 0.0) -> list[tuple[Any, ...]]:
+        """Raw ``llm_cache`` rows created at or after ``since``, oldest first (for :mod:`.cache_io`)."""
+        return self.conn.execute(
+            f"SELECT {', '.join(columns)} FROM llm_cache WHERE created_at >= ? ORDER BY created_at, key",
+            (since,),
+        ).fetchall()
+
+    def cache_add_rows(self, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert raw rows in one transaction, keeping any row already cached; how many were new."""
+        added = 0
+        marks = ", ".join("?" * len(columns))
+        with self._tx() as c:
+            for row in rows:
+                cur = c.execute(
+                    f"INSERT OR IGNORE INTO llm_cache({', '.join(columns)}) VALUES ({marks})", row
+                )
+                added += cur.rowcount
+        return added
+
     def cache_put(
         self,
         key: str,

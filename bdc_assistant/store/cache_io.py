@@ -1,0 +1,114 @@
+"""Move the LLM response cache between machines as JSON Lines (``bdc runs cache-export|cache-import``).
+
+Why: a ``bdc deep-bench`` over every method takes hours on a laptop's CPU, and it resumes from this cache
+(a cache hit counts as the call it replaces, so the resumed report is the one an unbroken run gives). The
+cache lives in the user's data dir, which a second machine, or a fresh one, does not have. Exporting the
+rows and importing them elsewhere carries the work done so far. Rows are content-addressed, so importing
+the same file twice, or files that overlap, adds nothing twice; an existing row is never overwritten.
+
+One JSON object a line (``.gz`` compresses): ``key`` (64 hex digits), ``provider``, ``base_url``, ``model``,
+``request`` and ``response`` (objects), ``tokens_in``, ``tokens_out``, ``cost_usd``, ``created_at``. No API
+key is ever in a row: the key is not part of a request, and endpoints are stored without credentials.
+An import reads and checks the whole file before it writes anything, in one transaction: a bad line is
+reported with its number and nothing is imported.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import StoreError
+from .runs import RunStore
+
+COLUMNS = (
+    "key",
+    "provider",
+    "base_url",
+    "model",
+    "request_json",
+    "response_json",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "created_at",
+)
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _open(path: Path, mode: str, *, gz: bool | None = None) -> IO[str]:
+    if path.suffix == ".gz" if gz is None else gz:
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return path.open(mode, encoding="utf-8")
+
+
+def export_cache(store: RunStore, out: Path, *, since: float = 0.0) -> int:
+    """Write every cached response created at or after ``since`` (epoch seconds) to ``out``; the row count."""
+    rows = store.cache_rows(COLUMNS, since)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    with _open(tmp, "w", gz=out.suffix == ".gz") as f:
+        for r in rows:
+            row = dict(zip(COLUMNS, r, strict=True))
+            row["request"] = json.loads(row.pop("request_json"))
+            row["response"] = json.loads(row.pop("response_json"))
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    tmp.replace(out)  # a killed export leaves the old file, never half a new one
+    return len(rows)
+
+
+def _row(line: str, where: str) -> tuple[Any, ...]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{where} is not JSON ({exc.msg}); nothing was imported.") from exc
+    if not isinstance(obj, dict):
+        raise StoreError(f"{where} is not a cache row (a JSON object); nothing was imported.")
+    missing = [c for c in ("key", "provider", "base_url", "model", "request", "response") if c not in obj]
+    if missing:
+        raise StoreError(f"{where} lacks {', '.join(missing)}; nothing was imported.")
+    if not isinstance(obj["key"], str) or not _KEY.match(obj["key"]):
+        raise StoreError(f"{where} has a key that is not 64 hex digits; nothing was imported.")
+    if not isinstance(obj["request"], dict) or not isinstance(obj["response"], dict):
+        raise StoreError(f"{where} has a request or response that is not an object; nothing was imported.")
+    try:
+        numbers = (
+            int(obj.get("tokens_in", 0)),
+            int(obj.get("tokens_out", 0)),
+            float(obj.get("cost_usd", 0.0)),
+        )
+        created = float(obj.get("created_at", 0.0))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"{where} has a token count, cost or time that is not a number; nothing was imported."
+        ) from exc
+    return (
+        obj["key"],
+        str(obj["provider"]),
+        str(obj["base_url"]),
+        str(obj["model"]),
+        json.dumps(obj["request"], ensure_ascii=False, sort_keys=True),
+        json.dumps(obj["response"], ensure_ascii=False, sort_keys=True),
+        *numbers,
+        created,
+    )
+
+
+def import_cache(store: RunStore, src: Path) -> tuple[int, int]:
+    """Add the rows of ``src`` that the cache lacks: (added, already there)."""
+    rows: list[tuple[Any, ...]] = []
+    try:
+        with _open(src, "r") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    rows.append(_row(line, f"Line {n} of {src}"))
+    except OSError as exc:  # gzip.BadGzipFile is an OSError too
+        raise StoreError(f"Cannot read the cache file {src}: {exc}.") from exc
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"The cache file {src} is not UTF-8 text; nothing was imported.") from exc
+    scrubbed = [(*r[:4], store.scrub(r[4]), store.scrub(r[5]), *r[6:]) for r in rows]
+    added = store.cache_add_rows(COLUMNS, scrubbed)
+    return added, len(rows) - added
