@@ -19,7 +19,7 @@ import gzip
 import json
 import re
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..errors import StoreError
 from .runs import RunStore
@@ -41,7 +41,7 @@ _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 def _open(path: Path, mode: str, *, gz: bool | None = None) -> IO[str]:
     if path.suffix == ".gz" if gz is None else gz:
-        return gzip.open(path, mode + "t", encoding="utf-8")
+        return cast(IO[str], gzip.open(path, mode + "t", encoding="utf-8"))
     return path.open(mode, encoding="utf-8")
 
 
