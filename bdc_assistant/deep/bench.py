@@ -87,12 +87,16 @@ class MethodScore:
     wall_s: float = 0.0
     stopped_by: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
+    outcomes: list[bool] = field(default_factory=list)  # accepted, problem by problem, in the run's order
 
     def as_dict(self) -> dict[str, Any]:
+        from ..evaluation.metrics import wilson_ci95
+
         n = max(self.problems, 1)
         tokens = self.tokens_in + self.tokens_out
         return {
             "ac": round(100 * self.accepted / n, 2),
+            "ac_ci95": list(wilson_ci95(self.accepted, self.problems)),
             "pr": round(100 * self.private_pr_sum / n, 2),
             "ac_first": round(100 * self.accepted_first / n, 2),
             "pr_first": round(100 * self.private_pr_first_sum / n, 2),
@@ -346,6 +350,7 @@ def run_bench(
             s = scores[m.name]
             s.problems += 1
             s.accepted += int(private >= 1.0)
+            s.outcomes.append(private >= 1.0)
             s.private_pr_sum += private
             s.accepted_first += int(private_first >= 1.0)
             s.private_pr_first_sum += private_first
@@ -373,8 +378,35 @@ def run_bench(
         "pick": pick,
         "agents": [a.name for a in agents],
         "methods": {name: s.as_dict() for name, s in scores.items()},
+        "vs_zero_shot": paired_against_zero_shot(scores),
+        "per_problem": {
+            "ids": [p.id for p in problems if p.public_tests],
+            "accepted": {name: [int(x) for x in s.outcomes] for name, s in scores.items()},
+        },
         "wall_s": round(time.monotonic() - t0, 1),
     }
+
+
+def paired_against_zero_shot(scores: dict[str, MethodScore]) -> dict[str, Any]:
+    """Each method's AC minus the best zero-shot row's, on the same problems, with a paired-bootstrap 95 % CI
+    (the question the table asks: does searching with the budget beat asking once?)."""
+    from ..evaluation.metrics import paired_bootstrap_ci95
+
+    zero = [n for n in scores if n.startswith("zero-shot[") and scores[n].outcomes]
+    if not zero:
+        return {}
+    base = max(zero, key=lambda n: (scores[n].accepted, -zero.index(n)))
+    ref = scores[base].outcomes
+    out: dict[str, Any] = {"baseline": base, "methods": {}}
+    for name, s in scores.items():
+        if name == base or len(s.outcomes) != len(ref):
+            continue
+        diff = 100.0 * (sum(s.outcomes) - sum(ref)) / len(ref)
+        out["methods"][name] = {
+            "ac_diff": round(diff, 2),
+            "ci95": list(paired_bootstrap_ci95(ref, s.outcomes)),
+        }
+    return out
 
 
 def table(report: dict[str, Any]) -> str:
@@ -383,7 +415,8 @@ def table(report: dict[str, Any]) -> str:
     methods = report["methods"]
     width = max([len(n) for n in methods] + [6])
     sstar_mode = report.get("pick") == "sstar"
-    head = f"{'method':<{width}}  {'AC%':>6} {'PR%':>6}"
+    vs = report.get("vs_zero_shot", {}).get("methods", {})
+    head = f"{'method':<{width}}  {'AC%':>6} {'AC 95% CI':>13} {'ΔAC vs 0-shot [CI]':>22} {'PR%':>6}"
     if sstar_mode:
         head += f" {'AC%1st':>6}"
     head += f" {'budget':>6} {'calls':>6} {'tokens':>8} {'unspent':>7} {'ties':>4}"
@@ -391,7 +424,10 @@ def table(report: dict[str, Any]) -> str:
         head += f" {'S*chg':>5} {'S*fb':>4}"
     lines = [head]
     for name, m in methods.items():
-        row = f"{name:<{width}}  {m['ac']:>6.2f} {m['pr']:>6.2f}"
+        lo, hi = m.get("ac_ci95", (0.0, 0.0))
+        d = vs.get(name)
+        diff = f"{d['ac_diff']:+.1f} [{d['ci95'][0]:+.1f},{d['ci95'][1]:+.1f}]" if d else "–"
+        row = f"{name:<{width}}  {m['ac']:>6.2f} {f'{lo:.1f}–{hi:.1f}':>13} {diff:>22} {m['pr']:>6.2f}"
         if sstar_mode:
             row += f" {m['ac_first']:>6.2f}"
         row += (
@@ -404,7 +440,9 @@ def table(report: dict[str, Any]) -> str:
     lines.append(
         f"({report['problems']} problems, budget {report['max_calls']} calls (zero-shot: 1), pick "
         f"{report.get('pick', 'first')}, {report.get('wall_s', 0)} s; calls, tokens (in+out) and unspent "
-        "calls are means per problem; ties = problems with distinct programs tied on the public tests; "
+        "calls are means per problem; AC 95% CI = Wilson; ΔAC vs 0-shot = AC minus the best zero-shot row's "
+        f"({report.get('vs_zero_shot', {}).get('baseline', '–')}), paired bootstrap 95 % CI; "
+        "ties = problems with distinct programs tied on the public tests; "
         "best-of-n = zero-shot resampled to the budget, best by public tests"
         + (
             "; ldb/rap/reflexion/lats/tot/rethinkmcts[A] = Table-1 baselines with agent A"

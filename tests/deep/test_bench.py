@@ -111,11 +111,25 @@ def test_every_method_at_an_equal_budget(server, store) -> None:
         assert m["calls"] + m["unspent"] == m["budget"], name  # every call is spent or shown unspent
         assert m["tokens_per_problem"] == m["tokens_in"] + m["tokens_out"] > 0, name
         assert (m["ac_first"], m["pr_first"], m["ties"], m["sstar_fallbacks"]) == (m["ac"], m["pr"], 0, {})
+    # CIs: Wilson per row, and each row paired against the best zero-shot row (a tie: the first agent's)
+    assert report["methods"]["single[openai:model-a]"]["ac_ci95"] == [20.65, 100.0]
+    assert report["methods"]["mc-toa"]["ac_ci95"] == [0.0, 79.35]
+    vs = report["vs_zero_shot"]
+    assert vs["baseline"] == "zero-shot[openai:model-a]" and "zero-shot[openai:model-a]" not in vs["methods"]
+    assert vs["methods"]["mc-toa+prune+refine"] == {"ac_diff": 100.0, "ci95": [100.0, 100.0]}
+    assert vs["methods"]["mc-toa"] == {"ac_diff": 0.0, "ci95": [0.0, 0.0]}
+    assert report["per_problem"]["ids"] == ["add"]
+    assert {n: a for n, a in report["per_problem"]["accepted"].items() if a == [1]} == {
+        "single[openai:model-a]": [1],
+        "single[openai:model-b]": [1],
+        "mc-toa+prune+refine": [1],
+    }
     # best-of-n: attempt 0 is the zero-shot request (cache hit), the next 11 carry seeds 1..11
     seeds = sorted({r["body"].get("seed") for r in server.script.requests}, key=lambda s: s or 0)
     assert seeds == [None, *range(1, 12)]
     text = table(report)
     assert "unspent" in text and "tokens" in text and "best-of-n = zero-shot resampled" in text
+    assert "+100.0 [+100.0,+100.0]" in text and "20.6–100.0" in text
 
 
 def test_a_search_that_exhausts_early_resamples_until_the_budget_is_spent(store) -> None:
