@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,11 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--yes", action="store_true", help="consent to sending the problems to the agents")
     p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown to FILE")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..deep.bench import method_names, run_bench, table
+    from ..deep.bench import markdown, method_names, run_bench, table
     from ..deep.consent import ensure_consent
     from ..deep.providers.presets import parse_agent, unique_names
     from ..deep.runner import DeepRunner
@@ -90,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     )
     report["dataset"] = args.dataset
     print("\n" + table(report), file=out)
+    if args.markdown:
+        from ..atomic import write_text
+
+        write_text(args.markdown, markdown(report))
     if args.json:
         print(json.dumps(report))
     return 0

@@ -456,3 +456,35 @@ def table(report: dict[str, Any]) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table (``bdc deep-bench --markdown FILE``): one row per method with AC and its
+    Wilson CI, the paired difference from the best zero-shot row, PR, and the spend per problem."""
+    vs = report.get("vs_zero_shot", {})
+    rows = [
+        f"{report.get('dataset', '?')}: {report['problems']} problems, budget {report['max_calls']} LLM calls "
+        f"per problem (zero-shot: 1), pick `{report.get('pick', 'first')}`, agents "
+        + ", ".join(f"`{a}`" for a in report.get("agents", []))
+        + f", {report.get('wall_s', 0)} s.",
+        "",
+        f"| method | AC % | AC 95 % CI | ΔAC vs {vs.get('baseline', 'zero-shot')} [95 % CI] | PR % | calls | "
+        "tokens | unspent | ties | pruned | refined |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in report["methods"].items():
+        lo, hi = m.get("ac_ci95", (0.0, 0.0))
+        d = vs.get("methods", {}).get(name)
+        diff = f"{d['ac_diff']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]" if d else "–"
+        rows.append(
+            f"| {name} | {m['ac']:.1f} | {lo:.1f}–{hi:.1f} | {diff} | {m['pr']:.1f} | {m['calls_per_problem']:.2f} "
+            f"| {m['tokens_per_problem']:.0f} | {m['unspent_per_problem']:.2f} | {m['ties']} | {m['pruned']} "
+            f"| {m['refined']} |"
+        )
+    rows += [
+        "",
+        "Calls, tokens (in + out) and unspent calls are means per problem; a method stops early only when a "
+        "program passes every public test, and what it did not spend is shown as unspent. AC and PR are "
+        "measured on the private tests after the search.",
+    ]
+    return "\n".join(rows) + "\n"

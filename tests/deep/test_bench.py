@@ -14,6 +14,7 @@ from bdc_assistant.deep.bench import (
     resample,
     run_bench,
     run_method,
+    markdown,
     search_budget,
     table,
 )
@@ -130,6 +131,11 @@ def test_every_method_at_an_equal_budget(server, store) -> None:
     text = table(report)
     assert "unspent" in text and "tokens" in text and "best-of-n = zero-shot resampled" in text
     assert "+100.0 [+100.0,+100.0]" in text and "20.6–100.0" in text
+    md = markdown(report | {"dataset": "add"}).splitlines()
+    assert md[2].startswith("| method | AC % | AC 95 % CI | ΔAC vs zero-shot[openai:model-a]")
+    row = "| mc-toa+prune+refine | 100.0 | 20.6–100.0 | +100.0 [+100.0, +100.0] | 100.0 | 10.00 |"
+    assert any(line.startswith(row) for line in md)
+    assert sum(line.startswith("| ") for line in md) == 1 + len(report["methods"])
 
 
 def test_a_search_that_exhausts_early_resamples_until_the_budget_is_spent(store) -> None:
