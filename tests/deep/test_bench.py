@@ -9,12 +9,12 @@ import json
 from bdc_assistant.deep.bench import (
     Method,
     ended_by,
+    markdown,
     methods_for,
     min_attempt_calls,
     resample,
     run_bench,
     run_method,
-    markdown,
     search_budget,
     table,
 )
