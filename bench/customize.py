@@ -148,22 +148,16 @@ def _natural_length(gen: Any, ids: list[int], cap: int) -> int:
     """Tokens in the plain model's greedy answer to ``ids``, up to and including its end-of-turn token."""
     llama = gen.llama
     llama.reset()
-    stops = {llama.token_eos(), *(t for t in (_token_id(llama, "<|im_end|>"),) if t is not None)}
     steps = llama.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)
     n = 0
     try:
         for tok in steps:
             n += 1
-            if tok in stops or n >= cap:
+            if gen.is_eog(tok) or n >= cap:
                 break
     finally:
         steps.close()
     return n
-
-
-def _token_id(llama: Any, text: str) -> int | None:
-    ids = llama.tokenize(text.encode(), add_bos=False, special=True)
-    return ids[0] if len(ids) == 1 else None
 
 
 def _answer_prompts(args: argparse.Namespace, gen: Any) -> tuple[list[str], list[list[int]]]:

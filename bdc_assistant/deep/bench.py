@@ -69,7 +69,6 @@ class Method:
 class MethodScore:
     budget: int = 0
     problems: int = 0
-    accepted: int = 0
     private_pr_sum: float = 0.0
     accepted_first: int = 0
     private_pr_first_sum: float = 0.0
@@ -88,6 +87,10 @@ class MethodScore:
     stopped_by: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
     outcomes: list[bool] = field(default_factory=list)  # accepted, problem by problem, in the run's order
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.outcomes)
 
     def as_dict(self) -> dict[str, Any]:
         from ..evaluation.metrics import wilson_ci95
@@ -349,7 +352,6 @@ def run_bench(
             )
             s = scores[m.name]
             s.problems += 1
-            s.accepted += int(private >= 1.0)
             s.outcomes.append(private >= 1.0)
             s.private_pr_sum += private
             s.accepted_first += int(private_first >= 1.0)
@@ -395,18 +397,26 @@ def paired_against_zero_shot(scores: dict[str, MethodScore]) -> dict[str, Any]:
     zero = [n for n in scores if n.startswith("zero-shot[") and scores[n].outcomes]
     if not zero:
         return {}
-    base = max(zero, key=lambda n: (scores[n].accepted, -zero.index(n)))
+    base = max(zero, key=lambda n: scores[n].accepted)  # max keeps the first of a tie
     ref = scores[base].outcomes
     out: dict[str, Any] = {"baseline": base, "methods": {}}
     for name, s in scores.items():
         if name == base or len(s.outcomes) != len(ref):
             continue
-        diff = 100.0 * (sum(s.outcomes) - sum(ref)) / len(ref)
+        diff = 100.0 * (s.accepted - scores[base].accepted) / len(ref)
         out["methods"][name] = {
             "ac_diff": round(diff, 2),
             "ci95": list(paired_bootstrap_ci95(ref, s.outcomes)),
         }
     return out
+
+
+def _ci_cells(report: dict[str, Any], name: str, sep: str) -> tuple[str, str]:
+    """(``lo–hi`` of a row's AC Wilson CI, ``+d [lo<sep>hi]`` of its paired difference or "–")."""
+    lo, hi = report["methods"][name].get("ac_ci95", (0.0, 0.0))
+    d = report.get("vs_zero_shot", {}).get("methods", {}).get(name)
+    diff = f"{d['ac_diff']:+.1f} [{d['ci95'][0]:+.1f}{sep}{d['ci95'][1]:+.1f}]" if d else "–"
+    return f"{lo:.1f}–{hi:.1f}", diff
 
 
 def table(report: dict[str, Any]) -> str:
@@ -415,7 +425,6 @@ def table(report: dict[str, Any]) -> str:
     methods = report["methods"]
     width = max([len(n) for n in methods] + [6])
     sstar_mode = report.get("pick") == "sstar"
-    vs = report.get("vs_zero_shot", {}).get("methods", {})
     head = f"{'method':<{width}}  {'AC%':>6} {'AC 95% CI':>13} {'ΔAC vs 0-shot [CI]':>22} {'PR%':>6}"
     if sstar_mode:
         head += f" {'AC%1st':>6}"
@@ -424,10 +433,8 @@ def table(report: dict[str, Any]) -> str:
         head += f" {'S*chg':>5} {'S*fb':>4}"
     lines = [head]
     for name, m in methods.items():
-        lo, hi = m.get("ac_ci95", (0.0, 0.0))
-        d = vs.get(name)
-        diff = f"{d['ac_diff']:+.1f} [{d['ci95'][0]:+.1f},{d['ci95'][1]:+.1f}]" if d else "–"
-        row = f"{name:<{width}}  {m['ac']:>6.2f} {f'{lo:.1f}–{hi:.1f}':>13} {diff:>22} {m['pr']:>6.2f}"
+        ci, diff = _ci_cells(report, name, ",")
+        row = f"{name:<{width}}  {m['ac']:>6.2f} {ci:>13} {diff:>22} {m['pr']:>6.2f}"
         if sstar_mode:
             row += f" {m['ac_first']:>6.2f}"
         row += (
@@ -473,11 +480,9 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in report["methods"].items():
-        lo, hi = m.get("ac_ci95", (0.0, 0.0))
-        d = vs.get("methods", {}).get(name)
-        diff = f"{d['ac_diff']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]" if d else "–"
+        ci, diff = _ci_cells(report, name, ", ")
         rows.append(
-            f"| {name} | {m['ac']:.1f} | {lo:.1f}–{hi:.1f} | {diff} | {m['pr']:.1f} | {m['calls_per_problem']:.2f} "
+            f"| {name} | {m['ac']:.1f} | {ci} | {diff} | {m['pr']:.1f} | {m['calls_per_problem']:.2f} "
             f"| {m['tokens_per_problem']:.0f} | {m['unspent_per_problem']:.2f} | {m['ties']} | {m['pruned']} "
             f"| {m['refined']} |"
         )

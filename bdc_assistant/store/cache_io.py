@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -39,8 +40,8 @@ COLUMNS = (
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _open(path: Path, mode: str, *, gz: bool | None = None) -> IO[str]:
-    if path.suffix == ".gz" if gz is None else gz:
+def _open(path: Path, mode: str, *, gz: bool) -> IO[str]:
+    if gz:
         return cast(IO[str], gzip.open(path, mode + "t", encoding="utf-8"))
     return path.open(mode, encoding="utf-8")
 
@@ -60,7 +61,7 @@ def export_cache(store: RunStore, out: Path, *, since: float = 0.0) -> int:
     return len(rows)
 
 
-def _row(line: str, where: str) -> tuple[Any, ...]:
+def _row(line: str, where: str, scrub: Callable[[str], str]) -> tuple[Any, ...]:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -90,8 +91,8 @@ def _row(line: str, where: str) -> tuple[Any, ...]:
         str(obj["provider"]),
         str(obj["base_url"]),
         str(obj["model"]),
-        json.dumps(obj["request"], ensure_ascii=False, sort_keys=True),
-        json.dumps(obj["response"], ensure_ascii=False, sort_keys=True),
+        scrub(json.dumps(obj["request"], ensure_ascii=False, sort_keys=True)),
+        scrub(json.dumps(obj["response"], ensure_ascii=False, sort_keys=True)),
         *numbers,
         created,
     )
@@ -101,14 +102,13 @@ def import_cache(store: RunStore, src: Path) -> tuple[int, int]:
     """Add the rows of ``src`` that the cache lacks: (added, already there)."""
     rows: list[tuple[Any, ...]] = []
     try:
-        with _open(src, "r") as f:
+        with _open(src, "r", gz=src.suffix == ".gz") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
-                    rows.append(_row(line, f"Line {n} of {src}"))
+                    rows.append(_row(line, f"Line {n} of {src}", store.scrub))
     except OSError as exc:  # gzip.BadGzipFile is an OSError too
         raise StoreError(f"Cannot read the cache file {src}: {exc}.") from exc
     except UnicodeDecodeError as exc:
         raise StoreError(f"The cache file {src} is not UTF-8 text; nothing was imported.") from exc
-    scrubbed = [(*r[:4], store.scrub(r[4]), store.scrub(r[5]), *r[6:]) for r in rows]
-    added = store.cache_add_rows(COLUMNS, scrubbed)
+    added = store.cache_add_rows(COLUMNS, rows)
     return added, len(rows) - added
