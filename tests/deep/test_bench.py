@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from bdc_assistant.deep.bench import (
+    ALL_METHODS,
     Method,
     ended_by,
     markdown,
@@ -21,10 +22,11 @@ from bdc_assistant.deep.bench import (
 from bdc_assistant.deep.evaluate import SandboxEvaluator
 from bdc_assistant.deep.providers.presets import parse_agent
 from bdc_assistant.deep.runner import DeepRunner
+from bdc_assistant.store.runs import RunStore
 from bdc_assistant.types import Problem, TestCase
 
 from .conftest import ADD, make_runner
-from .httpfakes import BAD, GOOD, HALF, FakeLLMServer, Script
+from .httpfakes import BAD, GOOD, HALF, FakeLLMServer, Script, adder_responder
 from .scripted_sandbox import ALT, GOOD2, ScriptedSandbox
 
 PROBLEM = Problem(
@@ -193,6 +195,51 @@ def test_sstar_malformed_answer_falls_back_to_first_and_is_counted(store) -> Non
         run = run_method(runner, PROBLEM, method, budget_usd=0, pick="sstar", sandbox=ScriptedSandbox())
     assert (run.pick.used, run.pick.fallback, run.pick.tied, run.pick.code) == ("first", "malformed", 3, ALT)
     assert (run.calls, run.unspent, run.pick.calls) == (4, 0, 1)  # the call was made, and it is counted
+
+
+def _bench_requests(store: RunStore, budgets: list[int]) -> tuple[list[set[str]], list[dict]]:
+    """Every method over two agents at each budget in turn, one store (so one response cache): the distinct
+    request bodies each run sent to the server, and each run's per-method report."""
+    sent: list[set[str]] = []
+    reports: list[dict] = []
+    with FakeLLMServer(Script(adder_responder)) as srv:
+        runner = sandboxed(make_runner(store, [srv.url]))
+        agents = [parse_agent(f"openai:{srv.url}:model-{c}") for c in "ab"]
+        for budget in budgets:
+            before = len(srv.script.requests)
+            reports.append(
+                run_bench(
+                    runner,
+                    [PROBLEM],
+                    agents,
+                    max_calls=budget,
+                    budget_usd=0,
+                    sandbox=ScriptedSandbox(),
+                    methods_asked=ALL_METHODS,
+                )["methods"]
+            )
+            sent.append({json.dumps(r["body"], sort_keys=True) for r in srv.script.requests[before:]})
+    return sent, reports
+
+
+def test_a_larger_budget_extends_the_smaller_one_so_its_cache_is_reused(store) -> None:
+    """Why it matters: the 16-call table is run after the 8-call one on the same response cache; it costs only
+    the calls beyond the 8 if no method's first calls depend on the budget. So: the small run's requests are
+    a subset of the large run's, the large run after the small one sends exactly the rest, and reports what a
+    fresh large run reports."""
+    (small, rest), (at6, at12) = _bench_requests(store, [6, 12])
+    fresh_store = RunStore()
+    try:
+        (fresh,), (fresh12,) = _bench_requests(fresh_store, [12])
+    finally:
+        fresh_store.close()
+    assert small and rest and small <= fresh and rest == fresh - small
+    outcome = {name: (m["calls"], m["ac"], m["pr"], m["stopped_by"]) for name, m in at12.items()}
+    assert outcome == {name: (m["calls"], m["ac"], m["pr"], m["stopped_by"]) for name, m in fresh12.items()}
+    # a method that was solved within 6 calls stops at the same place with 12; some methods need more
+    solved6 = {name for name, m in at6.items() if m["stopped_by"] == {"solved": 1}}
+    assert solved6 and all(at12[n]["calls"] == at6[n]["calls"] for n in solved6)
+    assert {n for n, m in at12.items() if m["ac"] > at6[n]["ac"]}
 
 
 def test_budget_rules_are_pure() -> None:
