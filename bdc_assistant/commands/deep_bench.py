@@ -1,12 +1,15 @@
 """`bdc deep-bench --dataset humaneval --limit N --agent ... [--methods LIST] [--pick first|sstar] --json`:
 AC of zero-shot (1 call), best-of-n, each single agent, MC-ToA, +prune and +prune+refine (and, on request,
 the paper's Table-1 baselines LDB, RAP, Reflexion, LATS, ToT, RethinkMCTS) at an equal LLM-call budget
-(scored on private tests after the search); see :mod:`bdc_assistant.deep.bench` for the budget rules."""
+(scored on private tests after the search); see :mod:`bdc_assistant.deep.bench` for the budget rules.
+Ctrl-C or SIGTERM stops it after whole problems: the report covers those finished, and exits 130."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = sys.stderr if args.json else sys.stdout
     runner = DeepRunner(store=store, settings=deep)
+    stop_on_sigterm()
     report = run_bench(
         runner,
         problems,
@@ -98,4 +102,14 @@ def run(args: argparse.Namespace) -> int:
         write_text(args.markdown, markdown(report))
     if args.json:
         print(json.dumps(report))
-    return 0
+    return 130 if "interrupted" in report else 0
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops the bench like Ctrl-C: the report of the problems finished so far is still printed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (tests): leave the default
+        signal.signal(signal.SIGTERM, handler)

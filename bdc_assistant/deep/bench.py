@@ -334,59 +334,79 @@ def run_bench(
     t0 = time.monotonic()
     methods = methods_for(agents, max_calls, methods_asked)
     scores = {m.name: MethodScore(budget=m.max_calls) for m in methods}
+    reached: Sequence[Problem] = problems
     for i, problem in enumerate(problems):
         if not problem.public_tests:
             on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
             continue
+        # A problem counts whole or not at all: every method's result is kept aside until the last method
+        # is done, so an interrupt (Ctrl-C, SIGTERM) mid-problem leaves every row on the same problems.
+        done: list[tuple[Method, MethodRun, float, float, float]] = []
+        try:
+            for m in methods:
+                start = time.monotonic()
+                run = run_method(
+                    runner, problem, m, budget_usd=budget_usd, pick=pick, sandbox=sandbox, consent=consent
+                )
+                private_first = private_score(sandbox, problem, run.first.code)
+                private = (
+                    private_first
+                    if run.pick.code == run.first.code
+                    else private_score(sandbox, problem, run.pick.code)
+                )
+                done.append((m, run, private_first, private, time.monotonic() - start))
+        except KeyboardInterrupt:
+            reached = problems[:i]
+            on_progress(
+                f"[{i + 1}/{len(problems)}] {problem.id}: interrupted; the report covers the {i} problems "
+                "before it (this one's responses are cached, so a rerun continues here)"
+            )
+            break
         parts = []
-        for m in methods:
-            start = time.monotonic()
-            run = run_method(
-                runner, problem, m, budget_usd=budget_usd, pick=pick, sandbox=sandbox, consent=consent
-            )
-            private_first = private_score(sandbox, problem, run.first.code)
-            private = (
-                private_first
-                if run.pick.code == run.first.code
-                else private_score(sandbox, problem, run.pick.code)
-            )
-            s = scores[m.name]
-            s.problems += 1
-            s.outcomes.append(private >= 1.0)
-            s.private_pr_sum += private
-            s.accepted_first += int(private_first >= 1.0)
-            s.private_pr_first_sum += private_first
-            s.public_pr_sum += run.public_pass_rate
-            s.calls += run.calls
-            s.tokens_in += run.tokens_in
-            s.tokens_out += run.tokens_out
-            s.unspent += run.unspent
-            s.attempts += run.attempts
-            s.pruned += run.pruned
-            s.refined += run.refined
-            s.ties += int(run.first.tied > 1)
-            s.sstar_changed += int(run.pick.changed)
-            if run.pick.fallback:
-                s.sstar_fallbacks[run.pick.fallback] = s.sstar_fallbacks.get(run.pick.fallback, 0) + 1
-            s.wall_s += time.monotonic() - start
-            s.stopped_by[run.stopped_by] = s.stopped_by.get(run.stopped_by, 0) + 1
-            s.run_ids.extend(run.run_ids)
+        for m, run, private_first, private, wall_s in done:
+            _add_run(scores[m.name], run, private_first, private, wall_s)
             mark = "*" if run.pick.changed else ""
             parts.append(f"{m.name}={'AC' if private >= 1.0 else f'{private:.2f}'}{mark}")
         on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(parts))
-    return {
-        "problems": len(problems),
+    report: dict[str, Any] = {
+        "problems": len(reached),
         "max_calls": max_calls,
         "pick": pick,
         "agents": [a.name for a in agents],
         "methods": {name: s.as_dict() for name, s in scores.items()},
         "vs_zero_shot": paired_against_zero_shot(scores),
         "per_problem": {
-            "ids": [p.id for p in problems if p.public_tests],
+            "ids": [p.id for p in reached if p.public_tests],
             "accepted": {name: [int(x) for x in s.outcomes] for name, s in scores.items()},
         },
         "wall_s": round(time.monotonic() - t0, 1),
     }
+    if len(reached) < len(problems):
+        report["interrupted"] = {"after": len(reached), "of": len(problems)}
+    return report
+
+
+def _add_run(s: MethodScore, run: MethodRun, private_first: float, private: float, wall_s: float) -> None:
+    s.problems += 1
+    s.outcomes.append(private >= 1.0)
+    s.private_pr_sum += private
+    s.accepted_first += int(private_first >= 1.0)
+    s.private_pr_first_sum += private_first
+    s.public_pr_sum += run.public_pass_rate
+    s.calls += run.calls
+    s.tokens_in += run.tokens_in
+    s.tokens_out += run.tokens_out
+    s.unspent += run.unspent
+    s.attempts += run.attempts
+    s.pruned += run.pruned
+    s.refined += run.refined
+    s.ties += int(run.first.tied > 1)
+    s.sstar_changed += int(run.pick.changed)
+    if run.pick.fallback:
+        s.sstar_fallbacks[run.pick.fallback] = s.sstar_fallbacks.get(run.pick.fallback, 0) + 1
+    s.wall_s += wall_s
+    s.stopped_by[run.stopped_by] = s.stopped_by.get(run.stopped_by, 0) + 1
+    s.run_ids.extend(run.run_ids)
 
 
 def paired_against_zero_shot(scores: dict[str, MethodScore]) -> dict[str, Any]:
@@ -419,6 +439,12 @@ def _ci_cells(report: dict[str, Any], name: str, sep: str) -> tuple[str, str]:
     return f"{lo:.1f}–{hi:.1f}", diff
 
 
+def _problems_text(report: dict[str, Any]) -> str:
+    stop = report.get("interrupted")
+    tail = f" (interrupted after {stop['after']} of {stop['of']})" if stop else ""
+    return f"{report['problems']} problems{tail}"
+
+
 def table(report: dict[str, Any]) -> str:
     """The per-method table ``bdc deep-bench`` prints: AC/PR beside mean calls, tokens and unspent calls
     per problem, ties, and (under ``--pick sstar``) the ``first`` pick's AC from the same trees."""
@@ -445,7 +471,7 @@ def table(report: dict[str, Any]) -> str:
             row += f" {m['sstar_changed']:>5} {sum(m['sstar_fallbacks'].values()):>4}"
         lines.append(row)
     lines.append(
-        f"({report['problems']} problems, budget {report['max_calls']} calls (zero-shot: 1), pick "
+        f"({_problems_text(report)}, budget {report['max_calls']} calls (zero-shot: 1), pick "
         f"{report.get('pick', 'first')}, {report.get('wall_s', 0)} s; calls, tokens (in+out) and unspent "
         "calls are means per problem; AC 95% CI = Wilson; ΔAC vs 0-shot = AC minus the best zero-shot row's "
         f"({report.get('vs_zero_shot', {}).get('baseline', '–')}), paired bootstrap 95 % CI; "
@@ -470,7 +496,7 @@ def markdown(report: dict[str, Any]) -> str:
     Wilson CI, the paired difference from the best zero-shot row, PR, and the spend per problem."""
     vs = report.get("vs_zero_shot", {})
     rows = [
-        f"{report.get('dataset', '?')}: {report['problems']} problems, budget {report['max_calls']} LLM calls "
+        f"{report.get('dataset', '?')}: {_problems_text(report)}, budget {report['max_calls']} LLM calls "
         f"per problem (zero-shot: 1), pick `{report.get('pick', 'first')}`, agents "
         + ", ".join(f"`{a}`" for a in report.get("agents", []))
         + f", {report.get('wall_s', 0)} s.",

@@ -197,6 +197,51 @@ def test_sstar_malformed_answer_falls_back_to_first_and_is_counted(store) -> Non
     assert (run.calls, run.unspent, run.pick.calls) == (4, 0, 1)  # the call was made, and it is counted
 
 
+class InterruptingSandbox(ScriptedSandbox):
+    """Raises KeyboardInterrupt (as Ctrl-C would) at the ``at``-th private scoring once armed."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.armed = False
+        self.at = at
+
+    def run_tests(self, code, tests, checker=None, timeout_s=None):  # type: ignore[no-untyped-def]
+        if self.armed:
+            self.at -= 1
+            if self.at == 0:
+                raise KeyboardInterrupt
+        return super().run_tests(code, tests, checker, timeout_s)
+
+
+def test_an_interrupt_mid_problem_reports_the_whole_problems_before_it(server, store) -> None:
+    runner = make_runner(store, [server.url])
+    agents = [parse_agent(f"openai:{server.url}:model-{c}") for c in "ab"]
+    second = Problem("add-again", PROBLEM.statement + " ", PROBLEM.public_tests, PROBLEM.private_tests)
+    sandbox = InterruptingSandbox(at=3)  # the 2nd problem's 3rd method is being scored
+    lines: list[str] = []
+
+    def progress(line: str) -> None:
+        lines.append(line)
+        sandbox.armed = True
+
+    report = run_bench(
+        runner, [PROBLEM, second], agents, max_calls=12, budget_usd=0, sandbox=sandbox, on_progress=progress
+    )
+    assert (report["problems"], report["interrupted"]) == (1, {"after": 1, "of": 2})
+    assert report["per_problem"]["ids"] == ["add"]
+    assert all(m["problems"] == 1 for m in report["methods"].values())  # no row holds part of problem 2
+    assert lines[-1].startswith("[2/2] add-again: interrupted; the report covers the 1 problems before it")
+    # the same numbers as a run that asked for the first problem only (replayed from the response cache)
+    alone = run_bench(runner, [PROBLEM], agents, max_calls=12, budget_usd=0, sandbox=ScriptedSandbox())
+
+    def strip(methods: dict) -> dict:
+        return {n: {k: v for k, v in m.items() if k != "wall_s"} for n, m in methods.items()}
+
+    assert strip(report["methods"]) == strip(alone["methods"]) and "interrupted" not in alone
+    assert "1 problems (interrupted after 1 of 2)" in table(report)
+    assert "1 problems (interrupted after 1 of 2)" in markdown(report)
+
+
 def _bench_requests(store: RunStore, budgets: list[int]) -> tuple[list[set[str]], list[dict]]:
     """Every method over two agents at each budget in turn, one store (so one response cache): the distinct
     request bodies each run sent to the server, and each run's per-method report."""

@@ -1,0 +1,47 @@
+"""``bdc deep-bench`` as a process: SIGTERM mid-run still prints the report of the problems finished (one
+interrupted evening is not lost), marked as interrupted, with exit status 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .httpfakes import FakeLLMServer, Script, adder_responder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.network_local
+def test_sigterm_prints_the_report_of_the_finished_problems(bdc_home: Path) -> None:
+    # each request waits, so the second problem is still running when the signal comes
+    with FakeLLMServer(Script(adder_responder, delay_s=0.3)) as srv:
+        cmd = [
+            sys.executable, "-m", "bdc_assistant", "deep-bench", "--dataset", "humaneval", "--limit", "3",
+            "--agent", f"openai:{srv.url}:model-a", "--max-calls", "3", "--methods", "zero-shot,best-of-n",
+            "--yes", "--json",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env |= {"BDC_HOME": str(bdc_home), "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("[1/3]"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert (report["problems"], report["interrupted"]) == (1, {"after": 1, "of": 3})
+    assert report["per_problem"]["ids"] == ["HumanEval/0"]
+    assert all(m["problems"] == 1 for m in report["methods"].values())
+    assert "[2/3] HumanEval/1: interrupted" in err and "interrupted after 1 of 3" in err
