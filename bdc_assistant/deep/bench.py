@@ -334,15 +334,17 @@ def run_bench(
     t0 = time.monotonic()
     methods = methods_for(agents, max_calls, methods_asked)
     scores = {m.name: MethodScore(budget=m.max_calls) for m in methods}
-    reached: Sequence[Problem] = problems
-    for i, problem in enumerate(problems):
-        if not problem.public_tests:
-            on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
-            continue
-        # A problem counts whole or not at all: every method's result is kept aside until the last method
-        # is done, so an interrupt (Ctrl-C, SIGTERM) mid-problem leaves every row on the same problems.
-        done: list[tuple[Method, MethodRun, float, float, float]] = []
-        try:
+    # A problem counts whole or not at all: its rows are committed in one list append after its last method,
+    # so an interrupt (Ctrl-C, SIGTERM: a KeyboardInterrupt wherever it lands) leaves every row on the same
+    # problems. Each entry: (problems reached so far, that problem's results; empty when it was skipped).
+    committed: list[tuple[int, list[tuple[Method, MethodRun, float, float, float]]]] = []
+    try:
+        for i, problem in enumerate(problems):
+            if not problem.public_tests:
+                committed.append((i + 1, []))
+                on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
+                continue
+            done: list[tuple[Method, MethodRun, float, float, float]] = []
             for m in methods:
                 start = time.monotonic()
                 run = run_method(
@@ -355,19 +357,19 @@ def run_bench(
                     else private_score(sandbox, problem, run.pick.code)
                 )
                 done.append((m, run, private_first, private, time.monotonic() - start))
-        except KeyboardInterrupt:
-            reached = problems[:i]
+            committed.append((i + 1, done))
+            on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(_marks(done)))
+    except KeyboardInterrupt:
+        n = committed[-1][0] if committed else 0
+        if n < len(problems):
             on_progress(
-                f"[{i + 1}/{len(problems)}] {problem.id}: interrupted; the report covers the {i} problems "
+                f"[{n + 1}/{len(problems)}] {problems[n].id}: interrupted; the report covers the {n} problems "
                 "before it (this one's responses are cached, so a rerun continues here)"
             )
-            break
-        parts = []
+    reached = problems[: committed[-1][0] if committed else 0]
+    for _, done in committed:
         for m, run, private_first, private, wall_s in done:
             _add_run(scores[m.name], run, private_first, private, wall_s)
-            mark = "*" if run.pick.changed else ""
-            parts.append(f"{m.name}={'AC' if private >= 1.0 else f'{private:.2f}'}{mark}")
-        on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(parts))
     report: dict[str, Any] = {
         "problems": len(reached),
         "max_calls": max_calls,
@@ -384,6 +386,14 @@ def run_bench(
     if len(reached) < len(problems):
         report["interrupted"] = {"after": len(reached), "of": len(problems)}
     return report
+
+
+def _marks(done: Sequence[tuple[Method, MethodRun, float, float, float]]) -> list[str]:
+    """``name=AC`` or ``name=<private pass rate>`` per row, ``*`` where S* changed the pick."""
+    return [
+        f"{m.name}={'AC' if private >= 1.0 else f'{private:.2f}'}{'*' if run.pick.changed else ''}"
+        for m, run, _, private, _ in done
+    ]
 
 
 def _add_run(s: MethodScore, run: MethodRun, private_first: float, private: float, wall_s: float) -> None:
