@@ -43,7 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..types import Problem
 from .evaluate import SandboxEvaluator
@@ -237,6 +237,16 @@ def ended_by(stopped_by: str, calls_left: int, min_calls: int) -> str:
 # ---- running --------------------------------------------------------------------------------------------
 
 
+class Scored(NamedTuple):
+    """One method's result on one problem, before it is added to the method's score."""
+
+    method: Method
+    run: MethodRun
+    private_first: float  # private pass rate of the first pick
+    private: float  # private pass rate of the final pick
+    wall_s: float
+
+
 def private_score(sandbox: Any, problem: Problem, code: str) -> float:
     if not problem.private_tests or not code.strip():
         return 0.0
@@ -337,14 +347,14 @@ def run_bench(
     # A problem counts whole or not at all: its rows are committed in one list append after its last method,
     # so an interrupt (Ctrl-C, SIGTERM: a KeyboardInterrupt wherever it lands) leaves every row on the same
     # problems. Each entry: (problems reached so far, that problem's results; empty when it was skipped).
-    committed: list[tuple[int, list[tuple[Method, MethodRun, float, float, float]]]] = []
+    committed: list[tuple[int, list[Scored]]] = []
     try:
         for i, problem in enumerate(problems):
             if not problem.public_tests:
                 committed.append((i + 1, []))
                 on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
                 continue
-            done: list[tuple[Method, MethodRun, float, float, float]] = []
+            done: list[Scored] = []
             for m in methods:
                 start = time.monotonic()
                 run = run_method(
@@ -356,7 +366,7 @@ def run_bench(
                     if run.pick.code == run.first.code
                     else private_score(sandbox, problem, run.pick.code)
                 )
-                done.append((m, run, private_first, private, time.monotonic() - start))
+                done.append(Scored(m, run, private_first, private, time.monotonic() - start))
             committed.append((i + 1, done))
             on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(_marks(done)))
     except KeyboardInterrupt:
@@ -368,8 +378,8 @@ def run_bench(
             )
     reached = problems[: committed[-1][0] if committed else 0]
     for _, done in committed:
-        for m, run, private_first, private, wall_s in done:
-            _add_run(scores[m.name], run, private_first, private, wall_s)
+        for scored in done:
+            _add_run(scores[scored.method.name], scored)
     report: dict[str, Any] = {
         "problems": len(reached),
         "max_calls": max_calls,
@@ -388,15 +398,16 @@ def run_bench(
     return report
 
 
-def _marks(done: Sequence[tuple[Method, MethodRun, float, float, float]]) -> list[str]:
+def _marks(done: Sequence[Scored]) -> list[str]:
     """``name=AC`` or ``name=<private pass rate>`` per row, ``*`` where S* changed the pick."""
     return [
-        f"{m.name}={'AC' if private >= 1.0 else f'{private:.2f}'}{'*' if run.pick.changed else ''}"
-        for m, run, _, private, _ in done
+        f"{d.method.name}={'AC' if d.private >= 1.0 else f'{d.private:.2f}'}{'*' if d.run.pick.changed else ''}"
+        for d in done
     ]
 
 
-def _add_run(s: MethodScore, run: MethodRun, private_first: float, private: float, wall_s: float) -> None:
+def _add_run(s: MethodScore, scored: Scored) -> None:
+    run, private_first, private = scored.run, scored.private_first, scored.private
     s.problems += 1
     s.outcomes.append(private >= 1.0)
     s.private_pr_sum += private
@@ -414,7 +425,7 @@ def _add_run(s: MethodScore, run: MethodRun, private_first: float, private: floa
     s.sstar_changed += int(run.pick.changed)
     if run.pick.fallback:
         s.sstar_fallbacks[run.pick.fallback] = s.sstar_fallbacks.get(run.pick.fallback, 0) + 1
-    s.wall_s += wall_s
+    s.wall_s += scored.wall_s
     s.stopped_by[run.stopped_by] = s.stopped_by.get(run.stopped_by, 0) + 1
     s.run_ids.extend(run.run_ids)
 
