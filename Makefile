@@ -23,9 +23,9 @@ install: llama-check $(STAMP)
 # The llama.cpp build must match this CPU (flags derived at install time); a venv moved to another CPU or
 # a build from another flag set forces the install again.
 llama-check:
-	@test ! -f $(STAMP) || $(BIN)/python scripts/llama_build.py check || { echo "llama.cpp build flags differ from this CPU's: reinstalling"; rm -f $(STAMP); }
+	@test ! -f $(STAMP) || $(BIN)/python scripts/llama_build.py check || { echo "llama.cpp build (CPU flags or bdc patch) differs from this checkout's: reinstalling"; rm -f $(STAMP); }
 
-$(STAMP): pyproject.toml Makefile scripts/llama_build.py scripts/smoke_llama.py
+$(STAMP): pyproject.toml Makefile scripts/llama_build.py scripts/llama_patch.py scripts/llama_patches/bdc-fused-lora.h scripts/smoke_llama.py
 	@test -n "$(PY)" || { echo "no usable Python >= 3.11 for $$(id -un)"; exit 1; }
 	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PY)"; $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools

@@ -262,10 +262,12 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
     from bdc_assistant.backends.llamacpp_backend import LlamaCppGenerator
 
     gen = LlamaCppGenerator(gguf, n_ctx=args.n_ctx, threads=args.threads)
-    if args.adapter_dtype != "auto" or args.reload:
+    if args.adapter_dtype != "auto" or args.reload or args.adapter_layout != "auto":
         from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot
 
-        gen._slot = LlamaCppAdapterSlot(gen.llama, dtype=args.adapter_dtype, in_place=not args.reload)
+        gen._slot = LlamaCppAdapterSlot(
+            gen.llama, dtype=args.adapter_dtype, in_place=not args.reload, layout=args.adapter_layout
+        )
     try:
         stages: dict[str, list[float]] = {k: [] for k in ("embed", "hypernet", "patch", "init", "swap")}
         setups: list[float] = []
@@ -300,6 +302,7 @@ def bench_llamacpp(args: argparse.Namespace, gguf: Path, bundle: Any, customizer
         return {
             **answers,
             "adapter_dtype": gen._slot._dtype,
+            "adapter_layout": gen._slot.layout,
             "setup_ms": _median(setups),
             "setup_ms_max": round(max(setups), 2),
             "setup_breakdown_ms": {k: _median(v) for k, v in stages.items()},
@@ -414,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "f16", "f32", "q8_0"),
         default="auto",
         help="llama.cpp adapter tensors (auto: what the app picks for this bundle)",
+    )
+    parser.add_argument(
+        "--adapter-layout",
+        choices=("auto", "standard", "fused"),
+        default="auto",
+        help="llama.cpp adapter layout (auto: fused where llama.cpp carries bdc's patch, else standard)",
     )
     parser.add_argument(
         "--reload",

@@ -8,6 +8,10 @@ for matrix products, by what they multiply: the base projections, ``lora_a`` (A 
 path (it refuses n < 2) and run one short dot per output row (gguf_adapter.RANK_ALIGN).
 
     python bench/lora_profile.py --json                        # shipped bundle, f16 and q8_0, 1 thread
+    python bench/lora_profile.py --json --dtypes q8_0 --layouts standard,fused
+
+A ``fused`` adapter (llama.cpp with bdc's patch, scripts/llama_patches) shows as one CUSTOM node per adapted
+matrix (A x, B·h, scale and add together); for one token it has no lora_a / lora_b products of its own.
 
 Reads ggml_tensor fields through a ctypes mirror of ggml.h; every node's name is checked against
 ``ggml_get_name`` so a layout change fails loudly instead of mislabelling.
@@ -145,6 +149,7 @@ def profile(model_path: Path, adapter: Path | None, threads: int, tokens: int) -
     }
     lora = [k for k in rows if "lora_" in k]
     extra_nodes = ["SCALE"] if lora else []
+    extra_nodes += ["CUSTOM"] if "CUSTOM" in rows else []
     lora_ms = sum(rows[k]["ms_per_token"] for k in lora + extra_nodes if k in rows)
     lora_nodes = sum(rows[k]["nodes_per_token"] for k in lora + extra_nodes if k in rows)
     return {
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="coder-0.5b")
     parser.add_argument("--bundle", default=str(REPO / "bdc_assistant/assets/bundles/coder-0.5b"))
     parser.add_argument("--dtypes", default="f16,q8_0", help="adapter storages to profile, comma-separated")
+    parser.add_argument(
+        "--layouts", default="standard", help="adapter layouts to profile, comma-separated (standard, fused)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=40)
     args = parser.parse_args(argv)
@@ -177,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     gen = LlamaCppGenerator(gguf, n_ctx=256, threads=args.threads)
     try:
         for dtype in args.dtypes.split(","):
-            slot = LlamaCppAdapterSlot(gen.llama, dtype=dtype)  # type: ignore[arg-type]
-            templates[dtype] = slot.template_for(bundle)
-            slot.close()
+            for layout in args.layouts.split(","):
+                slot = LlamaCppAdapterSlot(gen.llama, dtype=dtype, layout=layout)  # type: ignore[arg-type]
+                templates[dtype if layout == "standard" else f"{dtype} {layout}"] = slot.template_for(bundle)
+                slot.close()
     finally:
         gen.close()
     runs = {"plain": profile(gguf, None, args.threads, args.tokens)}
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[dtype] = profile(gguf, template.path, args.threads, args.tokens)
         runs[dtype]["rank_padded"] = next(iter(template.a_slots.values())).shape[0]
         runs[dtype]["lora_b_dtype"] = template.b_dtype
+        runs[dtype]["layout"] = template.layout
     # plain again: the machine's drift over the run shows in the base products' time
     runs["plain (again)"] = profile(gguf, None, args.threads, args.tokens)
     result = {

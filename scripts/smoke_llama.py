@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llama_build import cpu_name  # noqa: E402
+from llama_build import cpu_name
 
 _CHILD = """
 import sys

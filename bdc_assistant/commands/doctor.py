@@ -97,6 +97,16 @@ def collect(verify: bool = True) -> dict[str, Any]:
     except BdcError as exc:
         report["encoder"] = {"configured": settings.models.encoder_backend, "runs_on": None, "note": str(exc)}
 
+    from ..disen.llamacpp_adapter import fused_layout_available
+
+    fused = fused_layout_available()
+    report["llama_cpp"] = {
+        "fused_lora": fused,
+        "note": "per-query adapters run fused (bdc's llama.cpp patch)"
+        if fused
+        else "stock llama.cpp: per-query adapters run as llama.cpp's standard LoRA (slower decode); "
+        "`make install` builds the patched one",
+    }
     from .. import bundles
 
     base_id = resolve.configured_base_identity(settings)
@@ -204,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
     enc = report["encoder"]
     print(f"encoder on {enc['runs_on']}" + (f"  ({enc['note']})" if enc.get("note") else ""))
     print(f"bundle     {b.get('path') or '-'}  ({b.get('note')})")
+    print(
+        f"adapters   {'fused' if report['llama_cpp']['fused_lora'] else 'standard'}  ({report['llama_cpp']['note']})"
+    )
     if (shipped := report.get("shipped_bundle")) and not shipped["default"]:
         print(f"shipped    {shipped['path'] or '-'}  (not used by default: {shipped['why']})")
     print(f"log        {report['paths']['log_file']}")

@@ -13,6 +13,12 @@ gate scales a whole row of A, so on Q8_0 the per-query patch rewrites only the b
 thirty-fourth of the bytes, nothing to requantize, and no float16 cast of millions of entries (which
 numpy does in scalar code and which needed torch to be fast).
 
+Layout (``Layout``): ``standard`` is the LoRA every llama.cpp reads. ``fused`` stores ``lora_b`` transposed (ggml
+shape [out, r]) with the rank unpadded, and says so in ``bdc.lora_layout``: a llama.cpp built with our patch
+(scripts/llama_patches) then runs A x, B·h, the scale and the add of each adapted matrix as one graph node
+with axpy passes over B's rows; a stock llama.cpp refuses the file (the shape check fails), it never computes
+with the transposed factor. ``lora_a`` is the same in both layouts, so the per-query patch is too.
+
 The header omits ``adapter.lora.alpha`` (llama.cpp reads 0 → scale = the context scale, 1.0), so the
 per-tensor rank never rescales anything. For Llama GGUFs, ``lora_b`` of attn_q / attn_k get the same
 row permutation the HF→GGUF converter applies to the q/k weights. Gemma-3 and Qwen2 need none:
@@ -38,6 +44,7 @@ from . import modules as mods
 from .compose import CatLora
 
 Dtype = Literal["f16", "f32", "q8_0"]
+Layout = Literal["standard", "fused"]
 Q8_BLOCK = 32  # values per Q8_0 block
 Q8_BLOCK_BYTES = 34  # f16 scale + 32 int8
 # The adapter's rank is padded with zero rows of A and zero columns of B up to a multiple of this. Why:
@@ -55,10 +62,14 @@ RANK_ALIGN_Q8 = Q8_BLOCK
 BUNDLE_ID_KEY = "bdc.bundle_id"
 PERMUTED_KEY = "bdc.qk_permuted"
 RANK_KEY = "bdc.rank"  # K·r before padding: the rows of lora_a a query writes
+LAYOUT_KEY = "bdc.lora_layout"  # "fused": lora_b transposed, for the patched llama.cpp (absent: standard)
 
 
-def padded_rank(rank: int, dtype: Dtype = "f16") -> int:
-    """The rank an adapter template of ``dtype`` is written with (see :data:`RANK_ALIGN`)."""
+def padded_rank(rank: int, dtype: Dtype = "f16", layout: Layout = "standard") -> int:
+    """The rank an adapter template of ``dtype`` is written with (see :data:`RANK_ALIGN`; fused: unpadded,
+    its kernel loops over the rank itself, so zero rows would only cost time)."""
+    if layout == "fused":
+        return rank
     align = RANK_ALIGN_Q8 if dtype == "q8_0" else RANK_ALIGN
     return -(-rank // align) * align
 
@@ -96,6 +107,7 @@ class AdapterTemplate:
     rank: int = 0  # K·r (the slots hold padded_rank(rank) rows); 0 when the file does not say
     # storage of lora_b: the same as lora_a's, except in q8_0 templates written before lora_b was Q8_0
     b_dtype: Dtype = "f16"
+    layout: Layout = "standard"
 
     @property
     def np_dtype(self) -> type[np.floating]:
@@ -163,7 +175,7 @@ class TemplatePatcher:
         for key, slot in template.a_slots.items():
             a_cat = cat.A[key]
             rows, cols = slot.shape
-            expected = (padded_rank(a_cat.shape[0], template.dtype), a_cat.shape[1])
+            expected = (padded_rank(a_cat.shape[0], template.dtype, template.layout), a_cat.shape[1])
             if (
                 template.a_bytes(rows, cols) != slot.n_bytes
                 or (rows, cols) != expected
@@ -226,9 +238,12 @@ def q8_scales(raw: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return blocks[:, :, :2].view(np.float16)[:, :, 0]
 
 
-def q8_supported(cat: CatLora) -> bool:
-    """Q8_0 needs every ``lora_a`` row to split into whole blocks."""
-    return all(cat.A[k].shape[1] % Q8_BLOCK == 0 for k in cat.layer_modules())
+def q8_supported(cat: CatLora, layout: Layout = "standard") -> bool:
+    """Q8_0 needs every ``lora_a`` row to split into whole blocks (fused: every transposed ``lora_b`` row too)."""
+    return all(
+        cat.A[k].shape[1] % Q8_BLOCK == 0 and (layout != "fused" or cat.B[k].shape[0] % Q8_BLOCK == 0)
+        for k in cat.layer_modules()
+    )
 
 
 def _torch_views(
@@ -265,8 +280,11 @@ def write_template(
     dtype: Dtype = "f16",
     permute_qk: bool | None = None,
     g: np.ndarray | None = None,
+    layout: Layout = "standard",
 ) -> AdapterTemplate:
     """Write the adapter GGUF (``lora_a`` = g ⊙ A_cat, default g = 1; ``lora_b`` = B_cat) and index it.
+
+    ``layout="fused"`` writes ``lora_b`` transposed for the patched llama.cpp (module docstring).
 
     ``permute_qk``: None = what the architecture needs (Llama only); True/False force it, which exists
     only for the negative controls of the parity tests (Llama without, Qwen2/Gemma-3 with).
@@ -275,9 +293,9 @@ def write_template(
 
     if arch not in mods.SUPPORTED_ARCHS:
         raise BundleError(f"Architecture '{arch}' is not supported by the DisenLoRA adapter writer.")
-    if dtype == "q8_0" and not q8_supported(cat):
+    if dtype == "q8_0" and not q8_supported(cat, layout):
         raise BundleError(
-            f"The adapter cannot be stored as q8_0: a lora_a row is not a multiple of {Q8_BLOCK}."
+            f"The adapter cannot be stored as q8_0: a factor's row is not a multiple of {Q8_BLOCK}."
         )
     np_dtype = np.float32 if dtype == "f32" else np.float16
     permute = arch in mods.QK_PERMUTED_ARCHS if permute_qk is None else bool(permute_qk)
@@ -288,8 +306,10 @@ def write_template(
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_string(BUNDLE_ID_KEY, bundle_id)
         writer.add_bool(PERMUTED_KEY, permute)
+        if layout == "fused":
+            writer.add_string(LAYOUT_KEY, "fused")
         rank = cat.n_experts * cat.rank
-        rows = padded_rank(rank, dtype)
+        rows = padded_rank(rank, dtype, layout)
         writer.add_uint32(RANK_KEY, rank)
         ones = np.ones((cat.n_layers, rank), np.float32)
         gates = ones if g is None else np.asarray(g, np.float32)
@@ -300,6 +320,8 @@ def write_template(
             name = mods.gguf_weight_name(layer, module)
             b_out = np.zeros((b.shape[0], rows), np.float32 if dtype == "q8_0" else np_dtype)
             b_out[:, :rank] = b
+            if layout == "fused":  # rows of B's columns: ggml shape [out, r]
+                b_out = np.ascontiguousarray(b_out.T)
             a_cat = cat.A[(layer, module)]
             if dtype == "q8_0":
                 # quantize A_cat itself, then scale each row's block scales by its gate: exactly the bytes
@@ -347,6 +369,12 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
         gguf.GGMLQuantizationType.F16: "f16",
         gguf.GGMLQuantizationType.Q8_0: "q8_0",
     }
+    layout_field = reader.fields.get(LAYOUT_KEY)
+    layout: Layout = "standard"
+    if layout_field is not None:
+        if bytes(layout_field.parts[layout_field.data[0]]).decode() != "fused":
+            raise BundleError(f"The adapter template {path} has a layout this version cannot read.")
+        layout = "fused"
     b_types = set()
     for t in reader.tensors:
         if t.name.endswith(".lora_b"):
@@ -368,6 +396,7 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
         bundle_id=bundle_id,
         rank=rank,
         b_dtype=b_types.pop() if len(b_types) == 1 else dtype,
+        layout=layout,
     )
 
 
@@ -388,11 +417,14 @@ def read_adapter_delta(
     a_t, b_t = tensors[name + ".lora_a"], tensors[name + ".lora_b"]
     a = np.asarray(gguf.quants.dequantize(a_t.data, a_t.tensor_type), np.float64)
     b = np.asarray(gguf.quants.dequantize(b_t.data, b_t.tensor_type), np.float64)
+    layout = reader.fields.get(LAYOUT_KEY)
+    if layout is not None and bytes(layout.parts[layout.data[0]]).decode() == "fused":
+        b = b.T  # stored as rows of B's columns
     permuted = reader.fields.get(PERMUTED_KEY)
     if permuted is not None and bool(permuted.parts[permuted.data[0]][0]) and module in ("q_proj", "k_proj"):
         b = llama_unpermute(b, n_heads if module == "q_proj" else n_kv_heads)
     alpha = reader.fields.get("adapter.lora.alpha")
     scale = 1.0
     if alpha is not None and float(alpha.parts[alpha.data[0]][0]) != 0.0:
-        scale = float(alpha.parts[alpha.data[0]][0]) / b.shape[1]
+        scale = float(alpha.parts[alpha.data[0]][0]) / a.shape[0]
     return scale * (b @ a)

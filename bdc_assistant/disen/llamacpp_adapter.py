@@ -11,6 +11,9 @@ was 5–12 ms of a 25 ms setup on Qwen2.5-0.5B). Where they cannot be found, eve
 The adapter API changed names across llama.cpp versions; :func:`detect_api` picks whatever the installed
 llama-cpp-python offers (0.3.36: ``llama_set_adapters_lora``, which *replaces* the set; older:
 ``llama_set_adapter_lora`` + ``llama_clear_adapter_lora``; oldest: ``llama_lora_adapter_*``).
+
+Where the installed llama.cpp carries our patch (:func:`fused_layout_available`), templates are written in the
+``fused`` layout (gguf_adapter): one graph node per adapted matrix instead of four.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from .compose import CatLora, Customization
 from .gguf_adapter import (
     AdapterTemplate,
     Dtype,
+    Layout,
     TemplatePatcher,
     padded_rank,
     q8_supported,
@@ -109,6 +113,19 @@ def detect_api(module: Any | None = None) -> AdapterApi:
 
 
 AUTO_F32_MAX_BYTES = 16 << 20
+FUSED_ABI = "bdc_fused_lora_abi"  # exported by a llama.cpp built with scripts/llama_patches
+
+
+def fused_layout_available() -> bool:
+    """Whether the installed llama.cpp runs ``fused`` adapters (our patch, CPU build: its kernel is CPU-only)."""
+    try:
+        import llama_cpp
+
+        abi = getattr(llama_cpp.llama_cpp._lib, FUSED_ABI)
+    except (ImportError, AttributeError, OSError):
+        return False
+    abi.argtypes, abi.restype = [], ctypes.c_int
+    return int(abi()) >= 1 and not llama_cpp.llama_supports_gpu_offload()
 
 
 def _scratch_dir() -> Path:
@@ -130,12 +147,21 @@ class LlamaCppAdapterSlot:
         dtype: Dtype | Literal["auto"] = "auto",
         api: AdapterApi | None = None,
         in_place: bool = True,
+        layout: Layout | Literal["auto"] = "auto",
     ) -> None:
         self._llama = llama
         self._api = api or detect_api()
         self._in_place = in_place and api is None  # only through the real binding (see llamacpp_live)
         self._dtype_choice = dtype
         self._dtype: Dtype = "f16"
+        if layout == "auto":
+            layout = "fused" if api is None and fused_layout_available() else "standard"
+        elif layout == "fused" and api is None and not fused_layout_available():
+            raise BackendUnavailable(
+                "The installed llama.cpp cannot run fused adapters (it lacks bdc-assistant's patch): "
+                "reinstall it with `make install`."
+            )
+        self.layout: Layout = layout
         meta = self._meta = dict(getattr(llama, "metadata", {}) or {})
         self.arch = str(meta.get("general.architecture", ""))
         self.n_layers = int(meta.get(f"{self.arch}.block_count", 0) or 0)
@@ -178,6 +204,8 @@ class LlamaCppAdapterSlot:
         path = template_path(bundle, self.arch)
         if self._dtype != "f16":
             path = path.with_name(path.stem + f".{self._dtype}.gguf")
+        if self.layout == "fused":
+            path = path.with_name(path.stem + ".fused.gguf")
         template: AdapterTemplate | None = None
         if path.exists():
             try:
@@ -185,10 +213,11 @@ class LlamaCppAdapterSlot:
                 rows = {slot.shape[0] for slot in template.a_slots.values()}
                 if (
                     template.dtype != self._dtype
+                    or template.layout != self.layout
                     or template.b_dtype != self._dtype  # q8_0 templates from before lora_b was Q8_0
                     or len(template.a_slots) != bundle.n_layers * len(bundle.targets)
                     or template.rank != bundle.K * bundle.r  # 0: written before the rank was padded
-                    or rows != {padded_rank(bundle.K * bundle.r, self._dtype)}
+                    or rows != {padded_rank(bundle.K * bundle.r, self._dtype, self.layout)}
                 ):
                     template = None
             except (BundleError, KeyError, ValueError, IndexError):
@@ -202,6 +231,7 @@ class LlamaCppAdapterSlot:
                 n_kv_heads=self.n_kv_heads,
                 bundle_id=bundle.bundle_id,
                 dtype=self._dtype,
+                layout=self.layout,
             )
         self._templates[key] = template
         return template
@@ -226,7 +256,7 @@ class LlamaCppAdapterSlot:
         n_bytes = 4 * sum(cat.A[k].size + cat.B[k].size for k in cat.layer_modules())
         if n_bytes <= AUTO_F32_MAX_BYTES:
             return "f32"
-        return "q8_0" if q8_supported(cat) else "f16"
+        return "q8_0" if q8_supported(cat, self.layout) else "f16"
 
     # -- swapping -----------------------------------------------------------------------------------
 

@@ -251,3 +251,51 @@ def test_q8_template_pads_the_rank_to_one_block_and_quantizes_both_factors(loade
         got = read_adapter_delta(template.path, layer, module)
         assert rel(got, exact) < 2e-2
     assert write_template(bundle.cat, tmp_path / "f.gguf", dtype="f16", **kw).b_dtype == "f16"
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [("f32", 1e-6), ("f16", 2e-3), ("q8_0", 2e-2)])
+def test_fused_layout_stores_b_transposed_unpadded_and_patches_like_standard(
+    dtype, tol, loaded_bundles, tmp_path
+):
+    """The fused layout: lora_b as rows of B's columns (ggml [out, r]), the rank unpadded, the layout named in
+    the header; the per-query patch writes the same lora_a, so ΔW read back is B_cat·diag(g)·A_cat."""
+    import gguf
+
+    bundle = loaded_bundles["qwen2"]
+    rank = bundle.K * bundle.r
+    g = random_g(bundle, 5)
+    kw = dict(arch="qwen2", n_heads=4, n_kv_heads=2, bundle_id=bundle.bundle_id, dtype=dtype)
+    template = write_template(bundle.cat, tmp_path / "t.gguf", layout="fused", **kw)
+    assert template.layout == "fused" and template.rank == rank
+    assert gguf_adapter.padded_rank(rank, dtype, "fused") == rank
+    assert {slot.shape[0] for slot in template.a_slots.values()} == {rank}
+    tensors = {t.name: t for t in gguf.GGUFReader(str(template.path)).tensors}
+    for layer, module in bundle.cat.layer_modules():
+        b = tensors[f"{gguf_adapter.mods.gguf_weight_name(layer, module)}.lora_b"]
+        assert [int(n) for n in b.shape] == [bundle.cat.B[(layer, module)].shape[0], rank]  # ggml order
+    patched = template.private_copy(tmp_path / "p.gguf")
+    template.patch(patched, bundle.cat, g)
+    direct = write_template(bundle.cat, tmp_path / "d.gguf", layout="fused", g=g, **kw)
+    assert patched.read_bytes() == direct.path.read_bytes()
+    for layer, module in bundle.cat.layer_modules():
+        got = read_adapter_delta(patched, layer, module)
+        assert rel(got, bundle.cat.delta(g, layer, module)) <= tol, (layer, module)
+    standard = write_template(bundle.cat, tmp_path / "s.gguf", **kw)
+    assert standard.layout == "standard" and read_template(standard.path).layout == "standard"
+
+
+def test_a_template_in_an_unknown_layout_is_refused(loaded_bundles, tmp_path):
+    import gguf
+
+    bundle = loaded_bundles["qwen2"]
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(path), "qwen2")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf_adapter.BUNDLE_ID_KEY, bundle.bundle_id)
+    writer.add_string(gguf_adapter.LAYOUT_KEY, "spiral")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(BundleError, match="layout"):
+        read_template(path)

@@ -4,6 +4,11 @@ agreement 1.0. The negative controls (Llama q/k rows not permuted, Qwen2 q/k row
 Llama, g transposed, a missing expert scale) must fail the very same check — otherwise the check could not
 tell right from wrong.
 
+The ``fused`` layout (lora_b transposed, one graph node per adapted matrix: scripts/llama_patches) is checked
+the same way, both for a batch of tokens (A X as a ggml matmul, then the fused node) and token by token (one
+node does everything), where the installed llama.cpp carries the patch; a fused file without its layout key is
+refused by llama.cpp, the negative control of the transposed factor.
+
 Select with ``pytest -k parity``. For Gemma-3 most of the remaining difference is not the adapter: ggml's
 CPU GELU is an fp16 lookup table, which alone moves the tiny model's base logits by ~1.4e-3 (measured).
 """
@@ -17,8 +22,8 @@ import numpy as np
 import pytest
 
 from bdc_assistant.disen.compose import Customization, build_cat
-from bdc_assistant.disen.gguf_adapter import padded_rank, write_template
-from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot
+from bdc_assistant.disen.gguf_adapter import padded_rank, read_template, write_template
+from bdc_assistant.disen.llamacpp_adapter import LlamaCppAdapterSlot, fused_layout_available
 from bdc_assistant.disen.torch_apply import TorchMergeSlot
 
 from .conftest import llama_logits, load_torch, open_llama, random_g, token_ids, torch_logits
@@ -29,6 +34,10 @@ TOL = 2e-3
 # with lora_b still in f16)
 TOL_Q8_REL = 3e-2
 MIN_EFFECT = 0.3
+needs_fused = pytest.mark.skipif(
+    not fused_layout_available(), reason="the installed llama.cpp lacks bdc's fused-LoRA patch (make install)"
+)
+LAYOUTS = ["standard", pytest.param("fused", marks=needs_fused)]
 
 
 @dataclass
@@ -72,8 +81,10 @@ def _cpp_side(
     permute_qk: bool | None = None,
     cat: Any = None,
     dtype: str = "f16",
+    layout: str = "standard",
+    one_by_one: bool = False,
 ) -> np.ndarray:
-    slot = LlamaCppAdapterSlot(llm, dtype=dtype)
+    slot = LlamaCppAdapterSlot(llm, dtype=dtype, layout=layout)
     try:
         if cat is None and permute_qk is None:
             slot.apply(Customization.from_g(bundle, g))
@@ -88,9 +99,10 @@ def _cpp_side(
                 bundle_id=bundle.bundle_id,
                 dtype=dtype,
                 permute_qk=permute_qk,
+                layout=layout,
             )
             slot.apply_template(template, cat, g)
-        return llama_logits(llm, ids)
+        return llama_logits_one_by_one(llm, ids) if one_by_one else llama_logits(llm, ids)
     finally:
         slot.close()
 
@@ -107,9 +119,18 @@ def _check(
     )
 
 
+def llama_logits_one_by_one(llm: Any, ids: list[int]) -> np.ndarray:
+    """Logits with one ``llama_decode`` per token: the decode path, where the fused node does A x itself."""
+    llm.reset()
+    for token in ids:
+        llm.eval([token])
+    return np.array(llm.scores[: len(ids)], dtype=np.float64)
+
+
 @pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen2"])
 @pytest.mark.parametrize("dtype", ["f16", "f32", "q8_0"])
-def test_logit_parity(arch, dtype, runtimes, loaded_bundles, tiny_models, tmp_path):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_logit_parity(arch, dtype, layout, runtimes, loaded_bundles, tiny_models, tmp_path):
     model, llm = runtimes[arch]
     bundle = loaded_bundles[arch]
     ids = token_ids(tiny_models[arch].vocab_size, 24, seed=11)
@@ -117,12 +138,13 @@ def test_logit_parity(arch, dtype, runtimes, loaded_bundles, tiny_models, tmp_pa
     for seed in (1, 2):
         g = random_g(bundle, seed)
         base_t, cust_t = _torch_side(model, bundle, g, ids)
-        cust_c = _cpp_side(llm, bundle, g, ids, tmp_path, dtype=dtype)
+        one_by_one = layout == "fused" and seed == 2  # the decode path (one token per llama_decode)
+        cust_c = _cpp_side(llm, bundle, g, ids, tmp_path, dtype=dtype, layout=layout, one_by_one=one_by_one)
         if dtype == "q8_0":  # one of 24 positions may flip where torch's top two logits are ~0.01 apart
             check = _check(base_t, cust_t, cust_c, TOL_Q8_REL * float(np.abs(cust_t - base_t).max()), 0.95)
         else:
             check = _check(base_t, cust_t, cust_c)
-        print(f"{arch} {dtype} g#{seed}: {check}")
+        print(f"{arch} {dtype} {layout} g#{seed}{' one by one' if one_by_one else ''}: {check}")
         assert check.ok, check
     # after clearing, llama.cpp is back to the plain base exactly
     assert np.array_equal(llama_logits(llm, ids), base_c)
@@ -234,7 +256,7 @@ def test_a_template_in_an_older_layout_is_rewritten(dtype, runtimes, loaded_bund
 
     _, llm = runtimes["qwen2"]
     bundle = loaded_bundles["qwen2"]
-    slot = LlamaCppAdapterSlot(llm, dtype=dtype)
+    slot = LlamaCppAdapterSlot(llm, dtype=dtype, layout="standard")
     path = template_path(bundle, slot.arch)
     path = path.with_name(f"{path.stem}.{dtype}.gguf")
     writer = gguf.GGUFWriter(str(path), slot.arch)
@@ -258,3 +280,45 @@ def test_a_template_in_an_older_layout_is_rewritten(dtype, runtimes, loaded_bund
     finally:
         slot.close()
         path.unlink(missing_ok=True)
+
+
+@needs_fused
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_parity_fused_layout_ignored_by_mistake_fails(arch, runtimes, loaded_bundles, tiny_models, tmp_path):
+    """The negative control of the transposed factor: read as a standard LoRA (same bytes, the layout key
+    dropped), a fused file is refused by llama.cpp's shape check (B is never square here: out ≠ K·r)."""
+    import gguf
+
+    _, llm = runtimes[arch]
+    bundle = loaded_bundles[arch]
+    slot = LlamaCppAdapterSlot(llm, dtype="f32", layout="fused")
+    try:
+        template = write_template(
+            bundle.cat,
+            tmp_path / "fused.gguf",
+            arch=slot.arch,
+            n_heads=slot.n_heads,
+            n_kv_heads=slot.n_kv_heads,
+            bundle_id=bundle.bundle_id,
+            dtype="f32",
+            layout="fused",
+        )
+        reader = gguf.GGUFReader(str(template.path))
+        writer = gguf.GGUFWriter(str(tmp_path / "unmarked.gguf"), slot.arch)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_string("bdc.bundle_id", bundle.bundle_id)
+        writer.add_uint32("bdc.rank", bundle.K * bundle.r)
+        for t in reader.tensors:
+            writer.add_tensor(t.name, np.asarray(t.data), raw_shape=list(reversed([int(n) for n in t.shape])))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        assert read_template(tmp_path / "unmarked.gguf").layout == "standard" and template.layout == "fused"
+        assert not slot._api.init(slot._model_ptr(), str(tmp_path / "unmarked.gguf").encode())
+        handle = slot._api.init(slot._model_ptr(), str(template.path).encode())  # the marked file loads
+        assert handle
+        slot._api.free(handle)
+    finally:
+        slot.close()

@@ -59,3 +59,35 @@ def test_no_avx_on_a_cpu_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llama_build, "cpu_flags", lambda: {"sse4_2"})
     args = llama_build.cmake_args()
     assert "-DGGML_AVX=OFF" in args and "-DGGML_AVX2=OFF" in args and "-DGGML_FMA=OFF" in args
+
+
+def test_the_installed_build_carries_the_fused_lora_patch() -> None:
+    """`make install` builds the patched llama.cpp: the app's adapters then run fused (scripts/llama_patches)."""
+    from bdc_assistant.disen.llamacpp_adapter import fused_layout_available
+
+    assert fused_layout_available(), (
+        "the installed llama.cpp lacks bdc's fused-LoRA patch; run `make install`"
+    )
+
+
+def test_a_changed_patch_or_no_patch_is_another_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = "-DGGML_AVX2=ON"
+    patched = llama_build.build_id(flags)
+    assert flags in patched and llama_build.llama_patch.digest() in patched
+    wheels = llama_build.wheel_dir(flags)
+    monkeypatch.setattr(llama_build.llama_patch, "digest", lambda: "0" * 12)
+    assert llama_build.build_id(flags) != patched and llama_build.wheel_dir(flags) != wheels
+    monkeypatch.setenv("BDC_LLAMA_PATCH", "0")
+    assert llama_build.build_id(flags) == flags
+
+
+def test_the_patch_fails_loudly_on_a_llama_cpp_that_moved_on(tmp_path: Path) -> None:
+    import llama_patch
+
+    src = tmp_path / "llama_cpp_python-0.0.0" / "vendor" / "llama.cpp" / "src"
+    src.mkdir(parents=True)
+    for rel in {rel for rel, _, _ in llama_patch.EDITS}:
+        (src.parent / rel).write_text("// nothing this patch expects\n")
+    with pytest.raises(SystemExit, match="copies of the text to replace"):
+        llama_patch.apply(src.parents[2])
+    assert not (src / llama_patch.HEADER.name).exists()  # nothing half-applied
