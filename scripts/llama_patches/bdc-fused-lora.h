@@ -212,6 +212,23 @@ static void spin_barrier(spin_barrier_state * b, int nth) {
 }
 #endif
 
+// A node reads 2·rank short rows of the adapter (1–10 KB each), too short for the hardware prefetcher to ramp
+// up on: asking for all of this thread's bytes at the start overlaps their memory latencies.
+static inline void prefetch_rows(const ggml_tensor * t, int64_t j_begin, int64_t j_end, int64_t o0, int64_t o1) {
+#if defined(__GNUC__)
+    const size_t row_bytes = ggml_row_size(t->type, o1 - o0);
+    const size_t skip = ggml_row_size(t->type, o0);
+    for (int64_t j = j_begin; j < j_end; ++j) {
+        const char * row = (const char *) t->data + j * t->nb[1] + skip;
+        for (size_t i = 0; i < row_bytes; i += 64) {
+            __builtin_prefetch(row + i, 0, 3);
+        }
+    }
+#else
+    (void) t, (void) j_begin, (void) j_end, (void) o0, (void) o1;
+#endif
+}
+
 // h[j] = scale · A[j]·x for j in [j_begin, j_end).
 static void dots(const ggml_tensor * a, const float * x, float scale, float * h, int64_t j_begin, int64_t j_end, bool fast) {
 #ifdef BDC_X86_AVX2
@@ -266,7 +283,18 @@ static void apply(ggml_tensor * dst, int ith, int nth, float scale) {
     float h[BDC_FUSED_LORA_MAX_RANK];
     bool have_h = false;
 #ifdef BDC_SPIN
-    if (a && cols == 1 && nth > 1 && out >= rank) {
+    const bool split_h = a && cols == 1 && nth > 1 && out >= rank;
+#else
+    const bool split_h = false;
+#endif
+    if (a && cols == 1) {
+        prefetch_rows(a, split_h ? rank * ith / nth : 0, split_h ? rank * (ith + 1) / nth : rank, 0, a->ne[0]);
+    }
+    if (o0 < o1) {
+        prefetch_rows(bt, 0, rank, o0, o1);
+    }
+#ifdef BDC_SPIN
+    if (split_h) {
         float * shared = (float *) dst->data;
         dots(a, (const float *) inp->data, scale, shared, rank * ith / nth, rank * (ith + 1) / nth, fast);
         spin_barrier(barrier_of(dst), nth);
