@@ -322,3 +322,31 @@ def test_parity_fused_layout_ignored_by_mistake_fails(arch, runtimes, loaded_bun
         slot._api.free(handle)
     finally:
         slot.close()
+
+
+@needs_fused
+def test_fused_decode_is_the_same_with_one_two_or_three_threads(loaded_bundles, tiny_models, tmp_path):
+    """One decoded token per call: the threads split h between them and meet inside the node. Any thread
+    count (three share 12 rank rows unevenly; more threads than this CI box has cores) gives the same logits."""
+    from llama_cpp import Llama
+
+    bundle = loaded_bundles["qwen2"]
+    ids = token_ids(tiny_models["qwen2"].vocab_size, 16, seed=5)
+    g = random_g(bundle, 4)
+    got = {}
+    for threads in (1, 2, 3):
+        llm = Llama(
+            model_path=str(tiny_models["qwen2"].gguf_path), n_ctx=64, n_threads=threads, n_threads_batch=threads,
+            logits_all=True, verbose=False, type_k=0, type_v=0, seed=0,
+        )  # fmt: skip
+        slot = LlamaCppAdapterSlot(llm, dtype="q8_0", layout="fused")
+        try:
+            slot.apply(Customization.from_g(bundle, g))
+            got[threads] = llama_logits_one_by_one(llm, ids)
+            slot.clear()
+            base = llama_logits_one_by_one(llm, ids)
+        finally:
+            slot.close()
+            llm.close()
+        assert np.abs(got[threads] - base).max() >= MIN_EFFECT  # the adapter is really on
+    assert np.abs(got[2] - got[1]).max() <= 1e-4 and np.abs(got[3] - got[1]).max() <= 1e-4
