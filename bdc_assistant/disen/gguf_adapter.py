@@ -346,6 +346,16 @@ def write_template(
     return read_template(path, expect_bundle_id=bundle_id)
 
 
+def _layout_of(reader: Any, path: Path) -> Layout:
+    """The layout an adapter file says it has (no key: standard); one this version does not know is refused."""
+    field = reader.fields.get(LAYOUT_KEY)
+    if field is None:
+        return "standard"
+    if bytes(field.parts[field.data[0]]).decode() != "fused":
+        raise BundleError(f"The adapter template {path} has a layout this version cannot read.")
+    return "fused"
+
+
 def read_template(path: Path, *, expect_bundle_id: str | None = None) -> AdapterTemplate:
     """Index an existing template (offsets of every ``lora_a``); refuse one made for another bundle."""
     import gguf
@@ -369,12 +379,7 @@ def read_template(path: Path, *, expect_bundle_id: str | None = None) -> Adapter
         gguf.GGMLQuantizationType.F16: "f16",
         gguf.GGMLQuantizationType.Q8_0: "q8_0",
     }
-    layout_field = reader.fields.get(LAYOUT_KEY)
-    layout: Layout = "standard"
-    if layout_field is not None:
-        if bytes(layout_field.parts[layout_field.data[0]]).decode() != "fused":
-            raise BundleError(f"The adapter template {path} has a layout this version cannot read.")
-        layout = "fused"
+    layout = _layout_of(reader, path)
     b_types = set()
     for t in reader.tensors:
         if t.name.endswith(".lora_b"):
@@ -417,8 +422,7 @@ def read_adapter_delta(
     a_t, b_t = tensors[name + ".lora_a"], tensors[name + ".lora_b"]
     a = np.asarray(gguf.quants.dequantize(a_t.data, a_t.tensor_type), np.float64)
     b = np.asarray(gguf.quants.dequantize(b_t.data, b_t.tensor_type), np.float64)
-    layout = reader.fields.get(LAYOUT_KEY)
-    if layout is not None and bytes(layout.parts[layout.data[0]]).decode() == "fused":
+    if _layout_of(reader, path) == "fused":
         b = b.T  # stored as rows of B's columns
     permuted = reader.fields.get(PERMUTED_KEY)
     if permuted is not None and bool(permuted.parts[permuted.data[0]][0]) and module in ("q_proj", "k_proj"):
