@@ -11,7 +11,8 @@ benchmark also fed the bootstrap.
 The report shows the ``strict`` mode (all tests scored, call-based problems supported; every row with the
 paired-bootstrap CI of its difference from the base) and the paper's private-only mode side by side (it drops
 problems with fewer than two tests: 95 of HumanEval's 164); both are in the JSON. Below the tables, the
-report measures whether the gates depend on the input at all (:mod:`.routing`).
+report answers the issue's question in one sentence — does DisenLoRA beat the base and every static row on
+each set? (:mod:`.verdict`) — and measures whether the gates depend on the input at all (:mod:`.routing`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bdc_assistant.types import Problem
 
 from . import artifacts as art
 from . import routing as routing_mod
+from . import verdict as verdict_mod
 
 if TYPE_CHECKING:
     from bdc_assistant.config import Settings
@@ -322,16 +324,18 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
         f"backend {cfg.evaluate.backend}, K={art.assignments(ctx)['k']}, r={cfg.lora.r}"
     )
     routing = routing_section(ctx, results, datasets)
-    md = markdown(tab, title) + "\n" + routing_mod.markdown(routing)
+    claim = verdict_mod.verdict(results, base=BASE_ROW)
+    md = markdown(tab, title) + "\n" + verdict_mod.markdown(claim) + "\n" + routing_mod.markdown(routing)
     (ctx.dir("evaluate") / "report.md").write_text(md)
     (ctx.dir("evaluate") / "report.json").write_text(
-        json.dumps({"title": title, **tab, "routing": routing}, indent=2)
+        json.dumps({"title": title, **tab, "verdict": claim, "routing": routing}, indent=2)
     )
     print(md)
     summary = tab["rows"].get("DisenLoRA", {}).get("overall")
     return {
         "table": tab,
         "summary": summary,
+        "verdict": claim,
         "routing": routing,
         "excluded_trained_problems": excluded,
         "problems": {k: len(v) for k, v in datasets.items()},

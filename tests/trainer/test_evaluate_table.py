@@ -134,3 +134,53 @@ def test_answers_are_cached_per_bundle_content(tmp_path) -> None:
     )
     assert all(len(res[label]["humaneval"]) == 3 for label, _ in rows)
     assert row_key(None) == "base" and row_key(rows[1][1]) != row_key(rows[2][1])
+
+
+def _rows(pattern: str, group: str = "mbpp-val") -> dict:
+    """One row's records from a string of 1 (solved) / 0 (failed), problem i = character i."""
+    ok, bad = ["pass", "pass"], ["pass", "wrong"]
+    return {group: [_rec(str(i), ok if c == "1" else bad) for i, c in enumerate(pattern)]}
+
+
+def test_verdict_is_met_only_when_disenlora_beats_the_base_and_every_static_row() -> None:
+    from trainer.verdict import markdown as verdict_md
+    from trainer.verdict import verdict
+
+    base, disen = "1100000000", "1111000000"
+    v = verdict(
+        {"w/o tuning": _rows(base), "TIES": _rows("1110000000"), "DisenLoRA": _rows(disen)}, base="w/o tuning"
+    )
+    s = v["sets"]["mbpp-val"]
+    assert v["met"] is True and s["met"] and s["rows_ahead"] == []
+    assert (s["solved"], s["vs_base"]["solved"], s["vs_base"]["diff"]) == (4, 2, 20.0)
+    assert s["vs_rows"]["TIES"]["diff"] == 10.0
+    assert not s["significant"] and "inside the noise on mbpp-val" in v["sentence"]
+
+    # a static row ahead of DisenLoRA fails the claim even though DisenLoRA beats the base
+    v = verdict(
+        {"w/o tuning": _rows(base), "SFT on all": _rows("1111100000"), "DisenLoRA": _rows(disen)},
+        base="w/o tuning",
+    )
+    assert v["met"] is False and v["sets"]["mbpp-val"]["rows_ahead"] == ["SFT on all"]
+    assert v["sentence"].startswith("Not met") and "behind SFT on all" in v["sentence"]
+    assert "| SFT on all | 5 | -10.00 [" in verdict_md(v)
+
+    # a tie with the base is not a gain; every set has to hold, not the pooled one
+    both = {
+        "w/o tuning": {**_rows(base), **_rows("10", "codecontests-val-easy")},
+        "DisenLoRA": {**_rows(disen), **_rows("10", "codecontests-val-easy")},
+    }
+    v = verdict(both, base="w/o tuning")
+    assert v["sets"]["mbpp-val"]["met"] and not v["sets"]["codecontests-val-easy"]["met"]
+    assert v["met"] is False and "codecontests-val-easy: 1 vs the base's 1 of 2" in v["sentence"]
+
+
+def test_verdict_needs_both_rows_on_the_same_problems() -> None:
+    from trainer.verdict import verdict
+
+    assert verdict({"DisenLoRA": _rows("1")}, base="w/o tuning")["met"] is None
+    # a row answered on other problems is left out of the comparison rather than paired wrongly
+    v = verdict(
+        {"w/o tuning": _rows("10"), "TIES": _rows("111"), "DisenLoRA": _rows("11")}, base="w/o tuning"
+    )
+    assert v["met"] is True and "TIES" not in v["sets"]["mbpp-val"]["vs_rows"]

@@ -1,0 +1,120 @@
+"""Does the DisenLoRA row earn its place? The report's answer, per evaluated set, in numbers.
+
+The claim a trained bundle has to support (the paper's Table 2, and what ``bdc retrain`` needs before it
+switches) is: on held-out problems DisenLoRA solves more than the untuned base *and* no fewer than every
+static row (SFT on all, SFT per cluster, TIES, DARE, TWIN). This module checks exactly that on the harness
+records of the ``evaluate`` stage, set by set, and gives every difference its paired-bootstrap 95 % interval,
+so a report that does not support the claim says so in one sentence instead of leaving it to the reader.
+
+"More" is the point estimate (one problem more counts); whether the gain over the base is also outside the
+noise is reported beside it (``significant``: the interval's lower end is above 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CANDIDATE = "DisenLoRA"
+
+
+def verdict(
+    results: dict[str, dict[str, list[dict[str, Any]]]], *, base: str, candidate: str = CANDIDATE
+) -> dict[str, Any]:
+    """{"sets": {group: {...}}, "met": bool | None, "sentence": str} from ``{row: {group: [records]}}``.
+
+    ``met`` is None when the table has no base or no candidate row (nothing to decide)."""
+    from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95, record_passed
+
+    if base not in results or candidate not in results:
+        return {
+            "sets": {},
+            "met": None,
+            "sentence": f"No verdict: the table has no {base!r} or {candidate!r} row.",
+        }
+    groups = [g for g in results[candidate] if results[base].get(g)]
+    sets: dict[str, Any] = {}
+    for g in groups:
+        ids = [rec["id"] for rec in results[candidate][g]]
+
+        def solved(row: str, g: str = g, ids: list[str] = ids) -> list[bool] | None:
+            by_id = {rec["id"]: rec for rec in results[row].get(g, [])}
+            if set(by_id) != set(ids):
+                return None  # not answered on the same problems: no paired comparison
+            return [bool(record_passed(by_id[i])) for i in ids]
+
+        mine = solved(candidate)
+        assert mine is not None
+        n = len(mine)
+
+        def compare(other: list[bool], mine: list[bool] = mine, n: int = n) -> dict[str, Any]:
+            lo, hi = paired_bootstrap_ci95(other, mine)
+            return {
+                "solved": sum(other),
+                "diff": round(100.0 * (sum(mine) - sum(other)) / n, 2),
+                "ci95": [lo, hi],
+            }
+
+        base_solved = solved(base)
+        if base_solved is None:
+            continue
+        vs_base = compare(base_solved)
+        vs_rows = {}
+        for row in results:
+            if row in (base, candidate):
+                continue
+            theirs = solved(row)
+            if theirs is not None:
+                vs_rows[row] = compare(theirs)
+        ahead = [row for row, c in vs_rows.items() if c["diff"] < 0]
+        beats_base = vs_base["diff"] > 0
+        sets[g] = {
+            "n": n,
+            "solved": sum(mine),
+            "vs_base": vs_base,
+            "vs_rows": vs_rows,
+            "beats_base": beats_base,
+            "significant": vs_base["ci95"][0] > 0,
+            "rows_ahead": ahead,
+            "met": beats_base and not ahead,
+        }
+    met = bool(sets) and all(s["met"] for s in sets.values())
+    return {"sets": sets, "met": met if sets else None, "sentence": _sentence(sets, met, candidate)}
+
+
+def _sentence(sets: dict[str, Any], met: bool, candidate: str) -> str:
+    if not sets:
+        return f"No verdict: {candidate} and the base were not answered on the same problems."
+    if met:
+        weak = [g for g, s in sets.items() if not s["significant"]]
+        tail = f" (the gain over the base is inside the noise on {', '.join(weak)})" if weak else ""
+        return f"Met: {candidate} beats the base and every static row on every evaluated set{tail}."
+    reasons = []
+    for g, s in sets.items():
+        if s["met"]:
+            continue
+        why = []
+        if not s["beats_base"]:
+            d = s["vs_base"]
+            why.append(f"{s['solved']} vs the base's {d['solved']} of {s['n']}")
+        if s["rows_ahead"]:
+            why.append("behind " + ", ".join(s["rows_ahead"]))
+        reasons.append(f"{g}: " + "; ".join(why))
+    return f"Not met: {candidate} does not beat the base and every static row ({' · '.join(reasons)})."
+
+
+def markdown(v: dict[str, Any], candidate: str = CANDIDATE) -> str:
+    """The report's verdict section: the sentence, then per set the candidate against every row."""
+    lines = [f"### Does {candidate} beat the base and every static row?", "", f"**{v['sentence']}**", ""]
+    for g, s in v["sets"].items():
+        lines += [
+            f"{g} ({s['n']} problems, {candidate} solves {s['solved']}):",
+            "",
+            f"| against | solved | {candidate} − row, points [paired 95% CI] |",
+            "|---|---|---|",
+        ]
+        for row, c in [("w/o tuning (base)", s["vs_base"]), *s["vs_rows"].items()]:
+            lines.append(
+                f"| {row} | {c['solved']} | {c['diff']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] |"
+            )
+        lines.append("")
+    return "\n".join(lines)
