@@ -76,7 +76,9 @@ def test_smoke_config_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "On the 2 evaluated problems" in md
     # the report answers the question per set, with the claim's sentence (random weights: any answer)
     assert report["verdict"]["met"] in (True, False) and report["verdict"]["sets"]
-    assert "### Does DisenLoRA beat the base and every static row?" in md and report["verdict"]["sentence"] in md
+    assert (
+        "### Does DisenLoRA beat the base and every static row?" in md and report["verdict"]["sentence"] in md
+    )
     twin = load_bundle(out / "baselines" / "twin" / "bundle")
     assert k == twin.K and twin.manifest["hypernet"]["kind"] == "twin-router"
 
