@@ -89,6 +89,20 @@ def _verdict_word(text: str) -> str:
     return toks[0].upper() if toks else ""
 
 
+def _after_yes(exp: str, out: str) -> bool | list[int]:
+    """The integers after a "YES" answer, to be checked by the caller; or the verdict itself.
+
+    A verdict that differs from the expected one is wrong, and a matching "NO" is right only
+    when nothing follows it.
+    """
+    word = _verdict_word(out)
+    if word != _verdict_word(exp):
+        return False
+    if word == "NO":
+        return len(out.split()) == 1
+    return _ints(" ".join(out.split()[1:]))
+
+
 @_cc("27_b_tournament_1914")
 def _tournament(inp: str, exp: str, out: str) -> bool:
     nums = _ints(inp)
@@ -137,12 +151,9 @@ def _coloring_edges(inp: str, exp: str, out: str) -> bool:
 @_cc("862_c_mahmoud_and_ehab_and_the_xor_2355")
 def _xor_set(inp: str, exp: str, out: str) -> bool:
     n, x = _ints(inp)[:2]
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    vals = _ints(" ".join(out.split()[1:]))
+    vals = _after_yes(exp, out)
+    if isinstance(vals, bool):
+        return vals
     acc = 0
     for v in vals:
         acc ^= v
@@ -191,12 +202,9 @@ def _constellation(inp: str, exp: str, out: str) -> bool:
 def _ksenia(inp: str, exp: str, out: str) -> bool:
     nums = _ints(inp)
     n, a = nums[0], nums[1:]
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    rest = _ints(" ".join(out.split()[1:]))
+    rest = _after_yes(exp, out)
+    if isinstance(rest, bool):
+        return rest
     m, ops = rest[0], rest[1:]
     if not 0 <= m <= n or len(ops) != 3 * m:
         return False
@@ -213,12 +221,9 @@ def _ksenia(inp: str, exp: str, out: str) -> bool:
 def _triple_flips(inp: str, exp: str, out: str) -> bool:
     nums = _ints(inp)
     n, a = nums[0], nums[1:]
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    rest = _ints(" ".join(out.split()[1:]))
+    rest = _after_yes(exp, out)
+    if isinstance(rest, bool):
+        return rest
     m, ops = rest[0], rest[1:]
     if not 0 <= m <= n // 3 + 12 or len(ops) != 3 * m:
         return False
@@ -243,12 +248,9 @@ def _parallelogram(inp: str, exp: str, out: str) -> bool:
 @_cc("407_a_triangle_11184")
 def _triangle(inp: str, exp: str, out: str) -> bool:
     a, b = _ints(inp)[:2]
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    c = _ints(" ".join(out.split()[1:]))
+    c = _after_yes(exp, out)
+    if isinstance(c, bool):
+        return c
     if len(c) != 6 or any(abs(v) > 10**9 for v in c):
         return False
     pts = [(c[0], c[1]), (c[2], c[3]), (c[4], c[5])]
@@ -288,12 +290,9 @@ def _repair_string(inp: str, exp: str, out: str) -> bool:
 def _big_secret(inp: str, exp: str, out: str) -> bool:
     nums = _ints(inp)
     n, b = nums[0], nums[1:]
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    perm = _ints(" ".join(out.split()[1:]))
+    perm = _after_yes(exp, out)
+    if isinstance(perm, bool):
+        return perm
     if len(perm) != n or sorted(perm) != sorted(b):
         return False
     acc, prev = 0, -1
@@ -309,12 +308,9 @@ def _big_secret(inp: str, exp: str, out: str) -> bool:
 def _destroy_tree(inp: str, exp: str, out: str) -> bool:
     nums = _ints(inp)
     n, p = nums[0], nums[1:]
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    order = _ints(" ".join(out.split()[1:]))
+    order = _after_yes(exp, out)
+    if isinstance(order, bool):
+        return order
     if sorted(order) != list(range(1, n + 1)):
         return False
     adj: list[set[int]] = [set() for _ in range(n + 1)]
@@ -334,12 +330,9 @@ def _destroy_tree(inp: str, exp: str, out: str) -> bool:
 @_cc("464_b_restore_cube__2130")
 def _restore_cube(inp: str, exp: str, out: str) -> bool:
     rows = [sorted(_ints(line)) for line in inp.strip().splitlines()]
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    vals = _ints(" ".join(out.split()[1:]))
+    vals = _after_yes(exp, out)
+    if isinstance(vals, bool):
+        return vals
     if len(vals) != 24:
         return False
     pts = [tuple(vals[3 * i : 3 * i + 3]) for i in range(8)]
@@ -357,12 +350,9 @@ def _tree_reconstruction(inp: str, exp: str, out: str) -> bool:
     nums = _ints(inp)
     n = nums[0]
     want = sorted(tuple(sorted(nums[1 + 2 * i : 3 + 2 * i])) for i in range(n - 1))
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    e = _ints(" ".join(out.split()[1:]))
+    e = _after_yes(exp, out)
+    if isinstance(e, bool):
+        return e
     if len(e) != 2 * (n - 1):
         return False
     edges = [(e[2 * i], e[2 * i + 1]) for i in range(n - 1)]
@@ -460,12 +450,9 @@ def _complete_graph(inp: str, exp: str, out: str) -> bool:
     for i in range(m):
         u, v, w = nums[5 + 3 * i : 8 + 3 * i]
         edges[frozenset((u, v))] = w
-    word = _verdict_word(out)
-    if word != _verdict_word(exp):
-        return False
-    if word == "NO":
-        return len(out.split()) == 1
-    vals = _ints(" ".join(out.split()[1:]))
+    vals = _after_yes(exp, out)
+    if isinstance(vals, bool):
+        return vals
     if len(vals) != 3 * m:
         return False
     adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
