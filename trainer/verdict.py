@@ -20,55 +20,33 @@ CANDIDATE = "DisenLoRA"
 def verdict(
     results: dict[str, dict[str, list[dict[str, Any]]]], *, base: str, candidate: str = CANDIDATE
 ) -> dict[str, Any]:
-    """{"sets": {group: {...}}, "met": bool | None, "sentence": str} from ``{row: {group: [records]}}``.
+    """{"base": str, "sets": {group: {...}}, "met": bool | None, "sentence": str} from ``{row: {group: [records]}}``.
 
     ``met`` is None when the table has no base or no candidate row (nothing to decide)."""
-    from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95, record_passed
-
     if base not in results or candidate not in results:
         return {
+            "base": base,
             "sets": {},
             "met": None,
             "sentence": f"No verdict: the table has no {base!r} or {candidate!r} row.",
         }
-    groups = [g for g in results[candidate] if results[base].get(g)]
     sets: dict[str, Any] = {}
-    for g in groups:
+    for g in (g for g in results[candidate] if results[base].get(g)):
         ids = [rec["id"] for rec in results[candidate][g]]
-
-        def solved(row: str, g: str = g, ids: list[str] = ids) -> list[bool] | None:
-            by_id = {rec["id"]: rec for rec in results[row].get(g, [])}
-            if set(by_id) != set(ids):
-                return None  # not answered on the same problems: no paired comparison
-            return [bool(record_passed(by_id[i])) for i in ids]
-
-        mine = solved(candidate)
-        assert mine is not None
-        n = len(mine)
-
-        def compare(other: list[bool], mine: list[bool] = mine, n: int = n) -> dict[str, Any]:
-            lo, hi = paired_bootstrap_ci95(other, mine)
-            return {
-                "solved": sum(other),
-                "diff": round(100.0 * (sum(mine) - sum(other)) / n, 2),
-                "ci95": [lo, hi],
-            }
-
-        base_solved = solved(base)
-        if base_solved is None:
+        mine = _outcomes(results[candidate][g], ids)
+        base_solved = _outcomes(results[base][g], ids)
+        if mine is None or base_solved is None:
             continue
-        vs_base = compare(base_solved)
+        vs_base = _compare(base_solved, mine)
         vs_rows = {}
-        for row in results:
-            if row in (base, candidate):
-                continue
-            theirs = solved(row)
+        for row, per in results.items():
+            theirs = None if row in (base, candidate) else _outcomes(per.get(g, []), ids)
             if theirs is not None:
-                vs_rows[row] = compare(theirs)
+                vs_rows[row] = _compare(theirs, mine)
         ahead = [row for row, c in vs_rows.items() if c["diff"] < 0]
         beats_base = vs_base["diff"] > 0
         sets[g] = {
-            "n": n,
+            "n": len(mine),
             "solved": sum(mine),
             "vs_base": vs_base,
             "vs_rows": vs_rows,
@@ -78,7 +56,35 @@ def verdict(
             "met": beats_base and not ahead,
         }
     met = bool(sets) and all(s["met"] for s in sets.values())
-    return {"sets": sets, "met": met if sets else None, "sentence": _sentence(sets, met, candidate)}
+    return {
+        "base": base,
+        "sets": sets,
+        "met": met if sets else None,
+        "sentence": _sentence(sets, met, candidate),
+    }
+
+
+def _outcomes(records: list[dict[str, Any]], ids: list[str]) -> list[bool] | None:
+    """Solved or not per problem, in the order of ``ids``; None when the records answer other problems
+    (such a row is left out rather than paired wrongly)."""
+    from bdc_assistant.evaluation.metrics import record_passed
+
+    by_id = {rec["id"]: rec for rec in records}
+    if set(by_id) != set(ids):
+        return None
+    return [bool(record_passed(by_id[i])) for i in ids]
+
+
+def _compare(other: list[bool], mine: list[bool]) -> dict[str, Any]:
+    """The candidate (``mine``) against one row on the same problems: points ahead, with the paired CI."""
+    from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95
+
+    lo, hi = paired_bootstrap_ci95(other, mine)
+    return {
+        "solved": sum(other),
+        "diff": round(100.0 * (sum(mine) - sum(other)) / len(mine), 2),
+        "ci95": [lo, hi],
+    }
 
 
 def _sentence(sets: dict[str, Any], met: bool, candidate: str) -> str:
@@ -112,7 +118,7 @@ def markdown(v: dict[str, Any], candidate: str = CANDIDATE) -> str:
             f"| against | solved | {candidate} − row, points [paired 95% CI] |",
             "|---|---|---|",
         ]
-        for row, c in [("w/o tuning (base)", s["vs_base"]), *s["vs_rows"].items()]:
+        for row, c in [(f"{v['base']} (base)", s["vs_base"]), *s["vs_rows"].items()]:
             lines.append(
                 f"| {row} | {c['solved']} | {c['diff']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] |"
             )
