@@ -111,7 +111,7 @@ def evaluate_methods(
 
 def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """{"columns": [...groups, "overall"], "rows": {method: {group: {pr, ac, n, paper_compat}}}}."""
-    from bdc_assistant.evaluation.metrics import compute, paired_bootstrap_ci95, record_passed
+    from bdc_assistant.evaluation.metrics import compute, paired_bootstrap_ci95
 
     groups: list[str] = []
     for per in results.values():
@@ -143,11 +143,17 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
         rows[method] = row
     base = results.get(BASE_ROW)
     if base is not None:
-        base_solved = [bool(record_passed(rec)) for g in groups for rec in base.get(g, [])]
+        # Paired by problem id within each set (not by position): a row that answered other problems, or the
+        # same ones in another order, is either left without a difference or paired correctly.
+        ids = {g: [rec["id"] for rec in base.get(g, [])] for g in groups}
+        base_solved = [ok for g in groups for ok in verdict_mod.outcomes_by_id(base.get(g, []), ids[g]) or []]
         for method, per in results.items():
-            mine = [bool(record_passed(rec)) for g in groups for rec in per.get(g, [])]
-            if method == BASE_ROW or len(mine) != len(base_solved) or not mine:
+            if method == BASE_ROW or not base_solved:
                 continue
+            per_set = [verdict_mod.outcomes_by_id(per.get(g, []), ids[g]) for g in groups]
+            if any(o is None for o in per_set):
+                continue
+            mine = [ok for o in per_set for ok in o or []]
             lo, hi = paired_bootstrap_ci95(base_solved, mine)
             rows[method]["overall"]["vs_base"] = {
                 "ac_diff": round(100.0 * (sum(mine) - sum(base_solved)) / len(mine), 2),

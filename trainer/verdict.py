@@ -33,14 +33,14 @@ def verdict(
     sets: dict[str, Any] = {}
     for g in (g for g in results[candidate] if results[base].get(g)):
         ids = [rec["id"] for rec in results[candidate][g]]
-        mine = _outcomes(results[candidate][g], ids)
-        base_solved = _outcomes(results[base][g], ids)
+        mine = outcomes_by_id(results[candidate][g], ids)
+        base_solved = outcomes_by_id(results[base][g], ids)
         if mine is None or base_solved is None:
             continue
         vs_base = _compare(base_solved, mine)
         vs_rows = {}
         for row, per in results.items():
-            theirs = None if row in (base, candidate) else _outcomes(per.get(g, []), ids)
+            theirs = None if row in (base, candidate) else outcomes_by_id(per.get(g, []), ids)
             if theirs is not None:
                 vs_rows[row] = _compare(theirs, mine)
         ahead = [row for row, c in vs_rows.items() if c["diff"] < 0]
@@ -64,7 +64,7 @@ def verdict(
     }
 
 
-def _outcomes(records: list[dict[str, Any]], ids: list[str]) -> list[bool] | None:
+def outcomes_by_id(records: list[dict[str, Any]], ids: list[str]) -> list[bool] | None:
     """Solved or not per problem, in the order of ``ids``; None when the records answer other problems
     (such a row is left out rather than paired wrongly)."""
     from bdc_assistant.evaluation.metrics import record_passed

@@ -65,6 +65,23 @@ def test_every_row_carries_its_paired_difference_from_the_base() -> None:
     assert "an interval that contains 0 is not a difference" in md
 
 
+def test_the_difference_from_the_base_pairs_problems_by_id_not_by_position() -> None:
+    ok, bad = ["pass", "pass"], ["pass", "wrong"]
+    base = [_rec(str(i), ok if i < 3 else bad) for i in range(6)]  # solves 0, 1, 2
+    same_reversed = list(reversed(base))
+    other_problems = [_rec(str(i + 100), ok) for i in range(6)]
+    tab = table(
+        {
+            "w/o tuning": {"mbpp-val": base},
+            "Reversed": {"mbpp-val": same_reversed},
+            "Elsewhere": {"mbpp-val": other_problems},
+        }
+    )
+    # paired by position, the reversed row would disagree with the base on every problem
+    assert tab["rows"]["Reversed"]["overall"]["vs_base"]["ci95"] == [0.0, 0.0]
+    assert "vs_base" not in tab["rows"]["Elsewhere"]["overall"]  # nothing to pair with: no difference claimed
+
+
 def test_answers_are_cached_per_bundle_content(tmp_path) -> None:
     """Retraining one row's bundle re-answers that row only; unchanged rows and raised limits reuse answers."""
     import json
