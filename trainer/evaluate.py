@@ -111,7 +111,7 @@ def evaluate_methods(
 
 def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """{"columns": [...groups, "overall"], "rows": {method: {group: {pr, ac, n, paper_compat}}}}."""
-    from bdc_assistant.evaluation.metrics import compute, paired_bootstrap_ci95
+    from bdc_assistant.evaluation.metrics import compute
 
     groups: list[str] = []
     for per in results.values():
@@ -154,12 +154,12 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
             if any(o is None for o in per_set):
                 continue
             mine = [ok for o in per_set for ok in o or []]
-            lo, hi = paired_bootstrap_ci95(base_solved, mine)
+            d = verdict_mod.paired_difference(base_solved, mine)
             rows[method]["overall"]["vs_base"] = {
-                "ac_diff": round(100.0 * (sum(mine) - sum(base_solved)) / len(mine), 2),
-                "ci95": [lo, hi],
+                "ac_diff": d["diff"],
+                "ci95": d["ci95"],
                 "solved": sum(mine),
-                "base_solved": sum(base_solved),
+                "base_solved": d["solved"],
                 "n": len(mine),
             }
     return {"columns": [*groups, "overall"], "rows": rows, "mode": "strict"}

@@ -37,12 +37,12 @@ def verdict(
         base_solved = outcomes_by_id(results[base][g], ids)
         if mine is None or base_solved is None:
             continue
-        vs_base = _compare(base_solved, mine)
+        vs_base = paired_difference(base_solved, mine)
         vs_rows = {}
         for row, per in results.items():
             theirs = None if row in (base, candidate) else outcomes_by_id(per.get(g, []), ids)
             if theirs is not None:
-                vs_rows[row] = _compare(theirs, mine)
+                vs_rows[row] = paired_difference(theirs, mine)
         ahead = [row for row, c in vs_rows.items() if c["diff"] < 0]
         beats_base = vs_base["diff"] > 0
         sets[g] = {
@@ -75,7 +75,7 @@ def outcomes_by_id(records: list[dict[str, Any]], ids: list[str]) -> list[bool] 
     return [bool(record_passed(by_id[i])) for i in ids]
 
 
-def _compare(other: list[bool], mine: list[bool]) -> dict[str, Any]:
+def paired_difference(other: list[bool], mine: list[bool]) -> dict[str, Any]:
     """The candidate (``mine``) against one row on the same problems: points ahead, with the paired CI."""
     from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95
 
