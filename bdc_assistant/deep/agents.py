@@ -439,11 +439,7 @@ class LLMTeam:
         return _with_starter(code, state.problem)
 
     def summarise(self, critic: str, state: State, code: str, failures: Sequence[Failure], trace: str) -> str:
-        fails = "\n".join(
-            f"- input: {f.input[:300]!r}\n  expected: {f.expected[:300]!r}\n  got: {f.got[:300]!r} ({f.status})"
-            + (f"\n  error: {f.detail[-300:]}" if f.detail else "")
-            for f in failures
-        )
+        fails = render_failures(failures)
         values = dict(
             problem=state.problem.statement,
             thoughts=render_thoughts(state.thoughts),

@@ -26,9 +26,9 @@ def evaluation_from(verdicts: Sequence[Verdict], tests: Sequence[TestCase]) -> E
                     index=i,
                     input=t.input,
                     expected=t.output,
-                    got=v.stdout[:2000],
+                    got=tracing.without_addresses(v.stdout[:4000])[:2000],
                     status=str(v.status),
-                    detail=(v.detail or v.stderr[-1000:])[:1000],
+                    detail=tracing.without_addresses(v.detail or v.stderr[-1000:])[:1000],
                 )
             )
     n = max(len(verdicts), 1)
@@ -58,7 +58,8 @@ class SandboxEvaluator:
         program, stdin = tracing.traced_program(code, test)
         verdict = self.sandbox.run(program, stdin=stdin, timeout_s=(self.timeout_s or 4.0) * 3)
         source = code if test.kind == "stdio" else code.rstrip("\n") + "\n\n" + test.input + "\n"
-        return tracing.render(tracing.parse(verdict.stderr), source) or f"(no trace: {verdict.status})"
+        rendered = tracing.render(tracing.parse(verdict.stderr), source)
+        return tracing.without_addresses(rendered) or f"(no trace: {verdict.status})"
 
     def probe(self, code: str, inputs: Sequence[str]) -> tuple[str, ...]:
         """One behaviour string per input (:func:`.pick.behaviour`), each from one sandboxed run: stdio
@@ -71,5 +72,7 @@ class SandboxEvaluator:
                 )
             else:
                 verdict = self.sandbox.run(code, stdin=inp, timeout_s=self.timeout_s)
-            out.append(behaviour(verdict.passed, str(verdict.status), verdict.stdout))
+            out.append(
+                behaviour(verdict.passed, str(verdict.status), tracing.without_addresses(verdict.stdout))
+            )
         return tuple(out)

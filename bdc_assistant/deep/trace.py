@@ -5,18 +5,33 @@ sandbox* like any other program. Consecutive executed lines form a basic block; 
 ends it, and the block's local variables are snapshotted there. Only the first 5 and last 5 blocks are
 kept (LDB's budget), each with its source lines and up to 12 variables (reprs cut to 80 chars). The
 tracer prints one JSON record to stderr after a marker; :func:`render` turns it into prompt text.
+
+Object addresses (``<list_iterator object at 0x7f…>``) are masked before a repr is cut: they change from
+one run to the next, and a prompt that carries one is a new prompt each time, so a resumed benchmark
+could not replay it from the response cache (:func:`without_addresses`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from ..types import TestCase
 
 MARKER = "@@BDC_TRACE@@"
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with every `` at 0x7f…`` of a default repr masked, so that a program's output, its error
+    or its trace reads the same on every run (and the prompt quoting it hits the response cache)."""
+    return _ADDRESS.sub(" at 0x...", text)
+
+
 _PRELUDE = r"""
-import sys as _s, json as _j
+import sys as _s, json as _j, re as _re
+_ADDR = _re.compile(r" at 0x[0-9a-fA-F]+")
 _SRC = __SRC__
 _FN = "<solution>"
 _head, _tail, _n = [], [], [0]
@@ -28,7 +43,7 @@ def _snap(frame):
         if k.startswith("__") or callable(v) or type(v).__name__ == "module":
             continue
         try:
-            r = repr(v)
+            r = _ADDR.sub(" at 0x...", repr(v))
         except Exception:
             r = "<unrepr>"
         out[k] = r[:80]
@@ -78,7 +93,7 @@ try:
 except SystemExit:
     pass
 except BaseException as _e:
-    _err = type(_e).__name__ + ": " + str(_e)[:200]
+    _err = type(_e).__name__ + ": " + _ADDR.sub(" at 0x...", str(_e))[:200]
 finally:
     _dump(_err)
 """

@@ -7,12 +7,13 @@ import json
 import pytest
 
 from bdc_assistant.deep.agents import clean_thought, extract_code, parse_tests, parse_thoughts
+from bdc_assistant.deep.evaluate import SandboxEvaluator, evaluation_from
 from bdc_assistant.deep.problem_tests import load_tests_file, merge_tests
 from bdc_assistant.deep.providers.presets import parse_agent, unique_names
 from bdc_assistant.deep.search import PublicProblem
-from bdc_assistant.deep.trace import parse, render, traced_program
+from bdc_assistant.deep.trace import parse, render, traced_program, without_addresses
 from bdc_assistant.errors import ConfigError, DatasetError
-from bdc_assistant.types import TestCase
+from bdc_assistant.types import Status, TestCase, Verdict
 
 
 @pytest.mark.parametrize(
@@ -121,3 +122,36 @@ def test_tracer_program_records_blocks(tmp_path) -> None:
     assert record is not None and record["total"] >= 4 and len(record["blocks"]) <= 10
     text = render(record, code)
     assert "[block 0] <module> lines 1-4" in text and "s=3" in text
+
+
+def test_tracer_masks_object_addresses_so_the_prompt_is_the_same_on_every_run() -> None:
+    import re
+    import subprocess
+    import sys
+
+    code = "class Box:\n    pass\nb = Box()\nf = lambda: 0\nraise ValueError(repr(f))\n"
+    program, stdin = traced_program(code, TestCase("", ""))
+    r = subprocess.run(
+        [sys.executable, "-c", program], input=stdin, capture_output=True, text=True, timeout=30
+    )
+    text = render(parse(r.stderr), code)
+    assert "b=<__main__.Box object at 0x...>" in text
+    assert "raised ValueError: <function <lambda> at 0x...>" in text
+    assert re.search(r"at 0x[0-9a-fA-F]", text) is None
+
+
+def test_failures_and_probes_mask_object_addresses() -> None:
+    assert without_addresses("<map object at 0x7fc5cecd8ca0>, at 0xZ") == "<map object at 0x...>, at 0xZ"
+    got = Verdict(Status.WRONG, stdout="<generator object g at 0x7f00aa>\n", stderr="x at 0x55ab: boom")
+    (failure,) = evaluation_from([got], [TestCase("1\n", "2\n")]).failures
+    assert failure.got == "<generator object g at 0x...>\n" and failure.detail == "x at 0x...: boom"
+
+    class Box:
+        def run(self, code: str, stdin: str = "", timeout_s: float | None = None) -> Verdict:
+            return Verdict(Status.PASS, stdout=f"<function f at {hex(id(stdin))}>\n")
+
+    problem = PublicProblem("p", "print f", (TestCase("1\n", "2\n"),))
+    assert (
+        SandboxEvaluator(Box(), problem).probe("print(f)", ["a\n", "b\n"])
+        == ("ok:<function f at 0x...>",) * 2
+    )
