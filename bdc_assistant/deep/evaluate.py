@@ -58,8 +58,7 @@ class SandboxEvaluator:
         program, stdin = tracing.traced_program(code, test)
         verdict = self.sandbox.run(program, stdin=stdin, timeout_s=(self.timeout_s or 4.0) * 3)
         source = code if test.kind == "stdio" else code.rstrip("\n") + "\n\n" + test.input + "\n"
-        rendered = tracing.render(tracing.parse(verdict.stderr), source)
-        return tracing.without_addresses(rendered) or f"(no trace: {verdict.status})"
+        return tracing.render(tracing.parse(verdict.stderr), source) or f"(no trace: {verdict.status})"
 
     def probe(self, code: str, inputs: Sequence[str]) -> tuple[str, ...]:
         """One behaviour string per input (:func:`.pick.behaviour`), each from one sandboxed run: stdio

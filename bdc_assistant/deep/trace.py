@@ -21,17 +21,18 @@ from ..types import TestCase
 MARKER = "@@BDC_TRACE@@"
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_MASK = " at 0x..."
 
 
 def without_addresses(text: str) -> str:
     """``text`` with every `` at 0x7f…`` of a default repr masked, so that a program's output, its error
     or its trace reads the same on every run (and the prompt quoting it hits the response cache)."""
-    return _ADDRESS.sub(" at 0x...", text)
+    return _ADDRESS.sub(_MASK, text)
 
 
 _PRELUDE = r"""
 import sys as _s, json as _j, re as _re
-_ADDR = _re.compile(r" at 0x[0-9a-fA-F]+")
+_ADDR, _MASK = _re.compile(__ADDRESS__), __MASK__
 _SRC = __SRC__
 _FN = "<solution>"
 _head, _tail, _n = [], [], [0]
@@ -43,7 +44,7 @@ def _snap(frame):
         if k.startswith("__") or callable(v) or type(v).__name__ == "module":
             continue
         try:
-            r = _ADDR.sub(" at 0x...", repr(v))
+            r = _ADDR.sub(_MASK, repr(v))
         except Exception:
             r = "<unrepr>"
         out[k] = r[:80]
@@ -93,16 +94,24 @@ try:
 except SystemExit:
     pass
 except BaseException as _e:
-    _err = type(_e).__name__ + ": " + _ADDR.sub(" at 0x...", str(_e))[:200]
+    _err = type(_e).__name__ + ": " + _ADDR.sub(_MASK, str(_e))[:200]
 finally:
     _dump(_err)
 """
+
+# The marker and the address mask are filled in once, before the source: a program that happens to contain
+# one of the placeholders must reach the sandbox unchanged.
+_TRACER = (
+    _PRELUDE.replace("__MARK__", MARKER)
+    .replace("__ADDRESS__", repr(_ADDRESS.pattern))
+    .replace("__MASK__", repr(_MASK))
+)
 
 
 def traced_program(code: str, test: TestCase) -> tuple[str, str]:
     """(program, stdin): the code (plus the test's asserts for call tests) under the tracer."""
     source = code if test.kind == "stdio" else code.rstrip("\n") + "\n\n" + test.input + "\n"
-    program = _PRELUDE.replace("__SRC__", repr(source)).replace("__MARK__", MARKER)
+    program = _TRACER.replace("__SRC__", repr(source))
     return program, test.input if test.kind == "stdio" else ""
 
 
