@@ -35,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "mc-toa, mc-toa+prune, mc-toa+prune+refine (or all; default: zero-shot, best-of-n, single and the "
         "three mc-toa rows); the Table-1 baselines run once per agent",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="problems in flight at once (default 1); more only helps a server that answers concurrent "
+        "requests together (llama.cpp's llama-server --parallel N, cloud APIs); the numbers do not change",
+    )
     p.add_argument("--yes", action="store_true", help="consent to sending the problems to the agents")
     p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown to FILE")
@@ -57,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     agents = unique_names([parse_agent(a) for a in (args.agent or settings.deep.agents)])
     if not agents:
         raise ConfigError("No agents: pass --agent PROVIDER:URL:MODEL (twice or more to compare).")
-    if args.max_calls < 1 or args.limit < 1:
-        raise ConfigError("--max-calls and --limit must be at least 1.")
+    if args.max_calls < 1 or args.limit < 1 or args.jobs < 1:
+        raise ConfigError("--max-calls, --limit and --jobs must be at least 1.")
     deep = settings.deep.model_copy(
         update={
             k: v
@@ -93,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         on_progress=lambda s: print(s, file=out, flush=True),
         consent=consent,
         methods_asked=names,
+        jobs=args.jobs,
+        make_runner=lambda: DeepRunner(store=RunStore(), settings=deep),
     )
     report["dataset"] = args.dataset
     print("\n" + table(report), file=out)

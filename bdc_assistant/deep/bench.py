@@ -40,12 +40,15 @@ report has mean calls, tokens (in+out) and unspent calls per problem, and mean a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, NamedTuple
 
-from ..types import Problem
+from ..types import CancelToken, Problem
 from .evaluate import SandboxEvaluator
 from .llm import Budgets
 from .methods import first_batch
@@ -263,8 +266,10 @@ def run_method(
     pick: PickMode,
     sandbox: Any,
     consent: Callable[[str], None] = lambda run_id: None,
+    cancel: CancelToken | None = None,
 ) -> MethodRun:
-    """Attempts until :func:`resample` says stop, then the final pick over every attempt's candidates."""
+    """Attempts until :func:`resample` says stop, then the final pick over every attempt's candidates.
+    ``cancel`` stops the attempt in progress at its next call (``stopped_by="cancelled"``) and the loop."""
     from ..store.runs import new_run_id
 
     base = replace(search_config(runner.settings), **method.overrides)
@@ -287,6 +292,7 @@ def run_method(
             generate_tests=0,
             pick="first",
             attempt=attempt,
+            cancel=cancel,
         )
         calls += result.calls
         tokens_in += result.tokens_in
@@ -298,7 +304,11 @@ def run_method(
         if result.tree is not None:
             candidates += tree_candidates(result.tree, attempt)
         attempt += 1
-        if result.calls == 0 or not resample(result.stopped_by, search_calls - calls, min_calls):
+        if (
+            result.calls == 0
+            or (cancel is not None and cancel.cancelled)
+            or not resample(result.stopped_by, search_calls - calls, min_calls)
+        ):
             break
     first = first_pick(candidates, "first", runner.settings.pick_programs)
     chosen = first
@@ -328,6 +338,48 @@ def run_method(
     )
 
 
+class _Cancelled(Exception):
+    """A problem whose methods were cut short by the bench's cancel token: it is not committed."""
+
+
+def solve_problem(
+    runner: DeepRunner,
+    problem: Problem,
+    methods: Sequence[Method],
+    *,
+    budget_usd: float,
+    pick: PickMode,
+    sandbox: Any,
+    consent: Callable[[str], None],
+    cancel: CancelToken | None = None,
+) -> list[Scored]:
+    """Every method on one problem, each scored on the private tests; :class:`_Cancelled` if ``cancel``
+    cut any of them short (its rows would be on a smaller budget, so the problem is dropped whole)."""
+    done: list[Scored] = []
+    for m in methods:
+        start = time.monotonic()
+        run = run_method(
+            runner,
+            problem,
+            m,
+            budget_usd=budget_usd,
+            pick=pick,
+            sandbox=sandbox,
+            consent=consent,
+            cancel=cancel,
+        )
+        if cancel is not None and cancel.cancelled:
+            raise _Cancelled(problem.id)
+        private_first = private_score(sandbox, problem, run.first.code)
+        private = (
+            private_first
+            if run.pick.code == run.first.code
+            else private_score(sandbox, problem, run.pick.code)
+        )
+        done.append(Scored(m, run, private_first, private, time.monotonic() - start))
+    return done
+
+
 def run_bench(
     runner: DeepRunner,
     problems: Sequence[Problem],
@@ -340,45 +392,46 @@ def run_bench(
     on_progress: Callable[[str], None] = lambda s: None,
     consent: Callable[[str], None] = lambda run_id: None,
     methods_asked: Sequence[str] = DEFAULT_METHODS,
+    jobs: int = 1,
+    make_runner: Callable[[], DeepRunner] | None = None,
 ) -> dict[str, Any]:
+    """Every method on every problem. ``jobs`` > 1 keeps that many problems in flight (threads, a runner
+    from ``make_runner`` each: its own store connection); a server that batches concurrent requests
+    (llama.cpp's ``llama-server --parallel``, any cloud API) then answers several at once. The numbers do
+    not depend on ``jobs``: each problem's methods run in order on one thread, every response goes through
+    the same content-addressed cache, and the rows are added up in the dataset's order."""
     t0 = time.monotonic()
     methods = methods_for(agents, max_calls, methods_asked)
     scores = {m.name: MethodScore(budget=m.max_calls) for m in methods}
-    # A problem counts whole or not at all: its rows are committed in one list append after its last method,
-    # so an interrupt (Ctrl-C, SIGTERM: a KeyboardInterrupt wherever it lands) leaves every row on the same
-    # problems. Each entry: (problems reached so far, that problem's results; empty when it was skipped).
-    committed: list[tuple[int, list[Scored]]] = []
+    # A problem counts whole or not at all: its rows are committed after its last method, so an interrupt
+    # (Ctrl-C, SIGTERM: a KeyboardInterrupt in the main thread) leaves every row on the same problems.
+    # committed: problem index -> that problem's results (empty when it was skipped).
+    committed: dict[int, list[Scored]] = {}
+    solve = partial(solve_problem, methods=methods, budget_usd=budget_usd, pick=pick, sandbox=sandbox)
     try:
-        for i, problem in enumerate(problems):
-            if not problem.public_tests:
-                committed.append((i + 1, []))
-                on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
-                continue
-            done: list[Scored] = []
-            for m in methods:
-                start = time.monotonic()
-                run = run_method(
-                    runner, problem, m, budget_usd=budget_usd, pick=pick, sandbox=sandbox, consent=consent
-                )
-                private_first = private_score(sandbox, problem, run.first.code)
-                private = (
-                    private_first
-                    if run.pick.code == run.first.code
-                    else private_score(sandbox, problem, run.pick.code)
-                )
-                done.append(Scored(m, run, private_first, private, time.monotonic() - start))
-            committed.append((i + 1, done))
-            on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(_marks(done)))
+        if jobs <= 1:
+            for i, problem in enumerate(problems):
+                if not problem.public_tests:
+                    committed[i] = []
+                    on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
+                    continue
+                committed[i] = solve(runner, problem, consent=consent)
+                on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(_marks(committed[i])))
+        else:
+            _solve_in_parallel(problems, solve, committed, jobs, make_runner, consent, on_progress)
     except KeyboardInterrupt:
-        n = committed[-1][0] if committed else 0
+        n = len(committed)
         if n < len(problems):
+            first_open = next(i for i in range(len(problems)) if i not in committed)
+            before = "before it" if jobs <= 1 else "finished"
             on_progress(
-                f"[{n + 1}/{len(problems)}] {problems[n].id}: interrupted; the report covers the {n} problems "
-                "before it (this one's responses are cached, so a rerun continues here)"
+                f"[{first_open + 1}/{len(problems)}] {problems[first_open].id}: interrupted; the report covers "
+                f"the {n} problems {before} (the responses of unfinished ones are cached, so a rerun continues "
+                "there)"
             )
-    reached = problems[: committed[-1][0] if committed else 0]
-    for _, done in committed:
-        for scored in done:
+    reached = [p for i, p in enumerate(problems) if i in committed]
+    for i in sorted(committed):
+        for scored in committed[i]:
             _add_run(scores[scored.method.name], scored)
     report: dict[str, Any] = {
         "problems": len(reached),
@@ -392,10 +445,76 @@ def run_bench(
             "accepted": {name: [int(x) for x in s.outcomes] for name, s in scores.items()},
         },
         "wall_s": round(time.monotonic() - t0, 1),
+        "jobs": max(1, jobs),
     }
     if len(reached) < len(problems):
         report["interrupted"] = {"after": len(reached), "of": len(problems)}
     return report
+
+
+def _solve_in_parallel(
+    problems: Sequence[Problem],
+    solve: Callable[..., list[Scored]],
+    committed: dict[int, list[Scored]],
+    jobs: int,
+    make_runner: Callable[[], DeepRunner] | None,
+    consent: Callable[[str], None],
+    on_progress: Callable[[str], None],
+) -> None:
+    """``jobs`` problems in flight; each finished problem lands in ``committed``. On KeyboardInterrupt the
+    problems in flight are cancelled at their next call (their responses so far stay cached) and it
+    re-raises once the threads have stopped."""
+    if make_runner is None:
+        raise ValueError("run_bench(jobs > 1) needs make_runner: one runner (store connection) per thread")
+    cancel = CancelToken()
+    lock = threading.Lock()
+    idle: list[DeepRunner] = []
+    made: list[DeepRunner] = []
+
+    def locked_consent(run_id: str) -> None:
+        with lock:  # one question on the terminal at a time, one writer of the consent record
+            consent(run_id)
+
+    def work(problem: Problem) -> list[Scored]:
+        with lock:
+            runner = idle.pop() if idle else None
+        if runner is None:
+            runner = make_runner()
+            with lock:
+                made.append(runner)
+        try:
+            return solve(runner, problem, consent=locked_consent, cancel=cancel)
+        finally:
+            with lock:
+                idle.append(runner)
+
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="bdc-bench")
+    futures: dict[Future[list[Scored]], int] = {}
+    try:
+        for i, problem in enumerate(problems):
+            if problem.public_tests:
+                futures[pool.submit(work, problem)] = i
+            else:
+                committed[i] = []
+                on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
+        for f in as_completed(futures):
+            i = futures[f]
+            committed[i] = f.result()
+            on_progress(
+                f"[{i + 1}/{len(problems)}] {problems[i].id}: "
+                + " ".join(_marks(committed[i]))
+                + f" ({len(committed)} of {len(problems)} done)"
+            )
+    except BaseException:
+        cancel.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for f, i in futures.items():  # finished while the others were being cancelled: keep them
+            if i not in committed and f.done() and not f.cancelled() and f.exception() is None:
+                committed[i] = f.result()
+        for r in made:
+            r.store.close()
 
 
 def _marks(done: Sequence[Scored]) -> list[str]:

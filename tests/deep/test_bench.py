@@ -5,6 +5,8 @@ and resamples, and where S* breaks a tie on the public tests."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from bdc_assistant.deep.bench import (
     ALL_METHODS,
@@ -240,6 +242,130 @@ def test_an_interrupt_mid_problem_reports_the_whole_problems_before_it(server, s
     assert strip(report["methods"]) == strip(alone["methods"]) and "interrupted" not in alone
     assert "1 problems (interrupted after 1 of 2)" in table(report)
     assert "1 problems (interrupted after 1 of 2)" in markdown(report)
+
+
+class OverlapMeter:
+    """An ``adder_responder`` that also measures how many requests the server answers at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def __call__(self, model: str, messages: list[dict[str, str]]) -> str:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.01)
+        with self.lock:
+            self.now -= 1
+        return adder_responder(model, messages)
+
+
+def _three_problems() -> list[Problem]:
+    return [
+        Problem(
+            f"add-{i}", PROBLEM.statement + " " * i, PROBLEM.public_tests, tuple(list(PROBLEM.private_tests))
+        )
+        for i in range(3)
+    ]
+
+
+def _without_wall(report: dict) -> dict:
+    return {n: {k: v for k, v in m.items() if k != "wall_s"} for n, m in report["methods"].items()}
+
+
+def test_several_problems_in_flight_give_the_numbers_of_one_at_a_time(tmp_path) -> None:
+    """``jobs=3`` against a fresh database (nothing cached) reports exactly what ``jobs=1`` reports, with a
+    runner (store connection) per thread, while the server really answers several requests at once."""
+    problems = _three_problems()
+    meter = OverlapMeter()
+    with FakeLLMServer(Script(meter)) as srv:
+        agents = [parse_agent(f"openai:{srv.url}:model-{c}") for c in "ab"]
+        one_store = RunStore(tmp_path / "one.db")
+        one = run_bench(
+            sandboxed(make_runner(one_store, [srv.url])),
+            problems,
+            agents,
+            max_calls=6,
+            budget_usd=0,
+            sandbox=ScriptedSandbox(),
+            methods_asked=ALL_METHODS,
+        )
+        sent_one = len(srv.script.requests)
+        assert meter.most == 1
+        made: list[DeepRunner] = []
+
+        def fresh_runner() -> DeepRunner:
+            runner = sandboxed(make_runner(RunStore(tmp_path / "many.db"), [srv.url]))
+            made.append(runner)
+            return runner
+
+        many_store = RunStore(tmp_path / "many.db")
+        lines: list[str] = []
+        many = run_bench(
+            sandboxed(make_runner(many_store, [srv.url])),
+            problems,
+            agents,
+            max_calls=6,
+            budget_usd=0,
+            sandbox=ScriptedSandbox(),
+            methods_asked=ALL_METHODS,
+            on_progress=lines.append,
+            jobs=3,
+            make_runner=fresh_runner,
+        )
+        assert len(srv.script.requests) == 2 * sent_one  # nothing was cached for the second run
+    assert meter.most > 1
+    assert len(made) == 3 and all(r.store.conn is not many_store.conn for r in made)
+    assert _without_wall(many) == _without_wall(one)
+    assert many["per_problem"] == one["per_problem"] and many["problems"] == 3
+    assert (one["jobs"], many["jobs"]) == (1, 3) and "interrupted" not in many
+    assert sorted(line.split("]")[0] for line in lines) == ["[1/3", "[2/3", "[3/3"]
+    assert lines[-1].endswith("(3 of 3 done)")
+    one_store.close()
+    many_store.close()
+
+
+class InterruptOnTests(ScriptedSandbox):
+    """Raises KeyboardInterrupt (as Ctrl-C in the main thread would end the wait) when ``tests`` (one
+    problem's private tests, by identity) are scored."""
+
+    def __init__(self, tests: tuple[TestCase, ...]) -> None:
+        super().__init__()
+        self.tests = tests
+
+    def run_tests(self, code, tests, checker=None, timeout_s=None):  # type: ignore[no-untyped-def]
+        if tests is self.tests:
+            raise KeyboardInterrupt
+        return super().run_tests(code, tests, checker, timeout_s)
+
+
+def test_an_interrupt_with_problems_in_flight_reports_only_whole_problems_and_stops_the_threads(
+    store,
+) -> None:
+    problems = _three_problems()
+    lines: list[str] = []
+    with FakeLLMServer(Script(adder_responder, delay_s=0.01)) as srv:
+        agents = [parse_agent(f"openai:{srv.url}:model-{c}") for c in "ab"]
+        report = run_bench(
+            sandboxed(make_runner(store, [srv.url])),
+            problems,
+            agents,
+            max_calls=6,
+            budget_usd=0,
+            sandbox=InterruptOnTests(problems[2].private_tests),  # the third starts when a first one ends
+            methods_asked=ALL_METHODS,
+            on_progress=lines.append,
+            jobs=2,
+            make_runner=lambda: sandboxed(make_runner(RunStore(store.path), [srv.url], consent=False)),
+        )
+        sent = len(srv.script.requests)
+        time.sleep(0.2)
+        assert len(srv.script.requests) == sent  # no thread is still asking
+    ids = report["per_problem"]["ids"]
+    assert "add-2" not in ids and ids and report["interrupted"] == {"after": len(ids), "of": 3}
+    assert all(m["problems"] == len(ids) for m in report["methods"].values())  # whole problems only
+    assert "interrupted; the report covers the" in lines[-1]
 
 
 def _bench_requests(store: RunStore, budgets: list[int]) -> tuple[list[set[str]], list[dict]]:

@@ -45,3 +45,35 @@ def test_sigterm_prints_the_report_of_the_finished_problems(bdc_home: Path) -> N
     assert report["per_problem"]["ids"] == ["HumanEval/0"]
     assert all(m["problems"] == 1 for m in report["methods"].values())
     assert "[2/3] HumanEval/1: interrupted" in err and "interrupted after 1 of 3" in err
+
+
+@pytest.mark.network_local
+def test_sigterm_with_problems_in_flight_stops_the_threads_and_reports_whole_problems(bdc_home: Path) -> None:
+    """``--jobs 2``: the signal reaches the main thread while it waits on the workers; the problems still in
+    flight are cancelled at their next call, and the report holds only the problems that finished."""
+    with FakeLLMServer(Script(adder_responder, delay_s=0.3)) as srv:
+        cmd = [
+            sys.executable, "-m", "bdc_assistant", "deep-bench", "--dataset", "humaneval", "--limit", "4",
+            "--agent", f"openai:{srv.url}:model-a", "--max-calls", "3", "--methods", "zero-shot,best-of-n",
+            "--jobs", "2", "--yes", "--json",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env |= {"BDC_HOME": str(bdc_home), "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "done)" in line:  # the first problem finished: another one is in flight
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + err
+    report = json.loads(out.strip().splitlines()[-1])
+    n = report["problems"]
+    assert 1 <= n < 4 and report["interrupted"] == {"after": n, "of": 4} and report["jobs"] == 2
+    assert len(report["per_problem"]["ids"]) == n
+    assert all(m["problems"] == n for m in report["methods"].values())
+    assert "interrupted; the report covers the" in err
