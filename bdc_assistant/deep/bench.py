@@ -55,6 +55,7 @@ from .methods import first_batch
 from .pick import Candidate, Pick, PickMode, first_pick, tree_candidates
 from .providers.presets import AgentSpec
 from .runner import DeepRunner, public_view, search_config
+from .runner_pool import RunnerPool
 
 # search stops that leave an attempt nothing more to do: with calls left, the method resamples
 RESAMPLE_STOPS = frozenset({"rollouts", "exhausted", "converged"})
@@ -468,25 +469,15 @@ def _solve_in_parallel(
         raise ValueError("run_bench(jobs > 1) needs make_runner: one runner (store connection) per thread")
     cancel = CancelToken()
     lock = threading.Lock()
-    idle: list[DeepRunner] = []
-    made: list[DeepRunner] = []
+    runners = RunnerPool(make_runner)
 
     def locked_consent(run_id: str) -> None:
         with lock:  # one question on the terminal at a time, one writer of the consent record
             consent(run_id)
 
     def work(problem: Problem) -> list[Scored]:
-        with lock:
-            runner = idle.pop() if idle else None
-        if runner is None:
-            runner = make_runner()
-            with lock:
-                made.append(runner)
-        try:
+        with runners.lease() as runner:
             return solve(runner, problem, consent=locked_consent, cancel=cancel)
-        finally:
-            with lock:
-                idle.append(runner)
 
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="bdc-bench")
     futures: dict[Future[list[Scored]], int] = {}
@@ -513,8 +504,7 @@ def _solve_in_parallel(
         for f, i in futures.items():  # finished while the others were being cancelled: keep them
             if i not in committed and f.done() and not f.cancelled() and f.exception() is None:
                 committed[i] = f.result()
-        for r in made:
-            r.store.close()
+        runners.close()
 
 
 def _marks(done: Sequence[Scored]) -> list[str]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -53,6 +52,7 @@ from ..store.runs import RunStore, new_run_id, pid_alive
 from ..types import CancelToken, Problem
 from .exports import safe_name, trajectories
 from .providers.presets import AgentSpec
+from .runner_pool import RunnerPool
 
 if TYPE_CHECKING:
     from .runner import DeepRunner
@@ -558,18 +558,10 @@ def collect(
         + f", {opts.parallel} in flight"
     )
     cancel = CancelToken()
-    idle: list[DeepRunner] = []
-    made: list[DeepRunner] = []
-    lock = threading.Lock()
+    runners = RunnerPool(make_runner)
 
     def work(job: Job) -> Outcome:
-        with lock:
-            runner = idle.pop() if idle else None
-        if runner is None:
-            runner = make_runner()
-            with lock:
-                made.append(runner)
-        try:
+        with runners.lease() as runner:
             return collect_one(
                 runner,
                 job,
@@ -580,9 +572,6 @@ def collect(
                 cancel=cancel,
                 known=known[job.key].get(job.problem.id),
             )
-        finally:
-            with lock:
-                idle.append(runner)
 
     errors_in_a_row, stopped = 0, ""
     limit = max_errors_in_a_row if max_errors_in_a_row is not None else max(3, 2 * opts.parallel)
@@ -612,8 +601,7 @@ def collect(
         if running:
             cancel.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-        for r in made:
-            r.store.close()
+        runners.close()
     return report(t, jobs, store, opts, clock() - t.started, stopped)
 
 

@@ -281,49 +281,42 @@ def test_several_problems_in_flight_give_the_numbers_of_one_at_a_time(tmp_path) 
     meter = OverlapMeter()
     with FakeLLMServer(Script(meter)) as srv:
         agents = [parse_agent(f"openai:{srv.url}:model-{c}") for c in "ab"]
-        one_store = RunStore(tmp_path / "one.db")
-        one = run_bench(
-            sandboxed(make_runner(one_store, [srv.url])),
-            problems,
-            agents,
-            max_calls=6,
-            budget_usd=0,
-            sandbox=ScriptedSandbox(),
-            methods_asked=ALL_METHODS,
-        )
+
+        def runner_on(db: str) -> DeepRunner:
+            return sandboxed(make_runner(RunStore(tmp_path / db), [srv.url]))
+
+        def bench(**kw: object) -> dict:
+            return run_bench(
+                kw.pop("runner"),  # type: ignore[arg-type]
+                problems,
+                agents,
+                max_calls=6,
+                budget_usd=0,
+                sandbox=ScriptedSandbox(),
+                methods_asked=ALL_METHODS,
+                **kw,  # type: ignore[arg-type]
+            )
+
+        one = bench(runner=runner_on("one.db"))
         sent_one = len(srv.script.requests)
         assert meter.most == 1
         made: list[DeepRunner] = []
 
-        def fresh_runner() -> DeepRunner:
-            runner = sandboxed(make_runner(RunStore(tmp_path / "many.db"), [srv.url]))
-            made.append(runner)
-            return runner
+        def one_per_thread() -> DeepRunner:
+            made.append(runner_on("many.db"))
+            return made[-1]
 
-        many_store = RunStore(tmp_path / "many.db")
         lines: list[str] = []
-        many = run_bench(
-            sandboxed(make_runner(many_store, [srv.url])),
-            problems,
-            agents,
-            max_calls=6,
-            budget_usd=0,
-            sandbox=ScriptedSandbox(),
-            methods_asked=ALL_METHODS,
-            on_progress=lines.append,
-            jobs=3,
-            make_runner=fresh_runner,
-        )
+        main = runner_on("many.db")
+        many = bench(runner=main, on_progress=lines.append, jobs=3, make_runner=one_per_thread)
         assert len(srv.script.requests) == 2 * sent_one  # nothing was cached for the second run
     assert meter.most > 1
-    assert len(made) == 3 and all(r.store.conn is not many_store.conn for r in made)
+    assert len(made) == 3 and all(r.store.conn is not main.store.conn for r in made)
     assert _without_wall(many) == _without_wall(one)
     assert many["per_problem"] == one["per_problem"] and many["problems"] == 3
     assert (one["jobs"], many["jobs"]) == (1, 3) and "interrupted" not in many
     assert sorted(line.split("]")[0] for line in lines) == ["[1/3", "[2/3", "[3/3"]
     assert lines[-1].endswith("(3 of 3 done)")
-    one_store.close()
-    many_store.close()
 
 
 class InterruptOnTests(ScriptedSandbox):

@@ -17,20 +17,23 @@ from .httpfakes import FakeLLMServer, Script, adder_responder
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _bench_process(srv: FakeLLMServer, bdc_home: Path, *extra: str) -> subprocess.Popen[str]:
+    """``bdc deep-bench`` on the first HumanEval problems against the fake server, as its own process."""
+    cmd = [
+        sys.executable, "-m", "bdc_assistant", "deep-bench", "--dataset", "humaneval",
+        "--agent", f"openai:{srv.url}:model-a", "--max-calls", "3", "--methods", "zero-shot,best-of-n",
+        "--yes", "--json", *extra,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env |= {"BDC_HOME": str(bdc_home), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.network_local
 def test_sigterm_prints_the_report_of_the_finished_problems(bdc_home: Path) -> None:
     # each request waits, so the second problem is still running when the signal comes
     with FakeLLMServer(Script(adder_responder, delay_s=0.3)) as srv:
-        cmd = [
-            sys.executable, "-m", "bdc_assistant", "deep-bench", "--dataset", "humaneval", "--limit", "3",
-            "--agent", f"openai:{srv.url}:model-a", "--max-calls", "3", "--methods", "zero-shot,best-of-n",
-            "--yes", "--json",
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        env |= {"BDC_HOME": str(bdc_home), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        proc = _bench_process(srv, bdc_home, "--limit", "3")
         assert proc.stderr is not None
         seen = []
         for line in proc.stderr:
@@ -52,16 +55,7 @@ def test_sigterm_with_problems_in_flight_stops_the_threads_and_reports_whole_pro
     """``--jobs 2``: the signal reaches the main thread while it waits on the workers; the problems still in
     flight are cancelled at their next call, and the report holds only the problems that finished."""
     with FakeLLMServer(Script(adder_responder, delay_s=0.3)) as srv:
-        cmd = [
-            sys.executable, "-m", "bdc_assistant", "deep-bench", "--dataset", "humaneval", "--limit", "4",
-            "--agent", f"openai:{srv.url}:model-a", "--max-calls", "3", "--methods", "zero-shot,best-of-n",
-            "--jobs", "2", "--yes", "--json",
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        env |= {"BDC_HOME": str(bdc_home), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        proc = _bench_process(srv, bdc_home, "--limit", "4", "--jobs", "2")
         assert proc.stderr is not None
         seen = []
         for line in proc.stderr:
