@@ -111,8 +111,9 @@ def encoded_examples(ctx: Context, tok: Any, style: str, max_len: int) -> tuple[
 
     train, val = records(ctx, "train"), records(ctx, "val")
     kinds = ctx.cfg.sft.pair_kinds
-    p_tr = build_pairs(train, style, kinds)  # type: ignore[arg-type]
-    p_val = build_pairs(val, style, kinds)  # type: ignore[arg-type]
+    align = ctx.cfg.sft.align_to_stub
+    p_tr = build_pairs(train, style, kinds, align=align)  # type: ignore[arg-type]
+    p_val = build_pairs(val, style, kinds, align=align)  # type: ignore[arg-type]
     ex_val = encode(tok, p_val, max_len, style)
     cap = ctx.cfg.sft.val_examples
     if cap and len(ex_val) > cap:  # a fixed, seeded subset: every adapter is scored on the same pairs

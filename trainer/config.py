@@ -129,6 +129,12 @@ class SftSection(_Section):
         "p2s for the one-turn answer (chat bases only); train on what the shipped solver mode uses",
     )
     val_examples: int = Field(0, ge=0, description="validation pairs scored per adapter (and for f); 0 = all")
+    align_to_stub: bool = Field(
+        True,
+        description="rebuild a stub problem's solution around the stub's own header (its imports, signature and "
+        "docstring with the stated example) and drop top-level example usage, so the target is what the "
+        "solver's prompt asks for; off = the solution as the agent wrote it (every run before 2026-12-05)",
+    )
 
 
 class HypernetSection(_Section):

@@ -15,6 +15,7 @@ from typing import Literal
 from bdc_assistant.solver import prompts as app_prompts
 
 from .data import Trajectory
+from .targets import align_to_stub
 
 Style = Literal["completion", "chat"]
 PairKind = Literal["p2t", "t2s", "p2s"]
@@ -41,7 +42,7 @@ def numbered_plan(thought: str) -> str:
     return "\n".join(f"{i}. {s}" for i, s in enumerate(lines, 1))
 
 
-def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
+def pairs_for(rec: Trajectory, index: int, style: Style, *, align: bool = True) -> list[Pair]:
     """The pairs of one trajectory, shaped like the solver's prompts and stops.
 
     Chat style gives three: p2t and t2s (the two-stage answer, ``solver.plan = on``) and p2s, the problem
@@ -54,11 +55,17 @@ def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
     solver's t2s prompt already contains the stub and the model writes only the body — so the target is
     the body; a solution that does not start with the stub gives no t2s pair (it would teach the model to
     restate the program after the stub).
+
+    ``align`` (``sft.align_to_stub``): a stub problem's solution is first rebuilt around the stub's own
+    header, without example usage (:mod:`.targets`), so the target is what the prompt asks for.
     """
     plan = numbered_plan(rec.thought) or "1. Solve it directly."
     code = (
         app_prompts.extract_code(rec.solution) if "```" in rec.solution else rec.solution.strip("\n") + "\n"
     )
+    stub = app_prompts.code_stub(rec.problem) if align else None
+    if stub:
+        code = align_to_stub(code, stub)
     p2t = app_prompts.thought_prompt(rec.problem, style)
     t2s = app_prompts.solution_prompt(rec.problem, plan, style)
     if style == "chat":
@@ -80,10 +87,12 @@ def pairs_for(rec: Trajectory, index: int, style: Style) -> list[Pair]:
     return out
 
 
-def build_pairs(records: list[Trajectory], style: Style, kinds: Iterable[str] = ALL_KINDS) -> list[Pair]:
+def build_pairs(
+    records: list[Trajectory], style: Style, kinds: Iterable[str] = ALL_KINDS, *, align: bool = True
+) -> list[Pair]:
     """Every pair of ``kinds`` from ``records`` (completion style has no p2s: its solver always plans)."""
     wanted = set(kinds)
     out: list[Pair] = []
     for i, rec in enumerate(records):
-        out.extend(p for p in pairs_for(rec, i, style) if p.kind in wanted)
+        out.extend(p for p in pairs_for(rec, i, style, align=align) if p.kind in wanted)
     return out
