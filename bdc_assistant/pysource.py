@@ -20,6 +20,16 @@ def defines(code: str, name: str) -> bool:
     )
 
 
+def is_main_guard(node: ast.stmt) -> bool:
+    """Whether a top-level statement is an ``if __name__ == "__main__":`` block (demo code, not the program)."""
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+    )
+
+
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ast
 
+from bdc_assistant.pysource import is_main_guard
+
 
 def align_to_stub(code: str, stub: str) -> str:
     """``code`` rewritten around ``stub``'s header (see the module doc); ``code`` itself when it cannot be."""
@@ -31,11 +33,12 @@ def align_to_stub(code: str, stub: str) -> str:
     if len(fns) != 1 or ast.dump(fns[0].args) != ast.dump(stub_fn.args):
         return code  # another signature: the body may use other names
     fn = fns[0]
-    body = fn.body[1:] if _docstring(fn) else fn.body
+    body = _body(fn)
     if not body or body[0].lineno == fn.lineno:
         return code  # nothing but a docstring, or a one-line def
     lines = code.splitlines(keepends=True)
-    start = (fn.body[0].end_lineno or fn.body[0].lineno) if _docstring(fn) else body[0].lineno - 1
+    # the body's text starts after the docstring (keeping comments between them), else at the first statement
+    start = (fn.body[0].end_lineno or fn.body[0].lineno) if len(body) < len(fn.body) else body[0].lineno - 1
     body_text = "".join(lines[start : fn.end_lineno])
 
     stub_lines = stub.strip("\n").splitlines(keepends=True)
@@ -56,13 +59,13 @@ def align_to_stub(code: str, stub: str) -> str:
     return aligned if _same_behaviour(tree, aligned, fn.name, before, after) else code
 
 
-def _docstring(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    first = fn.body[0]
-    return (
-        isinstance(first, ast.Expr)
-        and isinstance(first.value, ast.Constant)
-        and isinstance(first.value.value, str)
-    )
+def _body(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
+    """The function's statements after its docstring (all of them when it has none)."""
+    return fn.body[1:] if ast.get_docstring(fn, clean=False) is not None else fn.body
+
+
+def _named(node: ast.stmt, name: str) -> bool:
+    return isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
 
 
 def _first_line(node: ast.stmt) -> int:
@@ -80,9 +83,7 @@ def _example_usage(node: ast.stmt) -> bool:
         return True
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
         return isinstance(node.value.func, ast.Name) and node.value.func.id == "print"
-    if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
-        return isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"
-    return False
+    return is_main_guard(node)
 
 
 def _same_behaviour(
@@ -96,15 +97,8 @@ def _same_behaviour(
         return False
 
     def body_of(mod: ast.Module) -> list[str]:
-        fn = next(
-            n for n in mod.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name
-        )
-        return [ast.dump(n) for n in (fn.body[1:] if _docstring(fn) else fn.body)]
+        return [ast.dump(n) for n in _body(next(n for n in mod.body if _named(n, name)))]  # type: ignore[arg-type]
 
     kept = {ast.dump(n) for n in (*before, *after)}
-    new_rest = {
-        ast.dump(n)
-        for n in new.body
-        if not (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name)
-    }
+    new_rest = {ast.dump(n) for n in new.body if not _named(n, name)}
     return body_of(new) == body_of(tree) and kept <= new_rest

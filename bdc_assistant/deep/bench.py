@@ -412,12 +412,9 @@ def run_bench(
     try:
         if jobs <= 1:
             for i, problem in enumerate(problems):
-                if not problem.public_tests:
-                    committed[i] = []
-                    on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
-                    continue
-                committed[i] = solve(runner, problem, consent=consent)
-                on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: " + " ".join(_marks(committed[i])))
+                if not _skip_untested(problems, i, committed, on_progress):
+                    committed[i] = solve(runner, problem, consent=consent)
+                    on_progress(_line(problems, i, " ".join(_marks(committed[i]))))
         else:
             _solve_in_parallel(problems, solve, committed, jobs, make_runner, consent, on_progress)
     except KeyboardInterrupt:
@@ -426,9 +423,12 @@ def run_bench(
             first_open = next(i for i in range(len(problems)) if i not in committed)
             before = "before it" if jobs <= 1 else "finished"
             on_progress(
-                f"[{first_open + 1}/{len(problems)}] {problems[first_open].id}: interrupted; the report covers "
-                f"the {n} problems {before} (the responses of unfinished ones are cached, so a rerun continues "
-                "there)"
+                _line(
+                    problems,
+                    first_open,
+                    f"interrupted; the report covers the {n} problems {before} (the responses of unfinished ones "
+                    "are cached, so a rerun continues there)",
+                )
             )
     reached = [p for i, p in enumerate(problems) if i in committed]
     for i in sorted(committed):
@@ -483,19 +483,13 @@ def _solve_in_parallel(
     futures: dict[Future[list[Scored]], int] = {}
     try:
         for i, problem in enumerate(problems):
-            if problem.public_tests:
+            if not _skip_untested(problems, i, committed, on_progress):
                 futures[pool.submit(work, problem)] = i
-            else:
-                committed[i] = []
-                on_progress(f"[{i + 1}/{len(problems)}] {problem.id}: skipped (no public tests)")
         for f in as_completed(futures):
             i = futures[f]
             committed[i] = f.result()
-            on_progress(
-                f"[{i + 1}/{len(problems)}] {problems[i].id}: "
-                + " ".join(_marks(committed[i]))
-                + f" ({len(committed)} of {len(problems)} done)"
-            )
+            done = f"({len(committed)} of {len(problems)} done)"
+            on_progress(_line(problems, i, " ".join([*_marks(committed[i]), done])))
     except BaseException:
         cancel.cancel()
         raise
@@ -505,6 +499,25 @@ def _solve_in_parallel(
             if i not in committed and f.done() and not f.cancelled() and f.exception() is None:
                 committed[i] = f.result()
         runners.close()
+
+
+def _line(problems: Sequence[Problem], i: int, text: str) -> str:
+    """A progress line: ``[i/N] id: text``."""
+    return f"[{i + 1}/{len(problems)}] {problems[i].id}: {text}"
+
+
+def _skip_untested(
+    problems: Sequence[Problem],
+    i: int,
+    committed: dict[int, list[Scored]],
+    on_progress: Callable[[str], None],
+) -> bool:
+    """A problem without public tests is committed with no rows (no method can rank its programs)."""
+    if problems[i].public_tests:
+        return False
+    committed[i] = []
+    on_progress(_line(problems, i, "skipped (no public tests)"))
+    return True
 
 
 def _marks(done: Sequence[Scored]) -> list[str]:

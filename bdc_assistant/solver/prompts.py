@@ -144,6 +144,8 @@ def strip_demo(code: str) -> str:
     usage:"). Definitions, imports and constants stay."""
     import ast
 
+    from ..pysource import is_main_guard
+
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -151,12 +153,7 @@ def strip_demo(code: str) -> str:
     lines = code.splitlines(keepends=True)
     drop: list[tuple[int, int]] = []
     for node in tree.body:
-        is_main = (
-            isinstance(node, ast.If)
-            and isinstance(node.test, ast.Compare)
-            and isinstance(node.test.left, ast.Name)
-            and node.test.left.id == "__name__"
-        )
+        is_main = is_main_guard(node)
         is_call = isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await)
         if (is_main or is_call) and node.end_lineno is not None:
             start = node.lineno
