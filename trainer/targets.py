@@ -16,6 +16,7 @@ the solution (compared as ASTs), or the solution is kept as it was: alignment ne
 from __future__ import annotations
 
 import ast
+from typing import TypeGuard
 
 from bdc_assistant.pysource import is_main_guard
 
@@ -64,7 +65,7 @@ def _body(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
     return fn.body[1:] if ast.get_docstring(fn, clean=False) is not None else fn.body
 
 
-def _named(node: ast.stmt, name: str) -> bool:
+def _named(node: ast.stmt, name: str) -> TypeGuard[ast.FunctionDef | ast.AsyncFunctionDef]:
     return isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
 
 
@@ -97,7 +98,7 @@ def _same_behaviour(
         return False
 
     def body_of(mod: ast.Module) -> list[str]:
-        return [ast.dump(n) for n in _body(next(n for n in mod.body if _named(n, name)))]  # type: ignore[arg-type]
+        return [ast.dump(n) for n in _body(next(n for n in mod.body if _named(n, name)))]
 
     kept = {ast.dump(n) for n in (*before, *after)}
     new_rest = {ast.dump(n) for n in new.body if not _named(n, name)}
