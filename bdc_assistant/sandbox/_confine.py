@@ -83,7 +83,7 @@ def prctl(option: int, arg: int = 0) -> None:
 def system_paths(stdlib: list[str]) -> tuple[list[str], dict[str, str]]:
     """What a run may read: ``/usr``, the top-level library dirs (symlinks on merged-/usr systems, returned
     separately), and the interpreter's stdlib directories when they live outside ``/usr`` (pyenv, a venv's
-    base). Never a site-packages: the zygote runs with ``-I -S``."""
+    base). Never a site-packages: the zygote runs with ``-S`` (no site module)."""
     dirs, links = ["/usr"], {}
     for name in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
         host = "/" + name

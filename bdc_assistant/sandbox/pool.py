@@ -1,6 +1,6 @@
 """The app-side pool of zygote workers: start them, hand each run to an idle one, judge the result.
 
-Each worker is ``python -I -S _zygote.py`` started with a scrubbed environment. ``isolation="strict"`` tries
+Each worker is ``python -s -P -S _zygote.py`` started with a scrubbed environment. ``isolation="strict"`` tries
 the ``userns`` level first (user + mount + net + ipc + uts + pid namespaces, works for any user) and falls
 back to the ``landlock`` level where user namespaces are unavailable; the choice and its reason are logged
 and reported by :meth:`Sandbox.isolation_report` (``bdc doctor``). ``weak`` is only ever used when asked
@@ -33,7 +33,12 @@ from .checkers import get_checker
 from .judges import verdict_from
 
 _ZYGOTE = Path(__file__).with_name("_zygote.py")
+# A fixed hash seed: a program that prints a set of strings prints it in the same order in every worker and
+# every sitting, so its verdict, and an LDB trace or failure quoted in a prompt, are the same each time.
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+# ``-s -P`` rather than ``-I``: ``-I`` also implies ``-E``, which ignores PYTHONHASHSEED (the hash seed was then
+# random per worker); ``-E`` protects nothing here, as the worker's environment is exactly ``_CLEAN_ENV``.
+_PYTHON_FLAGS = ("-s", "-P", "-S")
 _UID_BASE, _UID_SPAN = 200_000, 1_000_000_000
 Isolation = Literal["strict", "landlock", "weak"]
 _LEVELS: dict[str, tuple[str, ...]] = {
@@ -104,7 +109,7 @@ class _Worker:
             resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_ZYGOTE), json.dumps(cfg)],
+            [sys.executable, *_PYTHON_FLAGS, str(_ZYGOTE), json.dumps(cfg)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

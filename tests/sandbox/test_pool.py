@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -125,3 +127,23 @@ def test_default_sandbox_uses_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         assert sb.run("while True: pass").status is Status.TIMEOUT
     finally:
         sb.close()
+
+
+def test_string_hashing_is_the_same_in_every_worker() -> None:
+    # A set of strings prints in hash order. Each worker must hash as an interpreter with PYTHONHASHSEED=0
+    # does, or the same program's output (its verdict, and a trace or failure quoted in a deep-mode prompt)
+    # changes from one worker or sitting to the next. 40 strings: a random seed matching seed 0's order by
+    # chance is out of the question.
+    code = "print(list({f'w{i}' for i in range(40)}))"
+    reference = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    outputs = []
+    for _ in range(2):  # two pools: two zygotes started apart
+        with Sandbox(workers=1, limits=LIMITS) as sb:
+            outputs.append(sb.run(code).stdout)
+    assert outputs == [reference, reference]
