@@ -1,10 +1,10 @@
 """A warm "zygote" worker: set up isolation once, then fork one confined child per run.
 
 This file is a standalone stdlib-only script. The app starts it as ``python -s -P -S _zygote.py CONFIG_JSON``
-with a scrubbed environment (``PYTHONHASHSEED=0`` in it); it never imports bdc_assistant, only its sibling modules ``_confine`` and
-``_seccomp`` (loaded before anything is hidden). Nothing here runs candidate code: every run is a ``fork()``
-child that confines itself before it touches the candidate's code. ``sandbox/__init__.py`` says what this
-protects against and what it does not.
+with a scrubbed environment (``PYTHONHASHSEED=0`` in it); it never imports bdc_assistant, only its sibling
+modules ``_confine`` and ``_seccomp`` (loaded before anything is hidden). Nothing here runs candidate code:
+every run is a ``fork()`` child that confines itself before it touches the candidate's code.
+``sandbox/__init__.py`` says what this protects against and what it does not.
 
 Levels (``cfg["level"]``, chosen by the pool):
 
