@@ -227,9 +227,9 @@ def test_memory_bomb(box: Sandbox) -> None:
     # second on any machine.
     v = box.run("x = []\nwhile True:\n    x.append(bytes(64 << 20))\n")
     assert v.status is Status.MEMORY, v
-    # A bomb that writes its pages takes about 0.2 s alone, but over 2 s late in a full suite run on a VM
-    # (seen in CI and here; first writes to memory the VM has handed back are slow), so it gets a wall
-    # limit of its own: a timeout there would also be contained, but this test is about the memory verdict.
+    # A bomb that writes its pages takes about 0.2 s alone, but took over 2 s late in full-suite runs on
+    # VMs (CI and ours; probably first writes to memory the VM had handed back to its host), so it gets a
+    # wall limit of its own: a timeout there is also contained, but this test is about the memory verdict.
     v = box.run("x = []\nwhile True:\n    x.append(b'x' * (64 << 20))\n", timeout_s=15.0)
     assert v.status is Status.MEMORY, v
     v = box.run_tests("x = bytearray(10**10)", [TestCase("", "")])[0]
