@@ -44,6 +44,7 @@ from .pick import Candidate, Pick, PickMode, find_ties, first_pick, sstar, tree_
 from .providers.base import Provider
 from .providers.presets import AgentSpec, Price, key_envs, parse_agent, provider_key, unique_names
 from .search import Evaluator, PublicProblem, SearchConfig, SearchOutcome, StopSearch
+from .statement_view import visible_statement
 from .tree import Tree
 
 EvaluatorFactory = Callable[[PublicProblem], Evaluator]
@@ -114,12 +115,14 @@ def default_evaluator(problem: PublicProblem) -> Evaluator:
 
 
 def public_view(problem: Problem | PublicProblem) -> PublicProblem:
-    """Drop everything the search must not see (private tests, reference solution)."""
+    """Drop everything the search must not see (private tests, reference solution); cut statement lines
+    too long to be read (:mod:`.statement_view`)."""
     if isinstance(problem, PublicProblem):
-        return problem
+        shown = visible_statement(problem.statement)
+        return problem if shown == problem.statement else replace(problem, statement=shown)
     return PublicProblem(
         id=problem.id,
-        statement=problem.statement,
+        statement=visible_statement(problem.statement),
         public_tests=tuple(problem.public_tests),
         entry_point=problem.entry_point,
         kind=problem.kind,
