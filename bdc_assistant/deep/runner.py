@@ -118,8 +118,7 @@ def public_view(problem: Problem | PublicProblem) -> PublicProblem:
     """Drop everything the search must not see (private tests, reference solution); cut statement lines
     too long to be read (:mod:`.statement_view`)."""
     if isinstance(problem, PublicProblem):
-        shown = visible_statement(problem.statement)
-        return problem if shown == problem.statement else replace(problem, statement=shown)
+        return replace(problem, statement=visible_statement(problem.statement))
     return PublicProblem(
         id=problem.id,
         statement=visible_statement(problem.statement),

@@ -19,8 +19,6 @@ def visible_statement(text: str) -> str:
     """``text`` with every line longer than :data:`MAX_LINE_CHARS` shortened to its head and a note.
 
     Idempotent: a cut line is far shorter than the limit, so cutting again changes nothing."""
-    if all(len(line) <= MAX_LINE_CHARS for line in text.split("\n")):
-        return text
     return "\n".join(_cut(line) if len(line) > MAX_LINE_CHARS else line for line in text.split("\n"))
 
 
