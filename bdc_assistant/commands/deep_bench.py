@@ -42,6 +42,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="problems in flight at once (default 1); more only helps a server that answers concurrent "
         "requests together (llama.cpp's llama-server --parallel N, cloud APIs); the numbers do not change",
     )
+    p.add_argument(
+        "--replay-outcomes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read each program's test outcome back from the store when an earlier sitting recorded it, "
+        "so a resumed bench (even on a faster or slower machine) sees what the first sitting saw; "
+        "--no-replay-outcomes runs every program again and records nothing",
+    )
     p.add_argument("--yes", action="store_true", help="consent to sending the problems to the agents")
     p.add_argument("--json", action="store_true", help="stdout is one JSON line; progress goes to stderr")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown to FILE")
@@ -51,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_settings
     from ..deep.bench import markdown, method_names, run_bench, table
     from ..deep.consent import ensure_consent
+    from ..deep.evaluate import SandboxEvaluator
+    from ..deep.outcomes import OutcomeRecord, recorded, sandbox_limits
     from ..deep.providers.presets import parse_agent, unique_names
     from ..deep.runner import DeepRunner
+    from ..deep.search import Evaluator, PublicProblem
     from ..errors import ConfigError
     from ..evaluation.datasets import load_dataset
     from ..sandbox import default_sandbox
@@ -87,7 +98,14 @@ def run(args: argparse.Namespace) -> int:
             state["asked"] = True
 
     out = sys.stderr if args.json else sys.stdout
-    runner = DeepRunner(store=store, settings=deep)
+    sandbox = default_sandbox()
+    # Its own connection: with --jobs, the record is shared by every thread.
+    outcomes = OutcomeRecord(RunStore(), sandbox_limits(sandbox)) if args.replay_outcomes else None
+
+    def evaluator(pub: PublicProblem) -> Evaluator:
+        return recorded(SandboxEvaluator(sandbox, pub), outcomes)  # type: ignore[no-any-return]
+
+    runner = DeepRunner(store=store, settings=deep, evaluator_factory=evaluator)
     stop_on_sigterm()
     report = run_bench(
         runner,
@@ -95,15 +113,18 @@ def run(args: argparse.Namespace) -> int:
         agents,
         max_calls=args.max_calls,
         budget_usd=args.budget_usd,
-        sandbox=default_sandbox(),
+        sandbox=sandbox,
         pick=args.pick or deep.pick,
         on_progress=lambda s: print(s, file=out, flush=True),
         consent=consent,
         methods_asked=names,
         jobs=args.jobs,
-        make_runner=lambda: DeepRunner(store=RunStore(), settings=deep),
+        make_runner=lambda: DeepRunner(store=RunStore(), settings=deep, evaluator_factory=evaluator),
+        outcomes=outcomes,
     )
     report["dataset"] = args.dataset
+    if outcomes is not None:
+        report["sandbox_outcomes"] = outcomes.counts()
     print("\n" + table(report), file=out)
     if args.markdown:
         from ..atomic import write_text

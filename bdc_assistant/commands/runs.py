@@ -37,16 +37,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rp.add_argument("--json", action="store_true")
     ce = sub.add_parser(
         "cache-export",
-        help="write the LLM response cache to a JSON Lines file (.gz compresses), to resume a long "
-        "deep-bench on another machine",
+        help="write the LLM response cache and deep-bench's recorded sandbox outcomes to a JSON Lines file "
+        "(.gz compresses), to resume a long deep-bench on another machine",
     )
     ce.add_argument("out", type=Path)
     ce.add_argument(
-        "--since", type=float, default=0.0, help="only responses cached at or after this time (epoch seconds)"
+        "--since",
+        type=float,
+        default=0.0,
+        help="only rows cached or recorded at or after this time (epoch seconds)",
     )
     ci = sub.add_parser(
         "cache-import",
-        help="add the responses of cache-export files that this cache lacks (never overwrites)",
+        help="add the responses and outcomes of cache-export files that this store lacks (never overwrites)",
     )
     ci.add_argument("files", type=Path, nargs="+")
 
@@ -60,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
 
         if args.runs_cmd == "cache-export":
             n = export_cache(store, args.out, since=args.since)
-            print(f"{n} cached responses written to {args.out}")
+            print(f"{n.responses} cached responses and {n.outcomes} sandbox outcomes written to {args.out}")
             return 0
         for src in args.files:
             added, had = import_cache(store, src)
-            print(f"{src}: {added} responses added, {had} already cached")
+            line = f"{src}: {added.responses} responses added, {had.responses} already cached"
+            if added.outcomes or had.outcomes:
+                line += f"; {added.outcomes} sandbox outcomes added, {had.outcomes} already recorded"
+            print(line)
         return 0
     if args.runs_cmd == "list":
         rows = store.list_runs(args.limit)

@@ -52,6 +52,7 @@ from ..types import CancelToken, Problem
 from .evaluate import SandboxEvaluator
 from .llm import Budgets
 from .methods import first_batch
+from .outcomes import OutcomeRecord, recorded, tests_fingerprint
 from .pick import Candidate, Pick, PickMode, first_pick, tree_candidates
 from .providers.presets import AgentSpec
 from .runner import DeepRunner, public_view, search_config
@@ -251,11 +252,18 @@ class Scored(NamedTuple):
     wall_s: float
 
 
-def private_score(sandbox: Any, problem: Problem, code: str) -> float:
+def private_score(sandbox: Any, problem: Problem, code: str, outcomes: OutcomeRecord | None = None) -> float:
     if not problem.private_tests or not code.strip():
         return 0.0
-    verdicts = sandbox.run_tests(code, problem.private_tests, checker=problem.checker)
-    return sum(v.passed for v in verdicts) / len(verdicts)
+
+    def score() -> float:
+        verdicts = sandbox.run_tests(code, problem.private_tests, checker=problem.checker)
+        return sum(v.passed for v in verdicts) / len(verdicts)
+
+    if outcomes is None:
+        return score()
+    tests = tests_fingerprint(problem.private_tests, checker=problem.checker, timeout_s=None)
+    return outcomes.recall("private", {"tests": tests, "code": code}, score, float, float)
 
 
 def run_method(
@@ -268,6 +276,7 @@ def run_method(
     sandbox: Any,
     consent: Callable[[str], None] = lambda run_id: None,
     cancel: CancelToken | None = None,
+    outcomes: OutcomeRecord | None = None,
 ) -> MethodRun:
     """Attempts until :func:`resample` says stop, then the final pick over every attempt's candidates.
     ``cancel`` stops the attempt in progress at its next call (``stopped_by="cancelled"``) and the loop."""
@@ -321,7 +330,7 @@ def run_method(
             Budgets(max_calls=method.max_calls - calls, budget_usd=max(budget_usd - spend, 0.0)),
             run_id=run_ids[-1],
             mode="sstar",
-            probe=SandboxEvaluator(sandbox, public_view(problem)).probe,
+            probe=recorded(SandboxEvaluator(sandbox, public_view(problem)), outcomes).probe,
         )
     return MethodRun(
         budget=method.max_calls,
@@ -353,6 +362,7 @@ def solve_problem(
     sandbox: Any,
     consent: Callable[[str], None],
     cancel: CancelToken | None = None,
+    outcomes: OutcomeRecord | None = None,
 ) -> list[Scored]:
     """Every method on one problem, each scored on the private tests; :class:`_Cancelled` if ``cancel``
     cut any of them short (its rows would be on a smaller budget, so the problem is dropped whole)."""
@@ -368,14 +378,15 @@ def solve_problem(
             sandbox=sandbox,
             consent=consent,
             cancel=cancel,
+            outcomes=outcomes,
         )
         if cancel is not None and cancel.cancelled:
             raise _Cancelled(problem.id)
-        private_first = private_score(sandbox, problem, run.first.code)
+        private_first = private_score(sandbox, problem, run.first.code, outcomes)
         private = (
             private_first
             if run.pick.code == run.first.code
-            else private_score(sandbox, problem, run.pick.code)
+            else private_score(sandbox, problem, run.pick.code, outcomes)
         )
         done.append(Scored(m, run, private_first, private, time.monotonic() - start))
     return done
@@ -395,12 +406,15 @@ def run_bench(
     methods_asked: Sequence[str] = DEFAULT_METHODS,
     jobs: int = 1,
     make_runner: Callable[[], DeepRunner] | None = None,
+    outcomes: OutcomeRecord | None = None,
 ) -> dict[str, Any]:
     """Every method on every problem. ``jobs`` > 1 keeps that many problems in flight (threads, a runner
     from ``make_runner`` each: its own store connection); a server that batches concurrent requests
     (llama.cpp's ``llama-server --parallel``, any cloud API) then answers several at once. The numbers do
     not depend on ``jobs``: each problem's methods run in order on one thread, every response goes through
-    the same content-addressed cache, and the rows are added up in the dataset's order."""
+    the same content-addressed cache, and the rows are added up in the dataset's order. ``outcomes``
+    records the private scores and S* probes (:mod:`.outcomes`); give the runners' evaluators the same
+    record (:func:`.outcomes.recorded`) and a resumed bench replays every sandbox outcome too."""
     t0 = time.monotonic()
     methods = methods_for(agents, max_calls, methods_asked)
     scores = {m.name: MethodScore(budget=m.max_calls) for m in methods}
@@ -408,7 +422,9 @@ def run_bench(
     # (Ctrl-C, SIGTERM: a KeyboardInterrupt in the main thread) leaves every row on the same problems.
     # committed: problem index -> that problem's results (empty when it was skipped).
     committed: dict[int, list[Scored]] = {}
-    solve = partial(solve_problem, methods=methods, budget_usd=budget_usd, pick=pick, sandbox=sandbox)
+    solve = partial(
+        solve_problem, methods=methods, budget_usd=budget_usd, pick=pick, sandbox=sandbox, outcomes=outcomes
+    )
     try:
         if jobs <= 1:
             for i, problem in enumerate(problems):
@@ -661,4 +677,11 @@ def markdown(report: dict[str, Any]) -> str:
         "program passes every public test, and what it did not spend is shown as unspent. AC and PR are "
         "measured on the private tests after the search.",
     ]
+    if "sandbox_outcomes" in report:
+        o = report["sandbox_outcomes"]
+        rows += [
+            "",
+            f"Sandbox outcomes: {o['recalled']} read back from earlier sittings, {o['recorded']} run and "
+            "recorded in this one.",
+        ]
     return "\n".join(rows) + "\n"

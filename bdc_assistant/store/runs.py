@@ -87,8 +87,20 @@ MIGRATIONS = [
         text_sha256 TEXT NOT NULL
     );
     """,
+    # v2: sandbox outcomes recorded by deep-bench (:mod:`..deep.outcomes`), exported beside the LLM cache.
+    """
+    CREATE TABLE sandbox_outcomes (
+        key TEXT PRIMARY KEY,              -- sha256 of the operation, the program, the tests and the limits
+        op TEXT NOT NULL,                  -- evaluate | trace | probe | private
+        value_json TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 register_migrations("deep", MIGRATIONS)
+
+# The tables `bdc runs cache-export|cache-import` carry (:mod:`.cache_io`); nothing else is named in SQL text.
+CACHE_TABLES = ("llm_cache", "sandbox_outcomes")
 
 
 def new_run_id() -> str:
@@ -298,24 +310,42 @@ class RunStore:
         row = self.conn.execute("SELECT response_json FROM llm_cache WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def cache_rows(self, columns: Sequence[str], since: float = 0.0) -> list[tuple[Any, ...]]:
-        """Raw ``llm_cache`` rows created at or after ``since``, oldest first (for :mod:`.cache_io`)."""
+    def cache_rows(
+        self, columns: Sequence[str], since: float = 0.0, *, table: str = "llm_cache"
+    ) -> list[tuple[Any, ...]]:
+        """Raw rows of a cache table created at or after ``since``, oldest first (for :mod:`.cache_io`)."""
+        _cache_table(table)
         return self.conn.execute(
-            f"SELECT {', '.join(columns)} FROM llm_cache WHERE created_at >= ? ORDER BY created_at, key",
+            f"SELECT {', '.join(columns)} FROM {table} WHERE created_at >= ? ORDER BY created_at, key",
             (since,),
         ).fetchall()
 
-    def cache_add_rows(self, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
+    def cache_add_rows(
+        self, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *, table: str = "llm_cache"
+    ) -> int:
         """Insert raw rows in one transaction, keeping any row already cached; how many were new."""
+        _cache_table(table)
         added = 0
         marks = ", ".join("?" * len(columns))
         with self._tx() as c:
             for row in rows:
-                cur = c.execute(
-                    f"INSERT OR IGNORE INTO llm_cache({', '.join(columns)}) VALUES ({marks})", row
-                )
+                cur = c.execute(f"INSERT OR IGNORE INTO {table}({', '.join(columns)}) VALUES ({marks})", row)
                 added += cur.rowcount
         return added
+
+    # ---- sandbox outcomes (deep-bench replays) ---------------------------------------------------------
+
+    def outcome_get(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value_json FROM sandbox_outcomes WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def outcome_put(self, key: str, op: str, value_json: str) -> None:
+        """Record an outcome unless one is already recorded under ``key`` (the first one recorded stays)."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO sandbox_outcomes(key, op, value_json, created_at) VALUES (?,?,?,?)",
+                (key, op, value_json, time.time()),
+            )
 
     def cache_put(
         self,
@@ -363,6 +393,11 @@ class RunStore:
     def consents(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM deep_consent ORDER BY id").fetchall()
         return [dict(r) | {"recipients": json.loads(r["recipients_json"])} for r in rows]
+
+
+def _cache_table(table: str) -> None:
+    if table not in CACHE_TABLES:
+        raise ValueError(f"not a cache table: {table!r}")
 
 
 def _row(r: sqlite3.Row) -> RunRow:

@@ -71,3 +71,29 @@ def test_sigterm_with_problems_in_flight_stops_the_threads_and_reports_whole_pro
     assert len(report["per_problem"]["ids"]) == n
     assert all(m["problems"] == n for m in report["methods"].values())
     assert "interrupted; the report covers the" in err
+
+
+@pytest.mark.network_local
+def test_a_second_sitting_reads_every_sandbox_outcome_back(bdc_home: Path) -> None:
+    """The same bench twice on one home: the second sends no request and runs no program (every response
+    and every sandbox outcome is read back) and reports the same rows; ``--no-replay-outcomes`` runs the
+    programs again and records nothing."""
+    reports, sent = [], []
+    with FakeLLMServer(Script(adder_responder)) as srv:
+        for extra in ((), (), ("--no-replay-outcomes",)):
+            proc = _bench_process(srv, bdc_home, "--limit", "2", *extra)
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+            sent.append(len(srv.script.requests))
+    first, second, plain = reports
+    assert sent[0] >= 2 and sent[1] == sent[2] == sent[0]
+    assert first["sandbox_outcomes"]["recorded"] >= 4  # public and private tests of two rows on two problems
+    assert second["sandbox_outcomes"] == {"recalled": sum(first["sandbox_outcomes"].values()), "recorded": 0}
+    assert "sandbox_outcomes" not in plain
+
+    def rows(report: dict) -> dict:
+        return {n: {k: v for k, v in m.items() if "wall" not in k} for n, m in report["methods"].items()}
+
+    assert rows(first) == rows(second) == rows(plain)
+    assert first["per_problem"] == second["per_problem"] == plain["per_problem"]

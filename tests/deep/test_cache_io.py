@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bdc_assistant.errors import StoreError
-from bdc_assistant.store.cache_io import export_cache, import_cache
+from bdc_assistant.store.cache_io import Counts, export_cache, import_cache
 from bdc_assistant.store.runs import RunStore
 
 from .httpfakes import FakeLLMServer, Script, adder_responder
@@ -40,15 +40,18 @@ def test_round_trip_keeps_every_response_under_its_key(tmp_path: Path) -> None:
     for k in KEYS:
         _put(a, k, f"answer {k[0]} — ünïcode")
     out = tmp_path / "cache.jsonl.gz"
-    assert export_cache(a, out) == 3
+    assert export_cache(a, out) == Counts(responses=3, outcomes=0)
     with gzip.open(out, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     assert [r["key"] for r in rows] == KEYS and rows[0]["tokens_in"] == 11
     b = RunStore(tmp_path / "b.sqlite3")
-    assert import_cache(b, out) == (3, 0)
+    assert import_cache(b, out) == (Counts(3, 0), Counts(0, 0))
     for k in KEYS:
         assert b.cache_get(k) == a.cache_get(k)
-    assert import_cache(b, out) == (0, 3)  # content-addressed: a second import adds nothing
+    assert import_cache(b, out) == (
+        Counts(0, 0),
+        Counts(3, 0),
+    )  # content-addressed: a second import adds nothing
 
 
 def test_since_exports_only_the_newer_rows(tmp_path: Path) -> None:
@@ -57,8 +60,8 @@ def test_since_exports_only_the_newer_rows(tmp_path: Path) -> None:
     a.conn.execute("UPDATE llm_cache SET created_at = 100.0")
     a.conn.commit()
     _put(a, KEYS[1], "new")
-    assert export_cache(a, tmp_path / "all.jsonl") == 2
-    assert export_cache(a, tmp_path / "new.jsonl", since=200.0) == 1
+    assert export_cache(a, tmp_path / "all.jsonl").responses == 2
+    assert export_cache(a, tmp_path / "new.jsonl", since=200.0).responses == 1
     assert json.loads((tmp_path / "new.jsonl").read_text())["key"] == KEYS[1]
 
 
@@ -67,7 +70,7 @@ def test_an_import_never_overwrites_a_cached_response(tmp_path: Path) -> None:
     _put(a, KEYS[0], "theirs")
     _put(b, KEYS[0], "mine")
     export_cache(a, tmp_path / "c.jsonl")
-    assert import_cache(b, tmp_path / "c.jsonl") == (0, 1)
+    assert import_cache(b, tmp_path / "c.jsonl") == (Counts(0, 0), Counts(1, 0))
     assert b.cache_get(KEYS[0])["text"] == "mine"
 
 

@@ -29,12 +29,28 @@ def tree(n: int, rollout: int) -> dict:
 def test_schema_is_registered_and_versioned(tmp_path) -> None:
     s = RunStore(tmp_path / "x.sqlite3")
     version = s.conn.execute("SELECT version FROM schema_versions WHERE component = 'deep'").fetchone()[0]
-    assert version == 1
+    assert version == 2
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     s.conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'deep'")
     s.close()
     with pytest.raises(StoreError, match="newer"):
         connect(tmp_path / "x.sqlite3")
+
+
+def test_a_v1_database_gains_the_outcomes_table_and_keeps_its_cache(tmp_path) -> None:
+    s = RunStore(tmp_path / "x.sqlite3")
+    s.cache_put(
+        "a" * 64, provider="p", base_url="u", model="m", request={}, response={"text": "kept"},
+        tokens_in=1, tokens_out=1, cost_usd=0.0,
+    )  # fmt: skip
+    s.conn.execute("DROP TABLE sandbox_outcomes")  # as a database written before v2
+    s.conn.execute("UPDATE schema_versions SET version = 1 WHERE component = 'deep'")
+    s.close()
+    again = RunStore(tmp_path / "x.sqlite3")
+    assert again.cache_get("a" * 64) == {"text": "kept"}
+    again.outcome_put("b" * 64, "private", "0.5")
+    again.outcome_put("b" * 64, "private", "1.0")  # the first outcome recorded stays
+    assert again.outcome_get("b" * 64) == "0.5" and again.outcome_get("c" * 64) is None
 
 
 def test_checkpoints_upsert_nodes_and_append_events_once(tmp_path) -> None:
