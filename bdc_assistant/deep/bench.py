@@ -681,7 +681,8 @@ def markdown(report: dict[str, Any]) -> str:
         o = report["sandbox_outcomes"]
         rows += [
             "",
-            f"Sandbox outcomes: {o['recalled']} read back from earlier sittings, {o['recorded']} run and "
-            "recorded in this one.",
+            f"Sandbox outcomes: {o['recorded']} run and recorded in this sitting, {o['recalled']} read back "
+            "from the record (kept by earlier sittings, or by this one where several rows wrote the same "
+            "program).",
         ]
     return "\n".join(rows) + "\n"
