@@ -20,6 +20,7 @@ again. Only ``bdc deep-bench`` records: the app's deep mode runs every program f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import threading
@@ -40,10 +41,12 @@ class OutcomeStore(Protocol):
     def outcome_put(self, key: str, op: str, value_json: str) -> None: ...
 
 
+@functools.lru_cache(maxsize=256)
 def tests_fingerprint(
-    tests: Sequence[TestCase], *, checker: str | None, timeout_s: float | None, call: bool = False
+    tests: tuple[TestCase, ...], *, checker: str | None, timeout_s: float | None, call: bool = False
 ) -> str:
-    """One hash for a test set as it is run: every test's fields, the checker, the time limit."""
+    """One hash for a test set as it is run: every test's fields, the checker, the time limit. Memoized:
+    every row of a problem scores its programs on the same tests (CodeContests inputs can be megabytes)."""
     rows = [[t.kind, t.input, t.output, t.fn_name] for t in tests]
     return _digest({"tests": rows, "checker": checker, "timeout_s": timeout_s, "call": call})
 
@@ -70,9 +73,9 @@ class OutcomeRecord:
         key = _digest({"format": FORMAT, "op": op, "limits": self.limits, **payload})
         with self._lock:
             raw = self.store.outcome_get(key)
-        if raw is not None:
-            with self._lock:
+            if raw is not None:
                 self.recalled += 1
+        if raw is not None:
             return decode(json.loads(raw))
         value = compute()
         with self._lock:

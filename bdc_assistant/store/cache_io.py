@@ -79,12 +79,17 @@ def export_cache(store: RunStore, out: Path, *, since: float = 0.0) -> Counts:
     return Counts(len(rows), len(outcomes))
 
 
-def _outcome_row(obj: dict[str, Any], where: str) -> tuple[Any, ...]:
-    missing = [c for c in ("key", "op", "value") if c not in obj]
+def _require(obj: dict[str, Any], fields: tuple[str, ...], where: str) -> None:
+    """Every row kind: its fields present and a 64-hex-digit ``key``."""
+    missing = [c for c in fields if c not in obj]
     if missing:
         raise StoreError(f"{where} lacks {', '.join(missing)}; nothing was imported.")
     if not isinstance(obj["key"], str) or not _KEY.match(obj["key"]):
         raise StoreError(f"{where} has a key that is not 64 hex digits; nothing was imported.")
+
+
+def _outcome_row(obj: dict[str, Any], where: str) -> tuple[Any, ...]:
+    _require(obj, ("key", "op", "value"), where)
     try:
         created = float(obj.get("created_at", 0.0))
     except (TypeError, ValueError) as exc:
@@ -108,11 +113,7 @@ def _row(line: str, where: str, scrub: Callable[[str], str]) -> tuple[Any, ...]:
         if obj["table"] != OUTCOMES:
             raise StoreError(f"{where} names an unknown table {obj['table']!r}; nothing was imported.")
         return (OUTCOMES, *_outcome_row(obj, where))
-    missing = [c for c in ("key", "provider", "base_url", "model", "request", "response") if c not in obj]
-    if missing:
-        raise StoreError(f"{where} lacks {', '.join(missing)}; nothing was imported.")
-    if not isinstance(obj["key"], str) or not _KEY.match(obj["key"]):
-        raise StoreError(f"{where} has a key that is not 64 hex digits; nothing was imported.")
+    _require(obj, ("key", "provider", "base_url", "model", "request", "response"), where)
     if not isinstance(obj["request"], dict) or not isinstance(obj["response"], dict):
         raise StoreError(f"{where} has a request or response that is not an object; nothing was imported.")
     try:

@@ -48,10 +48,8 @@ def test_round_trip_keeps_every_response_under_its_key(tmp_path: Path) -> None:
     assert import_cache(b, out) == (Counts(3, 0), Counts(0, 0))
     for k in KEYS:
         assert b.cache_get(k) == a.cache_get(k)
-    assert import_cache(b, out) == (
-        Counts(0, 0),
-        Counts(3, 0),
-    )  # content-addressed: a second import adds nothing
+    # content-addressed: a second import adds nothing
+    assert import_cache(b, out) == (Counts(0, 0), Counts(3, 0))
 
 
 def test_since_exports_only_the_newer_rows(tmp_path: Path) -> None:
