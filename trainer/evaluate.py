@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bdc_assistant.errors import DatasetError
+from bdc_assistant.evaluation.datasets import codecontests_band
 from bdc_assistant.types import Problem
 
 from . import artifacts as art
@@ -53,9 +54,8 @@ def load_problems(name: str, limit: int) -> list[Problem]:
 
 def group_of(dataset: str, problem: Problem) -> str:
     """Column group: the dataset, with CodeContests split like the paper (easy 0–10, hard 11–25)."""
-    if dataset.startswith("codecontests") and problem.difficulty is not None:
-        return f"{dataset}-easy" if problem.difficulty <= 10 else f"{dataset}-hard"
-    return dataset
+    band = codecontests_band(problem.difficulty) if dataset.startswith("codecontests") else None
+    return f"{dataset}-{band}" if band else dataset
 
 
 def slug(label: str) -> str:

@@ -49,6 +49,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from ..types import CancelToken, Problem
+from .difficulty_split import split_by_difficulty, split_markdown
 from .evaluate import SandboxEvaluator
 from .llm import Budgets
 from .methods import first_batch
@@ -92,6 +93,7 @@ class MethodScore:
     stopped_by: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
     outcomes: list[bool] = field(default_factory=list)  # accepted, problem by problem, in the run's order
+    private_rates: list[float] = field(default_factory=list)  # the final pick's private pass rate, likewise
 
     @property
     def accepted(self) -> int:
@@ -450,6 +452,13 @@ def run_bench(
     for i in sorted(committed):
         for scored in committed[i]:
             _add_run(scores[scored.method.name], scored)
+    tested = [p for p in reached if p.public_tests]  # the problems the rows were scored on
+    per_problem: dict[str, Any] = {
+        "ids": [p.id for p in tested],
+        "difficulty": [p.difficulty for p in tested],
+        "accepted": {name: [int(x) for x in s.outcomes] for name, s in scores.items()},
+        "private": {name: [round(x, 4) for x in s.private_rates] for name, s in scores.items()},
+    }
     report: dict[str, Any] = {
         "problems": len(reached),
         "max_calls": max_calls,
@@ -457,13 +466,12 @@ def run_bench(
         "agents": [a.name for a in agents],
         "methods": {name: s.as_dict() for name, s in scores.items()},
         "vs_zero_shot": paired_against_zero_shot(scores),
-        "per_problem": {
-            "ids": [p.id for p in reached if p.public_tests],
-            "accepted": {name: [int(x) for x in s.outcomes] for name, s in scores.items()},
-        },
+        "per_problem": per_problem,
         "wall_s": round(time.monotonic() - t0, 1),
         "jobs": max(1, jobs),
     }
+    if tested and all(p.source == "codecontests" for p in tested):
+        report["by_difficulty"] = split_by_difficulty(per_problem)
     if len(reached) < len(problems):
         report["interrupted"] = {"after": len(reached), "of": len(problems)}
     return report
@@ -548,6 +556,7 @@ def _add_run(s: MethodScore, scored: Scored) -> None:
     run, private_first, private = scored.run, scored.private_first, scored.private
     s.problems += 1
     s.outcomes.append(private >= 1.0)
+    s.private_rates.append(private)
     s.private_pr_sum += private
     s.accepted_first += int(private_first >= 1.0)
     s.private_pr_first_sum += private_first
@@ -677,6 +686,14 @@ def markdown(report: dict[str, Any]) -> str:
         "program passes every public test, and what it did not spend is shown as unspent. AC and PR are "
         "measured on the private tests after the search.",
     ]
+    if report.get("by_difficulty"):
+        rows += [
+            "",
+            "By CodeContests difficulty (the paper's split: easy 0–10, hard 11–25; problems without a rating "
+            "apart), AC with its Wilson 95 % CI and PR on the private tests:",
+            "",
+            split_markdown(report["by_difficulty"]),
+        ]
     if "sandbox_outcomes" in report:
         o = report["sandbox_outcomes"]
         rows += [

@@ -230,6 +230,17 @@ def _codecontests_row(row: dict[str, Any], where: str) -> Problem:
     )
 
 
+# The paper's Table 2 splits CodeContests by the problem's difficulty rating: easy 0–10, hard 11–25.
+CODECONTESTS_EASY_MAX = 10
+
+
+def codecontests_band(difficulty: int | None) -> str | None:
+    """``"easy"`` or ``"hard"`` for a CodeContests difficulty rating, ``None`` where the problem has none."""
+    if difficulty is None:
+        return None
+    return "easy" if difficulty <= CODECONTESTS_EASY_MAX else "hard"
+
+
 def load_codecontests(path: Path | None = None) -> list[Problem]:
     path = path or shared_data_dir() / "codecontests_240.jsonl"
     return [_codecontests_row(row, str(path)) for row in _read_jsonl(path)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 
 from bdc_assistant.deep.bench import (
     ALL_METHODS,
@@ -427,3 +428,55 @@ def test_budget_rules_are_pure() -> None:
     ]
     budgets = {m.name: m.max_calls for m in methods_for([parse_agent("openai:http://x/v1:a")], 8)}
     assert budgets["zero-shot[openai:a]"] == 1 and set(budgets.values()) == {1, 8}
+
+
+def test_codecontests_rows_are_split_by_difficulty_and_the_record_keeps_each_private_rate(
+    server, store
+) -> None:
+    """The paper splits CodeContests into easy (0–10) and hard (11–25); the report does it from its own
+    per-problem record, so the bands add up to the table's rows."""
+    runner = make_runner(store, [server.url])
+    agents = [parse_agent(f"openai:{server.url}:model-{c}") for c in "ab"]
+    rated = [
+        replace(PROBLEM, id=pid, source="codecontests", difficulty=d)
+        for pid, d in (("cf-easy", 9), ("cf-hard", 11), ("cf-unrated", None))
+    ]
+    report = run_bench(
+        runner,
+        rated,
+        agents,
+        max_calls=12,
+        budget_usd=0,
+        sandbox=ScriptedSandbox(),
+        methods_asked=("zero-shot", "single"),
+    )
+    record = report["per_problem"]
+    assert record["difficulty"] == [9, 11, None]
+    assert record["private"]["zero-shot[openai:model-a]"] == [0.5, 0.5, 0.5]  # HALF passes one of two
+    assert record["private"]["single[openai:model-a]"] == [1.0, 1.0, 1.0]
+    split = report["by_difficulty"]
+    assert [(band, b["problems"], b["difficulty"]) for band, b in split.items()] == [
+        ("easy", 1, [9, 9]),
+        ("hard", 1, [11, 11]),
+        ("unrated", 1, None),
+    ]
+    assert split["hard"]["methods"]["zero-shot[openai:model-b]"] == {
+        "accepted": 0,
+        "ac": 0.0,
+        "ac_ci95": [0.0, 79.35],
+        "pr": 50.0,
+    }
+    assert split["easy"]["methods"]["single[openai:model-b]"]["ac"] == 100.0
+    md = markdown(report | {"dataset": "codecontests-val"})
+    assert "By CodeContests difficulty" in md and "| easy (1, rating 9–9) AC % [95 % CI] | PR % |" in md
+    # other datasets have no such split (their ratings, where any, mean something else)
+    plain = run_bench(
+        runner,
+        [PROBLEM],
+        agents,
+        max_calls=12,
+        budget_usd=0,
+        sandbox=ScriptedSandbox(),
+        methods_asked=("zero-shot",),
+    )
+    assert "by_difficulty" not in plain and "By CodeContests difficulty" not in markdown(plain)
