@@ -75,7 +75,6 @@ class Method:
 class MethodScore:
     budget: int = 0
     problems: int = 0
-    private_pr_sum: float = 0.0
     accepted_first: int = 0
     private_pr_first_sum: float = 0.0
     public_pr_sum: float = 0.0
@@ -92,8 +91,13 @@ class MethodScore:
     wall_s: float = 0.0
     stopped_by: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
-    outcomes: list[bool] = field(default_factory=list)  # accepted, problem by problem, in the run's order
-    private_rates: list[float] = field(default_factory=list)  # the final pick's private pass rate, likewise
+    # the final pick's private pass rate, problem by problem, in the run's order (AC and PR derive from it)
+    private_rates: list[float] = field(default_factory=list)
+
+    @property
+    def outcomes(self) -> list[bool]:
+        """Accepted (every private test passed), problem by problem, in the run's order."""
+        return [rate >= 1.0 for rate in self.private_rates]
 
     @property
     def accepted(self) -> int:
@@ -107,7 +111,7 @@ class MethodScore:
         return {
             "ac": round(100 * self.accepted / n, 2),
             "ac_ci95": list(wilson_ci95(self.accepted, self.problems)),
-            "pr": round(100 * self.private_pr_sum / n, 2),
+            "pr": round(100 * sum(self.private_rates) / n, 2),
             "ac_first": round(100 * self.accepted_first / n, 2),
             "pr_first": round(100 * self.private_pr_first_sum / n, 2),
             "public_pr": round(100 * self.public_pr_sum / n, 2),
@@ -555,9 +559,7 @@ def _marks(done: Sequence[Scored]) -> list[str]:
 def _add_run(s: MethodScore, scored: Scored) -> None:
     run, private_first, private = scored.run, scored.private_first, scored.private
     s.problems += 1
-    s.outcomes.append(private >= 1.0)
     s.private_rates.append(private)
-    s.private_pr_sum += private
     s.accepted_first += int(private_first >= 1.0)
     s.private_pr_first_sum += private_first
     s.public_pr_sum += run.public_pass_rate
