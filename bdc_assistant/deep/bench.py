@@ -104,7 +104,7 @@ class MethodScore:
         return sum(self.outcomes)
 
     def as_dict(self) -> dict[str, Any]:
-        from ..evaluation.metrics import wilson_ci95
+        from ..evaluation.metrics import bootstrap_mean_ci95, wilson_ci95
 
         n = max(self.problems, 1)
         tokens = self.tokens_in + self.tokens_out
@@ -112,6 +112,7 @@ class MethodScore:
             "ac": round(100 * self.accepted / n, 2),
             "ac_ci95": list(wilson_ci95(self.accepted, self.problems)),
             "pr": round(100 * sum(self.private_rates) / n, 2),
+            "pr_ci95": list(bootstrap_mean_ci95(self.private_rates)),
             "ac_first": round(100 * self.accepted_first / n, 2),
             "pr_first": round(100 * self.private_pr_first_sum / n, 2),
             "public_pr": round(100 * self.public_pr_sum / n, 2),
@@ -609,6 +610,12 @@ def _ci_cells(report: dict[str, Any], name: str, sep: str) -> tuple[str, str]:
     return f"{lo:.1f}–{hi:.1f}", diff
 
 
+def _pr_ci(row: dict[str, Any]) -> str:
+    """``lo–hi`` of a row's PR bootstrap CI ("–" in a report written before PR had one)."""
+    ci = row.get("pr_ci95")
+    return f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "–"
+
+
 def _problems_text(report: dict[str, Any]) -> str:
     stop = report.get("interrupted")
     tail = f" (interrupted after {stop['after']} of {stop['of']})" if stop else ""
@@ -621,7 +628,7 @@ def table(report: dict[str, Any]) -> str:
     methods = report["methods"]
     width = max([len(n) for n in methods] + [6])
     sstar_mode = report.get("pick") == "sstar"
-    head = f"{'method':<{width}}  {'AC%':>6} {'AC 95% CI':>13} {'ΔAC vs 0-shot [CI]':>22} {'PR%':>6}"
+    head = f"{'method':<{width}}  {'AC%':>6} {'AC 95% CI':>13} {'ΔAC vs 0-shot [CI]':>22} {'PR%':>6} {'PR 95% CI':>11}"
     if sstar_mode:
         head += f" {'AC%1st':>6}"
     head += f" {'budget':>6} {'calls':>6} {'tokens':>8} {'unspent':>7} {'ties':>4}"
@@ -630,7 +637,7 @@ def table(report: dict[str, Any]) -> str:
     lines = [head]
     for name, m in methods.items():
         ci, diff = _ci_cells(report, name, ",")
-        row = f"{name:<{width}}  {m['ac']:>6.2f} {ci:>13} {diff:>22} {m['pr']:>6.2f}"
+        row = f"{name:<{width}}  {m['ac']:>6.2f} {ci:>13} {diff:>22} {m['pr']:>6.2f} {_pr_ci(m):>11}"
         if sstar_mode:
             row += f" {m['ac_first']:>6.2f}"
         row += (
@@ -643,7 +650,7 @@ def table(report: dict[str, Any]) -> str:
     lines.append(
         f"({_problems_text(report)}, budget {report['max_calls']} calls (zero-shot: 1), pick "
         f"{report.get('pick', 'first')}, {report.get('wall_s', 0)} s; calls, tokens (in+out) and unspent "
-        "calls are means per problem; AC 95% CI = Wilson; ΔAC vs 0-shot = AC minus the best zero-shot row's "
+        "calls are means per problem; AC 95% CI = Wilson, PR 95% CI = bootstrap over problems; ΔAC vs 0-shot = AC minus the best zero-shot row's "
         f"({report.get('vs_zero_shot', {}).get('baseline', '–')}), paired bootstrap 95 % CI; "
         "ties = problems with distinct programs tied on the public tests; "
         "best-of-n = zero-shot resampled to the budget, best by public tests"
@@ -671,14 +678,14 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"`{a}`" for a in report.get("agents", []))
         + f", {report.get('wall_s', 0)} s.",
         "",
-        f"| method | AC % | AC 95 % CI | ΔAC vs {vs.get('baseline', 'zero-shot')} [95 % CI] | PR % | calls | "
-        "tokens | unspent | ties | pruned | refined |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| method | AC % | AC 95 % CI | ΔAC vs {vs.get('baseline', 'zero-shot')} [95 % CI] | PR % | PR 95 % CI "
+        "| calls | tokens | unspent | ties | pruned | refined |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in report["methods"].items():
         ci, diff = _ci_cells(report, name, ", ")
         rows.append(
-            f"| {name} | {m['ac']:.1f} | {ci} | {diff} | {m['pr']:.1f} | {m['calls_per_problem']:.2f} "
+            f"| {name} | {m['ac']:.1f} | {ci} | {diff} | {m['pr']:.1f} | {_pr_ci(m)} | {m['calls_per_problem']:.2f} "
             f"| {m['tokens_per_problem']:.0f} | {m['unspent_per_problem']:.2f} | {m['ties']} | {m['pruned']} "
             f"| {m['refined']} |"
         )
@@ -686,13 +693,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Calls, tokens (in + out) and unspent calls are means per problem; a method stops early only when a "
         "program passes every public test, and what it did not spend is shown as unspent. AC and PR are "
-        "measured on the private tests after the search.",
+        "measured on the private tests after the search; AC's 95 % CI is Wilson's, PR's a bootstrap over the "
+        "problems.",
     ]
     if report.get("by_difficulty"):
         rows += [
             "",
             "By CodeContests difficulty (the paper's split: easy 0–10, hard 11–25; problems without a rating "
-            "apart), AC with its Wilson 95 % CI and PR on the private tests:",
+            "apart), AC with its Wilson 95 % CI and PR with its bootstrap 95 % CI, on the private tests:",
             "",
             split_markdown(report["by_difficulty"]),
         ]

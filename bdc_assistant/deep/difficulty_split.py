@@ -13,14 +13,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..evaluation.datasets import codecontests_band
-from ..evaluation.metrics import wilson_ci95
+from ..evaluation.metrics import bootstrap_mean_ci95, wilson_ci95
 
 BANDS = ("easy", "hard", "unrated")
 
 
 def split_by_difficulty(per_problem: Mapping[str, Any]) -> dict[str, Any]:
     """``{band: {"problems", "difficulty": [lowest, highest] or None, "methods": {name: row}}}``, a row being
-    ``accepted``, ``ac`` (percent), ``ac_ci95`` (Wilson) and, where the record has private pass rates, ``pr``.
+    ``accepted``, ``ac`` (percent), ``ac_ci95`` (Wilson) and, where the record has private pass rates, ``pr``
+    with its bootstrap ``pr_ci95``.
     A method whose record does not cover every problem (it cannot happen in one run) is left out."""
     ids: Sequence[str] = per_problem["ids"]
     ratings: Sequence[int | None] = per_problem["difficulty"]
@@ -48,7 +49,9 @@ def split_by_difficulty(per_problem: Mapping[str, Any]) -> dict[str, Any]:
             }
             rates = private.get(name)
             if rates is not None and len(rates) == len(ids):
-                row["pr"] = round(100 * sum(rates[i] for i in idx) / len(idx), 2)
+                band_rates = [rates[i] for i in idx]
+                row["pr"] = round(100 * sum(band_rates) / len(idx), 2)
+                row["pr_ci95"] = list(bootstrap_mean_ci95(band_rates))
             rows[name] = row
         out[band] = {
             "problems": len(idx),
@@ -58,8 +61,15 @@ def split_by_difficulty(per_problem: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _pr_cell(row: Mapping[str, Any]) -> str:
+    if "pr" not in row:
+        return "–"
+    ci = row.get("pr_ci95")
+    return f"{row['pr']:.1f} [{ci[0]:.1f}–{ci[1]:.1f}]" if ci else f"{row['pr']:.1f}"
+
+
 def split_markdown(split: Mapping[str, Any]) -> str:
-    """The split as a Markdown table: one row per method, AC (Wilson CI) and PR per band."""
+    """The split as a Markdown table: one row per method, AC (Wilson CI) and PR (bootstrap CI) per band."""
     bands = [b for b in BANDS if b in split]
     if not bands:
         return ""
@@ -70,7 +80,7 @@ def split_markdown(split: Mapping[str, Any]) -> str:
         return f"{band} ({split[band]['problems']}{rating})"
 
     lines = [
-        "| method | " + " | ".join(f"{head(b)} AC % [95 % CI] | PR %" for b in bands) + " |",
+        "| method | " + " | ".join(f"{head(b)} AC % [95 % CI] | PR % [95 % CI]" for b in bands) + " |",
         "|---|" + "---:|---:|" * len(bands),
     ]
     names = list(split[bands[0]]["methods"])
@@ -82,6 +92,6 @@ def split_markdown(split: Mapping[str, Any]) -> str:
                 cells += ["–", "–"]
                 continue
             lo, hi = row["ac_ci95"]
-            cells += [f"{row['ac']:.1f} [{lo:.1f}–{hi:.1f}]", f"{row['pr']:.1f}" if "pr" in row else "–"]
+            cells += [f"{row['ac']:.1f} [{lo:.1f}–{hi:.1f}]", _pr_cell(row)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

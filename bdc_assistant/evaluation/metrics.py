@@ -29,7 +29,7 @@ answer passes all its scoring tests (= AC with one sample).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -191,19 +191,31 @@ def wilson_ci95(successes: int, n: int) -> tuple[float, float]:
     return (round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2))
 
 
+def _bootstrap_ci95(
+    n: int, statistic: Callable[[list[int]], float], rounds: int, seed: int
+) -> tuple[float, float]:
+    """Percentile 95 % interval of ``statistic`` over ``rounds`` resamples (with replacement) of ``n`` indices."""
+    import random
+
+    rng = random.Random(seed)
+    values = sorted(statistic([rng.randrange(n) for _ in range(n)]) for _ in range(rounds))
+    return (round(values[int(0.025 * rounds)], 2), round(values[int(0.975 * rounds) - 1], 2))
+
+
 def paired_bootstrap_ci95(
     a: list[bool], b: list[bool], rounds: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
     """95 % paired-bootstrap interval of pass-rate(b) − pass-rate(a), in points, over the same problems."""
-    import random
-
     if len(a) != len(b) or not a:
         raise ValueError("paired bootstrap needs two equally long, non-empty outcome lists")
-    rng = random.Random(seed)
     n = len(a)
-    diffs = []
-    for _ in range(rounds):
-        idx = [rng.randrange(n) for _ in range(n)]
-        diffs.append(100.0 * sum(int(b[i]) - int(a[i]) for i in idx) / n)
-    diffs.sort()
-    return (round(diffs[int(0.025 * rounds)], 2), round(diffs[int(0.975 * rounds) - 1], 2))
+    return _bootstrap_ci95(n, lambda idx: 100.0 * sum(int(b[i]) - int(a[i]) for i in idx) / n, rounds, seed)
+
+
+def bootstrap_mean_ci95(rates: Sequence[float], rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of per-problem rates in [0, 1], in percent (the paper's PR: the
+    mean fraction of private tests passed, which has no closed-form interval like AC's Wilson one)."""
+    if not rates:
+        return (0.0, 0.0)
+    n = len(rates)
+    return _bootstrap_ci95(n, lambda idx: 100.0 * sum(rates[i] for i in idx) / n, rounds, seed)

@@ -120,6 +120,9 @@ def test_every_method_at_an_equal_budget(server, store) -> None:
     # CIs: Wilson per row, and each row paired against the best zero-shot row (a tie: the first agent's)
     assert report["methods"]["single[openai:model-a]"]["ac_ci95"] == [20.65, 100.0]
     assert report["methods"]["mc-toa"]["ac_ci95"] == [0.0, 79.35]
+    # PR's CI is a bootstrap over problems: one problem, so it is that problem's private pass rate
+    assert report["methods"]["mc-toa"]["pr_ci95"] == [50.0, 50.0]
+    assert report["methods"]["mc-toa+prune+refine"]["pr_ci95"] == [100.0, 100.0]
     vs = report["vs_zero_shot"]
     assert vs["baseline"] == "zero-shot[openai:model-a]" and "zero-shot[openai:model-a]" not in vs["methods"]
     assert vs["methods"]["mc-toa+prune+refine"] == {"ac_diff": 100.0, "ci95": [100.0, 100.0]}
@@ -138,7 +141,9 @@ def test_every_method_at_an_equal_budget(server, store) -> None:
     assert "+100.0 [+100.0,+100.0]" in text and "20.6–100.0" in text
     md = markdown(report | {"dataset": "add"}).splitlines()
     assert md[2].startswith("| method | AC % | AC 95 % CI | ΔAC vs zero-shot[openai:model-a]")
-    row = "| mc-toa+prune+refine | 100.0 | 20.6–100.0 | +100.0 [+100.0, +100.0] | 100.0 | 10.00 |"
+    row = (
+        "| mc-toa+prune+refine | 100.0 | 20.6–100.0 | +100.0 [+100.0, +100.0] | 100.0 | 100.0–100.0 | 10.00 |"
+    )
     assert any(line.startswith(row) for line in md)
     assert sum(line.startswith("| ") for line in md) == 1 + len(report["methods"])
 
@@ -465,10 +470,11 @@ def test_codecontests_rows_are_split_by_difficulty_and_the_record_keeps_each_pri
         "ac": 0.0,
         "ac_ci95": [0.0, 79.35],
         "pr": 50.0,
+        "pr_ci95": [50.0, 50.0],
     }
     assert split["easy"]["methods"]["single[openai:model-b]"]["ac"] == 100.0
     md = markdown(report | {"dataset": "codecontests-val"})
-    assert "By CodeContests difficulty" in md and "| easy (1, rating 9–9) AC % [95 % CI] | PR % |" in md
+    assert "By CodeContests difficulty" in md and "| easy (1, rating 9–9) AC % [95 % CI] | PR % [95 % CI] |" in md
     # other datasets have no such split (their ratings, where any, mean something else)
     plain = run_bench(
         runner,

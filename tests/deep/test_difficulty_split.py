@@ -23,26 +23,46 @@ def test_the_bands_follow_the_papers_cut_and_add_up_to_every_problem() -> None:
         (1, None),
     ]
     assert split["easy"]["methods"] == {
-        "zero-shot[x]": {"accepted": 1, "ac": 50.0, "ac_ci95": [9.45, 90.55], "pr": 50.0},
-        "mc-toa": {"accepted": 2, "ac": 100.0, "ac_ci95": [34.24, 100.0], "pr": 100.0},
+        "zero-shot[x]": {
+            "accepted": 1,
+            "ac": 50.0,
+            "ac_ci95": [9.45, 90.55],
+            "pr": 50.0,
+            "pr_ci95": [0.0, 100.0],
+        },
+        "mc-toa": {
+            "accepted": 2,
+            "ac": 100.0,
+            "ac_ci95": [34.24, 100.0],
+            "pr": 100.0,
+            "pr_ci95": [100.0, 100.0],
+        },
     }  # "short" covers one problem of five: left out rather than split wrongly
     assert split["hard"]["methods"]["mc-toa"] == {
         "accepted": 1,
         "ac": 50.0,
         "ac_ci95": [9.45, 90.55],
         "pr": 80.0,
+        "pr_ci95": [60.0, 100.0],  # two problems at 1.0 and 0.6: the resamples' means are 60, 80 and 100
     }
     assert split["unrated"]["methods"]["zero-shot[x]"]["pr"] == 50.0
+    md = split_markdown(split).splitlines()
+    assert md[3] == (
+        "| mc-toa | 100.0 [34.2–100.0] | 100.0 [100.0–100.0] | 50.0 [9.4–90.5] | 80.0 [60.0–100.0] "
+        "| 0.0 [0.0–79.3] | 40.0 [40.0–40.0] |"
+    )
 
 
 def test_a_record_without_private_rates_splits_ac_only_and_the_table_says_so() -> None:
     record = {k: v for k, v in RECORD.items() if k != "private"}
     split = split_by_difficulty(record)
-    assert "pr" not in split["easy"]["methods"]["mc-toa"]
+    assert (
+        "pr" not in split["easy"]["methods"]["mc-toa"] and "pr_ci95" not in split["easy"]["methods"]["mc-toa"]
+    )
     md = split_markdown(split).splitlines()
     assert md[0] == (
-        "| method | easy (2, rating 7–10) AC % [95 % CI] | PR % | hard (2, rating 11–25) AC % [95 % CI] | PR % "
-        "| unrated (1) AC % [95 % CI] | PR % |"
+        "| method | easy (2, rating 7–10) AC % [95 % CI] | PR % [95 % CI] | hard (2, rating 11–25) AC % [95 % CI] "
+        "| PR % [95 % CI] | unrated (1) AC % [95 % CI] | PR % [95 % CI] |"
     )
     assert md[3] == "| mc-toa | 100.0 [34.2–100.0] | – | 50.0 [9.4–90.5] | – | 0.0 [0.0–79.3] | – |"
 
