@@ -474,7 +474,10 @@ def test_codecontests_rows_are_split_by_difficulty_and_the_record_keeps_each_pri
     }
     assert split["easy"]["methods"]["single[openai:model-b]"]["ac"] == 100.0
     md = markdown(report | {"dataset": "codecontests-val"})
-    assert "By CodeContests difficulty" in md and "| easy (1, rating 9–9) AC % [95 % CI] | PR % [95 % CI] |" in md
+    assert (
+        "By CodeContests difficulty" in md
+        and "| easy (1, rating 9–9) AC % [95 % CI] | PR % [95 % CI] |" in md
+    )
     # other datasets have no such split (their ratings, where any, mean something else)
     plain = run_bench(
         runner,

@@ -3,33 +3,20 @@ refines must be the bench report's own numbers (scripted LLMs and sandbox, as in
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from bdc_assistant.deep.bench import run_bench
 from bdc_assistant.deep.providers.presets import parse_agent
 
+from ..bench_scripts import bench_script
 from .conftest import make_runner
 from .scripted_sandbox import ScriptedSandbox
 from .test_bench import PROBLEM
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _deep_budget():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import deep_budget
-    finally:
-        sys.path.remove(str(BENCH))
-    return deep_budget
 
 
 def test_the_run_store_gives_back_each_rows_calls_prunes_and_refines(server, store) -> None:
     runner = make_runner(store, [server.url])
     agents = [parse_agent(f"openai:{server.url}:model-{c}") for c in "ab"]
     report = run_bench(runner, [PROBLEM], agents, max_calls=12, budget_usd=0, sandbox=ScriptedSandbox())
-    analysis = _deep_budget().budget_analysis(store.path, 0.0, float("inf"), None)
+    analysis = bench_script("deep_budget").budget_analysis(store.path, 0.0, float("inf"), None)
     assert set(analysis) == set(report["methods"])
     for name, m in report["methods"].items():
         row = analysis[name]
@@ -45,4 +32,4 @@ def test_the_run_store_gives_back_each_rows_calls_prunes_and_refines(server, sto
     assert analysis["mc-toa+prune+refine"]["calls@openai:model-a"] > 0
     assert analysis["mc-toa+prune+refine"]["calls@openai:model-b"] > 0
     # a window that ends before the run sees nothing
-    assert _deep_budget().budget_analysis(store.path, 0.0, 1.0, None) == {}
+    assert bench_script("deep_budget").budget_analysis(store.path, 0.0, 1.0, None) == {}

@@ -4,23 +4,12 @@ natural answer length that stops at the model's end of turn (the whole-answer ra
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from bdc_assistant.evaluation.datasets import load_dataset
 from bdc_assistant.evaluation.problem_text import solver_text
 from bdc_assistant.solver import prompts as app_prompts
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import customize
-    finally:
-        sys.path.remove(str(BENCH))
-    return customize
+from ..bench_scripts import bench_script
 
 
 class _Gen:
@@ -38,7 +27,7 @@ class _Gen:
 
 
 def test_mbpp_val_answers_are_the_apps_own_prompt_on_the_validation_problems():
-    customize = _bench()
+    customize = bench_script("customize")
     gen = _Gen()
     args = argparse.Namespace(answer_source="mbpp-val", answers=3)
     texts, ids = customize._answer_prompts(args, gen)
@@ -49,7 +38,7 @@ def test_mbpp_val_answers_are_the_apps_own_prompt_on_the_validation_problems():
 
 
 def test_toy_answers_keep_the_system_prompt_and_the_fixed_queries():
-    customize = _bench()
+    customize = bench_script("customize")
     gen = _Gen()
     texts, _ = customize._answer_prompts(argparse.Namespace(answer_source="toy", answers=2), gen)
     assert texts == list(customize.PROBLEMS[:2])
@@ -59,7 +48,7 @@ def test_toy_answers_keep_the_system_prompt_and_the_fixed_queries():
 def test_the_natural_length_ends_at_the_end_of_turn_token_or_the_cap(tiny_models):
     from bdc_assistant.backends.llamacpp_backend import LlamaCppGenerator
 
-    customize = _bench()
+    customize = bench_script("customize")
     gen = LlamaCppGenerator(tiny_models["qwen2"].gguf_path, n_ctx=256, threads=1)
     try:
         ids = gen.tokenize("def f(x):", add_bos=False, special=True)

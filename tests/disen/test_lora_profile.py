@@ -3,20 +3,13 @@ products are told apart from the base's (the bench's numbers rest on both)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from bdc_assistant.disen.gguf_adapter import write_template
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from ..bench_scripts import bench_script
 
 
 def test_profile_names_every_lora_product_and_none_without_an_adapter(tiny_models, loaded_bundles, tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import lora_profile
-    finally:
-        sys.path.remove(str(BENCH))
+    lora_profile = bench_script("lora_profile")
     bundle = loaded_bundles["qwen2"]
     template = write_template(
         bundle.cat, tmp_path / "t.gguf", arch="qwen2", n_heads=4, n_kv_heads=2, bundle_id="b", dtype="q8_0"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ..bench_scripts import bench_script
 from .conftest import REPO, child_env
 
 pytestmark = pytest.mark.slow
@@ -64,11 +65,7 @@ def _pair(inproc_ttft: float, http_ttft: float, inproc_rate: float, http_rate: f
 
 
 def test_serve_pooled_takes_the_median_of_every_pair_of_every_run(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import serve_pooled
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    serve_pooled = bench_script("serve_pooled")
     machine = {"cpu": "X"}
     # run 1: HTTP TTFT +10 %, +20 %; run 2: +0 %, +30 %, +40 % -> pooled median +20 %
     one = {"machine": machine, "runs": {"completions": [_pair(1, 1.1, 10, 10), _pair(1, 1.2, 10, 5)]}}
