@@ -456,6 +456,10 @@ class LLMTeam:
         (resp,) = self.gateway.batch([Call(critic, "summarise", self._request(critic, user, 384))])
         return resp.text.strip()[:2000]
 
+    def calls_left(self) -> int | None:
+        """Calls the gateway's budget still allows (the whole cap: every call of this run counts)."""
+        return max(self.gateway.budgets.max_calls - self.gateway.meter.calls, 0)
+
     def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
         if self._is_completion(author):
             frame = (

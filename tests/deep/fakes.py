@@ -76,6 +76,9 @@ class ScriptedTeam:
         self._call("summarise", critic, state.thoughts)
         return f"{critic} says: {len(failures)} failing; trace={trace}"
 
+    def calls_left(self) -> int | None:
+        return None if self.max_calls is None else self.max_calls - len(self.calls)
+
     def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
         self._call("regenerate", author, parent.thoughts)
         self.seen.append(("regenerate", {"ill_thought": ill_thought, "summary": summary}))

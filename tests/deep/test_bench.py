@@ -161,10 +161,12 @@ def test_a_search_that_exhausts_early_resamples_until_the_budget_is_spent(store)
         stopped = [store.get_run(r).stopped_by for r in run.run_ids]
         assert stopped == ["exhausted", "exhausted", "exhausted", "max_calls"]
         # with refine on, an attempt is root solve, expand, child solve, summarise, regenerate, re-solve = 6;
-        # the 2nd attempt has 4 calls: its regenerate does not fit, so only the 1st attempt's refine counts
+        # the 2nd attempt has 4 calls: after its child solve 1 is left, too few to refine and re-solve, so the
+        # ill child is pruned (3 calls, exhausted) and a 3rd attempt spends the last call on a root solve
         refine = Method("mc-toa+prune+refine", (agent,), {"prune": True, "refine": True}, 10)
         run = run_method(runner, PROBLEM, refine, budget_usd=0, pick="first", sandbox=ScriptedSandbox())
-        assert (run.attempts, run.calls, run.unspent, run.refined) == (2, 10, 0, 1)
+        assert (run.attempts, run.calls, run.unspent, run.refined) == (3, 10, 0, 1)
+        assert [store.get_run(r).stopped_by for r in run.run_ids] == ["exhausted", "exhausted", "max_calls"]
 
 
 def test_sstar_breaks_a_public_tie_by_majority_behaviour(store) -> None:

@@ -161,6 +161,36 @@ def test_refine_local_limit_two_refines_twice_then_succeeds() -> None:
     assert t.nodes[4].returns == [1.0] and out.public_pass_rate == 1.0 and out.stopped_by == "solved"
 
 
+def test_a_refine_is_made_only_when_the_budget_can_simulate_its_replacement() -> None:
+    def run(max_calls: int) -> tuple[ScriptedTeam, object]:
+        team = ScriptedTeam(
+            names=("A", "B"),
+            scores={"A": [3.0, 1.0], "B": [1.0, 1.0]},
+            rates={"": {"A": 0.5, "B": 0.5}},
+            default_rate=0.25,  # every child is ill
+            max_calls=max_calls,
+        )
+        out = make(team, rollouts=3, prune=True, refine=True, refine_global_limit=9)[0].run()
+        return team, out
+
+    # 10 calls: root solve (2), expand (2), node 1's solve (2) leaves 4 = summarise + regenerate + re-solve (2)
+    team, out = run(10)
+    assert [k for k, _, _ in team.calls] == ["solve"] * 2 + ["propose"] * 2 + ["solve"] * 2 + [
+        "summarise",
+        "regenerate",
+    ] + ["solve"] * 2
+    assert out.tree.nodes[5].refined_from == 1 and out.tree.nodes[5].simulated
+    # 9 calls: 3 left after node 1's solve, one short of a refine whose replacement gets simulated, so node 1
+    # is pruned at once and the calls go to the next child (node 3, B's first thought) instead
+    team, out = run(9)
+    assert [k for k, _, _ in team.calls] == ["solve"] * 2 + ["propose"] * 2 + ["solve"] * 2 + ["solve"] * 2
+    t = out.tree
+    assert t.nodes[1].status == "ill" and t.nodes[1].replaced_by is None and t.refines_total == 0
+    assert t.nodes[3].simulated and t.nodes[3].status == "ill" and t.pruned_total == 2
+    assert out.stopped_by == "max_calls"
+    assert all(n.simulated for n in t.nodes.values() if n.refined_from is not None)  # no unsimulated stand-in
+
+
 def test_all_children_pruned_exhausts_the_root() -> None:
     team = ScriptedTeam(names=("A",), scores={"A": [1.0]}, rates={"": {"A": 0.5}}, default_rate=0.0)
     out = make(team, rollouts=10, width=1, prune=True)[0].run()
