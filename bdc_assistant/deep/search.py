@@ -12,7 +12,8 @@ One rollout:
      is expanded (every policy proposes ``width`` thoughts with priors) and its best-scored new child is
      simulated.
   3. Simulate: every policy writes ``samples`` solutions from the state; PR(S) = mean public pass rate.
-  4. Prune: a child with PR below its parent's is ill. Refine (if allowed by the local and global limits):
+  4. Prune: a child with PR below its parent's is ill. Refine (if allowed by the local and global limits,
+     and only when the calls left pay for the refine and the replacement's simulation):
      a different policy summarises the failure (code, failing tests, a block-level execution trace), the
      author regenerates the thought, the new node replaces the ill one and is re-simulated. A node still
      ill is pruned: out of selection, kept in the tree, and a reward of 0 is backed up at once.
