@@ -23,8 +23,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-# deep-bench's baseline searches (bdc_assistant.deep.bench.BASELINES), labelled by their search method
-_BASELINES = ("ldb", "rap", "reflexion", "lats", "tot", "rethinkmcts")
+from bdc_assistant.deep.bench import BASELINES
+
 # counts every row shows, zero included
 _ALWAYS = ("pruned", "refines", "refines_by_other_agent", "refines_improved", "refines_effective")
 
@@ -38,7 +38,7 @@ def row_label(config: dict[str, Any], agents: list[str]) -> str:
             return "mc-toa"
         return "mc-toa+prune+refine" if search["refine"] else "mc-toa+prune"
     agent = agents[0]
-    if method in _BASELINES:
+    if method in BASELINES:  # a Table-1 baseline's runs carry its name as their search method
         return f"{method}[{agent}]"
     if search["rollouts"] == 0:  # a direct solve: zero-shot is one call at seed 0, every other is best-of-n
         return f"zero-shot[{agent}]" if calls == 1 and search["seed"] == 0 else f"best-of-n[{agent}]"
@@ -115,10 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
     problems = None
-    if args.report:
-        report = json.loads(args.report.read_text())
-        problems = set(report.get("report", report)["per_problem"]["ids"])
-    analysis = budget_analysis(args.db or _default_db(), args.since, args.until, problems)
+    try:
+        if args.report:
+            report = json.loads(args.report.read_text())
+            problems = set(report.get("report", report)["per_problem"]["ids"])
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        print(
+            f"deep_budget: {args.report} is not a deep-bench report with per-problem ids ({exc!r})",
+            file=sys.stderr,
+        )
+        return 2
+    db = args.db or _default_db()
+    try:
+        analysis = budget_analysis(db, args.since, args.until, problems)
+    except sqlite3.Error as exc:
+        print(f"deep_budget: cannot read the run store {db} ({exc})", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(analysis, indent=2))
         return 0

@@ -33,3 +33,13 @@ def test_the_run_store_gives_back_each_rows_calls_prunes_and_refines(server, sto
     assert analysis["mc-toa+prune+refine"]["calls@openai:model-b"] > 0
     # a window that ends before the run sees nothing
     assert bench_script("deep_budget").budget_analysis(store.path, 0.0, 1.0, None) == {}
+
+
+def test_a_bad_report_or_run_store_is_one_sentence_and_exit_2(tmp_path, capsys) -> None:
+    main = bench_script("deep_budget").main
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"methods": {}}')
+    assert main(["--since", "0", "--report", str(bad), "--db", str(tmp_path / "none.db")]) == 2
+    assert "is not a deep-bench report with per-problem ids" in capsys.readouterr().err
+    assert main(["--since", "0", "--db", str(tmp_path / "none.db")]) == 2
+    assert "cannot read the run store" in capsys.readouterr().err
