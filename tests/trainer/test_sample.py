@@ -1,0 +1,119 @@
+"""``trainer.sample`` (rejection sampling): only programs passing public AND private tests become lines, one per
+distinct program; validation sets are refused; a rerun resumes after the finished problems."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bdc_assistant.config import load_settings
+from bdc_assistant.errors import DatasetError
+from bdc_assistant.types import Problem, TestCase
+from trainer import sample as rs
+
+from ..deep.httpfakes import BAD, GOOD
+from ..deep.scripted_sandbox import ALT, GOOD2, PROGRAMS, ScriptedSandbox
+
+GOOD_COMMENTED = "a, b = map(int, input().split())  # read\n\nprint(a + b)\n"
+
+
+@dataclass
+class Answer:
+    code: str
+    tokens: int = 1
+    seconds: float = 0.01
+
+
+class SeededSolver:
+    """Answers by the seed in its settings, so the test knows which sample wrote what."""
+
+    def __init__(self, by_seed: dict[int, str]) -> None:
+        self.settings = load_settings(config_file=Path("/nonexistent/bdc.toml"))
+        self.by_seed = by_seed
+        self.seen: list[tuple[str, int]] = []
+
+    def answer(self, problem: str, max_tokens: int | None = None) -> Answer:
+        seed = self.settings.backend.seed
+        self.seen.append((problem, seed))
+        return Answer(self.by_seed[seed])
+
+
+def problem(pid: str = "cc/1") -> Problem:
+    return Problem(
+        pid,
+        "add two numbers",
+        public_tests=(TestCase("1 2", "3"),),
+        private_tests=(TestCase("4 1", "5"), TestCase("7 8", "15")),
+    )
+
+
+def test_program_key_ignores_formatting_comments_and_docstrings() -> None:
+    assert rs.program_key(GOOD) == rs.program_key(GOOD_COMMENTED)
+    doc = 'def f(x):\n    """Double it."""\n    return 2 * x\n'
+    assert rs.program_key(doc) == rs.program_key("def f(x):\n    return 2*x\n")
+    assert rs.program_key(GOOD) != rs.program_key(GOOD2)
+
+
+def test_only_distinct_programs_passing_every_test_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PROGRAMS, GOOD_COMMENTED, PROGRAMS[GOOD])
+    # seed 0 good, 1 the same program reformatted, 2 passes the public test only, 3 wrong, 4 another good one
+    solver = SeededSolver({0: GOOD, 1: GOOD_COMMENTED, 2: ALT, 3: BAD, 4: GOOD2})
+    cfg = rs.SampleConfig(samples=5, temperature=0.8)
+    lines, record = rs.sample_problem(solver, ScriptedSandbox(), problem(), cfg, "local:test")
+    assert [x["solution"] for x in lines] == [GOOD, GOOD2]
+    assert record | {"seconds": 0} == {
+        "problem_id": "cc/1",
+        "attempts": 5,
+        "passes": 3,
+        "distinct": 2,
+        "seconds": 0,
+    }
+    assert [s for _, s in solver.seen] == [0, 1, 2, 3, 4]
+    assert all(x["verified"] is True and x["policy"] == "local:test" for x in lines)
+    assert lines[1]["source"] == "rejection-sampling:mbpp-train:t0.8:s4"
+    assert solver.settings.backend.seed == 0  # the solver's settings are restored
+
+
+def test_a_program_failing_a_private_test_never_becomes_a_line() -> None:
+    solver = SeededSolver({0: ALT, 1: ALT})  # ALT passes "1 2" (public) and fails "4 1" (private)
+    lines, record = rs.sample_problem(
+        solver, ScriptedSandbox(), problem(), rs.SampleConfig(samples=2), "local:test"
+    )
+    assert lines == [] and record["passes"] == 0
+
+
+@pytest.mark.parametrize("dataset", ["mbpp-val", "humaneval", "codecontests-val", "mbpp"])
+def test_validation_and_test_sets_are_refused(dataset: str, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError):
+        rs.run(rs.SampleConfig(dataset=dataset), tmp_path / "out.jsonl")
+
+
+def test_a_rerun_skips_the_finished_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bdc_assistant.deep.collect as collect_mod
+    import bdc_assistant.sandbox as sandbox_mod
+
+    problems = [problem("cc/1"), problem("cc/2"), problem("cc/3")]
+    solver = SeededSolver({0: GOOD, 1: GOOD2})
+    solver.generator = type("G", (), {"model_id": "scripted"})()  # type: ignore[attr-defined]
+    solver.close = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(collect_mod, "training_problems", lambda d, limit=None: problems)
+    monkeypatch.setattr(rs, "_open_solver", lambda cfg, scratch: (solver, solver.settings))
+    sandbox = ScriptedSandbox()
+    sandbox.close = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(sandbox_mod, "sandbox_from_settings", lambda s: sandbox)
+    out = tmp_path / "rs.jsonl"
+    # a killed run: cc/1 finished, and a half-written progress line
+    (tmp_path / "rs.jsonl.progress.jsonl").write_text(
+        json.dumps({"problem_id": "cc/1", "attempts": 2, "passes": 2, "distinct": 2, "seconds": 1.0})
+        + '\n{"problem_id": "cc/2", "att'
+    )
+    summary = rs.run(rs.SampleConfig(samples=2), out, lambda s: None)
+    asked = [p for p, _ in solver.seen]
+    assert len(asked) == 4  # cc/2 and cc/3, two samples each; cc/1 is not asked again
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted({x["problem_id"] for x in lines}) == ["cc/2", "cc/3"] and len(lines) == 4
+    assert summary["sampled"] == 3 and summary["lines"] == 6 and summary["verified_problems"] == 3
+    assert json.loads((tmp_path / "rs.jsonl.summary.json").read_text())["policy"] == "local:scripted"

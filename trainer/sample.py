@@ -1,0 +1,222 @@
+"""Rejection sampling: a local model's own one-turn answers on the TRAINING problems, kept only when verified.
+
+``python -m trainer.sample --dataset mbpp-train --samples 6 --temperature 0.8 --out FILE.jsonl [--gguf PATH]``
+
+A labelled data source beside ``bdc collect`` (MC-ToA with agents) and the reference-solution bootstrap: the
+app's own solver (one turn, the prompt it answers with, no repair) writes ``samples`` answers per training
+problem at ``temperature`` (seed ``seed + i`` for answer i, so a rerun writes the same answers), each is run on
+the problem's public AND private tests in the sandbox, and a line is written only for a program that passes
+all of them and is not a duplicate of one already kept for that problem (compared as normalised ASTs, so a
+renamed comment does not count as a new program). Several distinct verified programs per problem is the point
+(rejection-sampling fine-tuning): the earlier sources gave one program per problem.
+
+Validation and test sets are refused (``bdc_assistant.deep.collect.training_problems``). Resumable: each
+finished problem appends one line to ``FILE.progress.jsonl`` (attempts, passes, distinct programs, seconds)
+before the next starts, and a rerun skips the problems listed there; a problem killed mid-way is redone
+(its lines are written only when it finishes). The summary (problems/hour, verified problems, lines) is
+printed and written to ``FILE.summary.json`` with the resolved settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bdc_assistant.errors import BdcError
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    dataset: str = "mbpp-train"
+    samples: int = 6
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+    max_tokens: int = 384
+    timeout_s: float = 4.0
+    gguf: str = ""  # empty: the embedded base
+    threads: int = 0
+    limit: int = 0
+
+
+def program_key(code: str) -> str:
+    """Same program, up to formatting and comments: the AST dump without docstrings; the text when it does not
+    parse (it would not have passed the tests anyway)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return " ".join(code.split())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.dump(tree)
+
+
+def verified_failure(sandbox: Any, problem: Any, code: str, timeout_s: float) -> str:
+    """Empty when ``code`` passes every public and every private test, else why not."""
+    for name, tests in (("public", problem.public_tests), ("private", problem.private_tests)):
+        verdicts = sandbox.run_tests(code, tuple(tests), timeout_s=timeout_s, checker=problem.checker)
+        passed = sum(v.passed for v in verdicts)
+        if passed < len(tests):
+            return f"fails the {name} tests ({passed}/{len(tests)})"
+    return ""
+
+
+def sample_problem(
+    solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, policy: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(lines to write, the problem's progress record)."""
+    from bdc_assistant.evaluation.runner import prepare_code
+
+    text = problem.statement  # training_problems already made it the solver's text
+    settings = solver.settings
+    kept: dict[str, dict[str, Any]] = {}
+    passes, t0 = 0, time.monotonic()
+    for i in range(cfg.samples):
+        backend = settings.backend.model_copy(update={"seed": cfg.seed + i})
+        solver.settings = settings.model_copy(update={"backend": backend})
+        answer = solver.answer(text, max_tokens=cfg.max_tokens)
+        code = prepare_code(problem, answer.code)
+        if not code.strip() or verified_failure(sandbox, problem, code, cfg.timeout_s):
+            continue
+        passes += 1
+        kept.setdefault(
+            program_key(code),
+            {
+                "problem_id": problem.id,
+                "problem": text,
+                "thought": "",
+                "solution": code,
+                "public_pass_rate": 1.0,
+                "source": f"rejection-sampling:{cfg.dataset}:t{cfg.temperature:g}:s{cfg.seed + i}",
+                "policy": policy,
+                "verified": True,
+            },
+        )
+    solver.settings = settings
+    record = {
+        "problem_id": problem.id,
+        "attempts": cfg.samples,
+        "passes": passes,
+        "distinct": len(kept),
+        "seconds": round(time.monotonic() - t0, 2),
+    }
+    return list(kept.values()), record
+
+
+def _done(progress_file: Path) -> dict[str, dict[str, Any]]:
+    if not progress_file.is_file():
+        return {}
+    out = {}
+    for line in progress_file.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill: that problem is redone
+        out[rec["problem_id"]] = rec
+    return out
+
+
+def _open_solver(cfg: SampleConfig, scratch: Path) -> Any:
+    from bdc_assistant.config import load_settings
+    from bdc_assistant.solver.session import open_solver
+
+    settings = load_settings(
+        config_file=scratch / "no-user-config.toml",  # the user's config must not change the data
+        models={"base_gguf": cfg.gguf},
+        backend={"name": "llamacpp", "seed": cfg.seed, "threads": cfg.threads},
+        solver={
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "repair_rounds": 0,
+            "plan": "off",
+        },
+        sandbox={"timeout_s": cfg.timeout_s},
+    )
+    return open_solver(settings, backend="llamacpp", bundle="none"), settings
+
+
+def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any]:
+    from bdc_assistant.deep.collect import training_problems
+    from bdc_assistant.sandbox import sandbox_from_settings
+
+    problems = training_problems(cfg.dataset, cfg.limit or None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    progress_file = out.with_name(out.name + ".progress.jsonl")
+    done = _done(progress_file)
+    todo = [p for p in problems if p.id not in done and p.public_tests and p.private_tests]
+    solver, settings = _open_solver(cfg, out.parent)
+    policy = f"local:{solver.generator.model_id}"
+    sandbox = sandbox_from_settings(settings)
+    t0 = time.monotonic()
+    try:
+        for n, problem in enumerate(todo, 1):
+            lines, record = sample_problem(solver, sandbox, problem, cfg, policy)
+            with out.open("a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+            with progress_file.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            done[problem.id] = record
+            rate = n * 3600 / max(time.monotonic() - t0, 1e-9)
+            on_progress(
+                f"[{len(done)}/{len(problems)}] {problem.id}: {record['passes']}/{cfg.samples} pass, "
+                f"{record['distinct']} distinct · {rate:.1f} problems/h"
+            )
+    finally:
+        sandbox.close()
+        solver.close()
+    wall = time.monotonic() - t0
+    recs = list(done.values())
+    summary = {
+        "config": asdict(cfg),
+        "policy": policy,
+        "problems": len(problems),
+        "sampled": len(recs),
+        "verified_problems": sum(r["distinct"] > 0 for r in recs),
+        "lines": sum(r["distinct"] for r in recs),
+        "passes": sum(r["passes"] for r in recs),
+        "attempts": sum(r["attempts"] for r in recs),
+        "seconds_this_run": round(wall, 1),
+        "problems_per_hour_this_run": round(len(todo) * 3600 / wall, 1) if wall > 0 and todo else None,
+    }
+    out.with_name(out.name + ".summary.json").write_text(
+        json.dumps(summary, indent=2) + "\n", encoding="utf-8"
+    )
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    p = argparse.ArgumentParser(prog="python -m trainer.sample", description=__doc__.split("\n\n")[0])
+    for f in SampleConfig.__dataclass_fields__.values():
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    p.add_argument("--out", type=Path, required=True, help="JSONL of verified lines (appended; resumable)")
+    args = vars(p.parse_args(argv))
+    out = args.pop("out")
+    try:
+        summary = run(SampleConfig(**args), out.expanduser().resolve(), lambda s: print(s, file=sys.stderr))
+    except BdcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
