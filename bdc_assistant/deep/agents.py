@@ -32,6 +32,8 @@ from .search import Failure, PublicProblem, State
 from .tree import Proposal
 
 NEUTRAL_VALUE = 0.5  # evaluate_state's answer when the model gives no usable score
+SUMMARY_TOKENS = 384  # output cap of a critic's summary of an ill node (chat agents)
+REGENERATE_TOKENS = 256  # output cap of an author's replacement thought (chat agents)
 
 PROMPTS = (
     "system",
@@ -453,12 +455,14 @@ class LLMTeam:
             (resp,) = self.gateway.batch([Call(critic, "summarise", req)])
             return ("The program is wrong because " + resp.text.strip())[:2000]
         user = Template(prompt("summarise")).safe_substitute(values)
-        (resp,) = self.gateway.batch([Call(critic, "summarise", self._request(critic, user, 384))])
+        (resp,) = self.gateway.batch([Call(critic, "summarise", self._request(critic, user, SUMMARY_TOKENS))])
         return resp.text.strip()[:2000]
 
-    def calls_left(self) -> int | None:
-        """Calls the gateway's budget still allows (the whole cap: every call of this run counts)."""
-        return max(self.gateway.budgets.max_calls - self.gateway.meter.calls, 0)
+    def affords(self, phases: Sequence[str]) -> bool:
+        """Whether the gateway's budgets allow calls of these phases (:meth:`~.llm.Gateway.affords`, each at
+        the output cap this team asks of it)."""
+        caps = {"summarise": SUMMARY_TOKENS, "regenerate": REGENERATE_TOKENS}
+        return self.gateway.affords([(p, caps.get(p, self.max_tokens)) for p in phases])
 
     def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
         if self._is_completion(author):
@@ -487,7 +491,9 @@ class LLMTeam:
                 )
                 .rstrip("\n")
             )
-            (resp,) = self.gateway.batch([Call(author, "regenerate", self._request(author, user, 256))])
+            (resp,) = self.gateway.batch(
+                [Call(author, "regenerate", self._request(author, user, REGENERATE_TOKENS))]
+            )
         return clean_thought(resp.text) or ill_thought
 
     # ---- the Table-1 baselines' calls (:mod:`.methods`) ----------------------------------------------

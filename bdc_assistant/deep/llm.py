@@ -137,6 +137,8 @@ class Gateway:
         self._sems = {a.name: _shared_semaphore(a, max_concurrency) for a in agents}
         self._pool = ThreadPoolExecutor(max_workers=max(4, len(agents) * 2), thread_name_prefix="bdc-llm")
         self._lock = threading.Lock()
+        # worst cases reserved so far, per phase: [calls, prompt tokens, all tokens, dollars]
+        self._reserved: dict[str, list[float]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -154,16 +156,48 @@ class Gateway:
         if m.calls + len(calls) > b.max_calls:
             raise StopSearch("max_calls", f"{m.calls} calls made, the next batch needs {len(calls)}")
         worst_tokens = sum(worst_case_tokens_in(c.request) + c.request.max_tokens for c in calls)
-        if b.max_tokens_total and m.tokens_in + m.tokens_out + worst_tokens > b.max_tokens_total:
-            raise StopSearch("max_tokens", f"{m.tokens_in + m.tokens_out} tokens used")
         worst_cost = sum(
             self.agents[c.agent].price.cost(worst_case_tokens_in(c.request), c.request.max_tokens)
             for c in calls
         )
+        for c in calls:
+            r = self._reserved.setdefault(c.phase, [0.0, 0.0, 0.0, 0.0])
+            tokens_in = worst_case_tokens_in(c.request)
+            r[0] += 1
+            r[1] += tokens_in
+            r[2] += tokens_in + c.request.max_tokens
+            r[3] += self.agents[c.agent].price.cost(tokens_in, c.request.max_tokens)
+        if b.max_tokens_total and m.tokens_in + m.tokens_out + worst_tokens > b.max_tokens_total:
+            raise StopSearch("max_tokens", f"{m.tokens_in + m.tokens_out} tokens used")
         if m.spend_usd + worst_cost > b.budget_usd + 1e-12:
             raise StopSearch(
                 "budget_usd", f"${m.spend_usd:.4f} spent, the next batch could cost ${worst_cost:.4f}"
             )
+
+    def affords(self, calls: Sequence[tuple[str, int]]) -> bool:
+        """Whether calls of these (phase, output cap) fit the budgets: the call cap exactly; the token and
+        dollar caps by the mean worst case :meth:`reserve` has priced that phase at in this run (later prompts
+        are the size of the run's earlier ones of the same phase); a phase not seen yet is priced at the mean
+        prompt of the run plus its output cap, at the run's mean dollars per token. Before the first call
+        only the call cap counts."""
+        m, b = self.meter, self.budgets
+        if m.calls + len(calls) > b.max_calls:
+            return False
+        seen = [r for r in self._reserved.values() if r[0]]
+        if not seen:
+            return True
+        n, prompt, tokens, usd = (sum(r[i] for r in seen) for i in range(4))
+        need_tokens = need_usd = 0.0
+        for phase, max_out in calls:
+            r = self._reserved.get(phase)
+            if r and r[0]:
+                need_tokens, need_usd = need_tokens + r[2] / r[0], need_usd + r[3] / r[0]
+            else:
+                t = prompt / n + max_out
+                need_tokens, need_usd = need_tokens + t, need_usd + (usd / tokens * t if tokens else 0.0)
+        if b.max_tokens_total and m.tokens_in + m.tokens_out + need_tokens > b.max_tokens_total:
+            return False
+        return m.spend_usd + need_usd <= b.budget_usd + 1e-12
 
     # ---- calls --------------------------------------------------------------------------------------
 

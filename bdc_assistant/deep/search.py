@@ -115,8 +115,9 @@ class Team(Protocol):
 
     def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str: ...
 
-    def calls_left(self) -> int | None:
-        """LLM calls the budget still allows (None: no call cap)."""
+    def affords(self, phases: Sequence[str]) -> bool:
+        """Whether the budgets still allow one call of each of these phases (a call cap counts them; a token
+        or dollar cap prices them)."""
         ...
 
 
@@ -383,8 +384,8 @@ class Search:
         simulation one solve batch more. One the budget cannot simulate would leave an unsimulated node in
         the ill one's place, neither judged nor pruned, and its two calls bought nothing (measured: all 12
         refines of the 8-call codecontests-val run), so the ill node is pruned instead."""
-        left = self.team.calls_left()
-        return left is None or left >= 2 + len(self.team.names) * self.config.samples
+        solves = len(self.team.names) * self.config.samples
+        return self.team.affords(("summarise", "regenerate") + ("solve",) * solves)
 
     def pick_critic(self, author: str) -> str:
         """A policy other than the author, chosen by an RNG seeded from (seed, problem, refine count)."""

@@ -76,8 +76,8 @@ class ScriptedTeam:
         self._call("summarise", critic, state.thoughts)
         return f"{critic} says: {len(failures)} failing; trace={trace}"
 
-    def calls_left(self) -> int | None:
-        return None if self.max_calls is None else self.max_calls - len(self.calls)
+    def affords(self, phases: Sequence[str]) -> bool:
+        return self.max_calls is None or self.max_calls - len(self.calls) >= len(phases)
 
     def regenerate(self, author: str, parent: State, ill_thought: str, summary: str) -> str:
         self._call("regenerate", author, parent.thoughts)

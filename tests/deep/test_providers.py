@@ -158,3 +158,41 @@ def test_completion_agent_continues_a_function_body(store) -> None:
     assert first["prompt"] == header + "\n" and "\ndef " in first["stop"]
     assert res.stopped_by == "solved"
     assert res.best_code == header + "\n    return a + b\n"
+
+
+def test_under_a_token_cap_a_refine_is_made_only_when_its_replacement_can_be_simulated(server, store) -> None:
+    """The scripted run refines its ill "subtract" plan (see the 429 test). Sweep the token cap across the
+    refine: wherever it lands, the replacement is simulated or never made (no unjudged stand-in). Before the
+    gateway priced the refine's calls, a cap of about 2.3x the uncapped run's tokens left one."""
+    uncapped = make_runner(store, [server.url]).run(
+        ADD, agents(server, 1), Budgets(max_calls=20, budget_usd=0)
+    )
+    assert uncapped.refined == 1
+    used = uncapped.tokens_in + uncapped.tokens_out
+    refined_under_a_cap = 0
+    for cap in range(used, used * 8, max(used // 8, 1)):
+        res = make_runner(store, [server.url]).run(
+            ADD, agents(server, 1), Budgets(max_calls=20, budget_usd=0, max_tokens_total=cap)
+        )
+        assert res.tree is not None
+        stand_ins = [n for n in res.tree.nodes.values() if n.refined_from is not None]
+        assert all(n.simulated for n in stand_ins), f"an unsimulated refine under a cap of {cap} tokens"
+        refined_under_a_cap += len(stand_ins)
+    assert refined_under_a_cap > 0  # the sweep reaches caps that do afford the refine
+
+
+def test_under_a_dollar_cap_a_refine_is_made_only_when_its_replacement_can_be_simulated(
+    server, store
+) -> None:
+    specs = [replace(parse_agent(a), price=Price(200.0, 400.0)) for a in agents(server, 1)]
+    uncapped = make_runner(store, [server.url]).run(ADD, specs, Budgets(max_calls=20, budget_usd=100.0))
+    assert uncapped.refined == 1
+    refined_under_a_cap = 0
+    for step in range(4, 40):
+        cap = uncapped.spend_usd * step / 4
+        res = make_runner(store, [server.url]).run(ADD, specs, Budgets(max_calls=20, budget_usd=cap))
+        assert res.tree is not None
+        stand_ins = [n for n in res.tree.nodes.values() if n.refined_from is not None]
+        assert all(n.simulated for n in stand_ins), f"an unsimulated refine under a cap of ${cap:.4f}"
+        refined_under_a_cap += len(stand_ins)
+    assert refined_under_a_cap > 0
