@@ -295,6 +295,19 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def source_kind(source: str) -> str:
+    """What made a record, without the per-run / per-sample tail: ``deep:<run id>`` (one MC-ToA run of deep
+    mode or ``bdc collect``) is ``deep``, ``rejection-sampling:<set>:t<T>:s<seed>`` drops the seed; the
+    bootstrap and synthetic labels stay as they are."""
+    if not source:
+        return "unknown"
+    if source.startswith("deep:"):
+        return "deep"
+    if source.startswith("rejection-sampling:"):
+        return source.rsplit(":s", 1)[0]
+    return source
+
+
 # ---- dedupe, filter, split ------------------------------------------------------------------------------
 
 
@@ -455,7 +468,8 @@ def stage_data(ctx: Context) -> dict[str, Any]:
     write_jsonl(ctx.dir("data") / "val.jsonl", val)
     sources: dict[str, int] = {}
     for r in train + val:
-        sources[r.source or "unknown"] = sources.get(r.source or "unknown", 0) + 1
+        kind = source_kind(r.source)
+        sources[kind] = sources.get(kind, 0) + 1
     note = None
     if d.bootstrap:
         note = (

@@ -231,3 +231,12 @@ def test_evaluate_repair_rounds_reach_the_solver_and_key_the_cache_only_when_on(
         e.pop(k)
     key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
     assert evaluate.eval_runs_dir(off, ref).name == hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def test_the_data_stage_counts_sources_by_kind() -> None:
+    from trainer.data import source_kind
+
+    assert source_kind("deep:20261203-113301-1684f5") == "deep"
+    assert source_kind("rejection-sampling:mbpp-train:t0.8:s5") == "rejection-sampling:mbpp-train:t0.8"
+    assert source_kind("bootstrap:mbpp-reference") == "bootstrap:mbpp-reference"
+    assert source_kind("") == "unknown"
