@@ -67,32 +67,25 @@ def program_key(code: str) -> str:
     return ast.dump(tree)
 
 
-def verified_failure(sandbox: Any, problem: Any, code: str, timeout_s: float) -> str:
-    """Empty when ``code`` passes every public and every private test, else why not."""
-    for name, tests in (("public", problem.public_tests), ("private", problem.private_tests)):
-        verdicts = sandbox.run_tests(code, tuple(tests), timeout_s=timeout_s, checker=problem.checker)
-        passed = sum(v.passed for v in verdicts)
-        if passed < len(tests):
-            return f"fails the {name} tests ({passed}/{len(tests)})"
-    return ""
-
-
 def sample_problem(
     solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, policy: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(lines to write, the problem's progress record)."""
+    """(lines to write, the problem's progress record). Tests run under the sandbox's own per-test limit
+    (``_open_solver`` builds it with ``cfg.timeout_s``)."""
+    from bdc_assistant.deep.collect import Verifier
     from bdc_assistant.evaluation.runner import prepare_code
 
     text = problem.statement  # training_problems already made it the solver's text
     settings = solver.settings
     kept: dict[str, dict[str, Any]] = {}
+    verifier = Verifier(sandbox, problem)  # the rule bdc collect verifies by; a repeated program runs once
     passes, t0 = 0, time.monotonic()
     for i in range(cfg.samples):
         backend = settings.backend.model_copy(update={"seed": cfg.seed + i})
         solver.settings = settings.model_copy(update={"backend": backend})
         answer = solver.answer(text, max_tokens=cfg.max_tokens)
         code = prepare_code(problem, answer.code)
-        if not code.strip() or verified_failure(sandbox, problem, code, cfg.timeout_s):
+        if verifier.failure(code):
             continue
         passes += 1
         kept.setdefault(
