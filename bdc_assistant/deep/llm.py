@@ -104,6 +104,33 @@ def _clean_url(url: str) -> str:
     return urlunparse((p.scheme, netloc, p.path.rstrip("/"), "", "", ""))
 
 
+@dataclass
+class PhaseCost:
+    """What :meth:`Gateway.reserve` priced the calls of one phase at, summed: their count, worst-case prompt
+    tokens, worst-case tokens in all (prompt + output cap) and worst-case dollars."""
+
+    calls: int = 0
+    prompt: float = 0.0
+    tokens: float = 0.0
+    usd: float = 0.0
+
+    def add(self, prompt: float, max_out: int, usd: float) -> None:
+        self.calls, self.prompt, self.tokens = (
+            self.calls + 1,
+            self.prompt + prompt,
+            self.tokens + prompt + max_out,
+        )
+        self.usd += usd
+
+    def merge(self, other: PhaseCost) -> None:
+        self.calls, self.prompt = self.calls + other.calls, self.prompt + other.prompt
+        self.tokens, self.usd = self.tokens + other.tokens, self.usd + other.usd
+
+    @property
+    def usd_per_token(self) -> float:
+        return self.usd / self.tokens if self.tokens else 0.0
+
+
 class Gateway:
     def __init__(
         self,
@@ -137,8 +164,7 @@ class Gateway:
         self._sems = {a.name: _shared_semaphore(a, max_concurrency) for a in agents}
         self._pool = ThreadPoolExecutor(max_workers=max(4, len(agents) * 2), thread_name_prefix="bdc-llm")
         self._lock = threading.Lock()
-        # worst cases reserved so far, per phase: [calls, prompt tokens, all tokens, dollars]
-        self._reserved: dict[str, list[float]] = {}
+        self._reserved: dict[str, PhaseCost] = {}  # worst cases reserve() priced so far, per phase
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -155,18 +181,13 @@ class Gateway:
         m, b = self.meter, self.budgets
         if m.calls + len(calls) > b.max_calls:
             raise StopSearch("max_calls", f"{m.calls} calls made, the next batch needs {len(calls)}")
-        worst_tokens = sum(worst_case_tokens_in(c.request) + c.request.max_tokens for c in calls)
-        worst_cost = sum(
-            self.agents[c.agent].price.cost(worst_case_tokens_in(c.request), c.request.max_tokens)
-            for c in calls
-        )
+        worst_tokens = worst_cost = 0.0
         for c in calls:
-            r = self._reserved.setdefault(c.phase, [0.0, 0.0, 0.0, 0.0])
             tokens_in = worst_case_tokens_in(c.request)
-            r[0] += 1
-            r[1] += tokens_in
-            r[2] += tokens_in + c.request.max_tokens
-            r[3] += self.agents[c.agent].price.cost(tokens_in, c.request.max_tokens)
+            cost = self.agents[c.agent].price.cost(tokens_in, c.request.max_tokens)
+            self._reserved.setdefault(c.phase, PhaseCost()).add(tokens_in, c.request.max_tokens, cost)
+            worst_tokens += tokens_in + c.request.max_tokens
+            worst_cost += cost
         if b.max_tokens_total and m.tokens_in + m.tokens_out + worst_tokens > b.max_tokens_total:
             raise StopSearch("max_tokens", f"{m.tokens_in + m.tokens_out} tokens used")
         if m.spend_usd + worst_cost > b.budget_usd + 1e-12:
@@ -183,18 +204,17 @@ class Gateway:
         m, b = self.meter, self.budgets
         if m.calls + len(calls) > b.max_calls:
             return False
-        seen = [r for r in self._reserved.values() if r[0]]
-        if not seen:
+        if not self._reserved:
             return True
-        n, prompt, tokens, usd = (sum(r[i] for r in seen) for i in range(4))
+        run = PhaseCost()
+        for priced in self._reserved.values():
+            run.merge(priced)
         need_tokens = need_usd = 0.0
         for phase, max_out in calls:
-            r = self._reserved.get(phase)
-            if r and r[0]:
-                need_tokens, need_usd = need_tokens + r[2] / r[0], need_usd + r[3] / r[0]
-            else:
-                t = prompt / n + max_out
-                need_tokens, need_usd = need_tokens + t, need_usd + (usd / tokens * t if tokens else 0.0)
+            seen = self._reserved.get(phase)
+            tokens = seen.tokens / seen.calls if seen else run.prompt / run.calls + max_out
+            need_tokens += tokens
+            need_usd += seen.usd / seen.calls if seen else run.usd_per_token * tokens
         if b.max_tokens_total and m.tokens_in + m.tokens_out + need_tokens > b.max_tokens_total:
             return False
         return m.spend_usd + need_usd <= b.budget_usd + 1e-12
