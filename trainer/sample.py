@@ -11,10 +11,12 @@ renamed comment does not count as a new program). Several distinct verified prog
 (rejection-sampling fine-tuning): the earlier sources gave one program per problem.
 
 Validation and test sets are refused (``bdc_assistant.deep.collect.training_problems``). Resumable: each
-finished problem appends one line to ``FILE.progress.jsonl`` (attempts, passes, distinct programs, seconds)
-before the next starts, and a rerun skips the problems listed there; a problem killed mid-way is redone
-(its lines are written only when it finishes). The summary (problems/hour, verified problems, lines) is
-printed and written to ``FILE.summary.json`` with the resolved settings.
+finished problem appends one line to ``FILE.progress.jsonl`` (attempts, passes, distinct programs, seconds and
+its lines) before its lines go to ``FILE``, and a rerun skips the problems listed there. The progress file is
+the record: a rerun first drops a torn last line from it and rebuilds ``FILE`` from it, so a process killed
+anywhere leaves neither a half-written line nor the lines of a problem it had not finished. The summary
+(problems/hour, verified problems, lines) is printed and written to ``FILE.summary.json`` with the resolved
+settings.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bdc_assistant.errors import BdcError
+from bdc_assistant import atomic
+from bdc_assistant.errors import BdcError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,13 @@ class SampleConfig:
     gguf: str = ""  # empty: the embedded base
     threads: int = 0
     limit: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.temperature < 0 or self.limit < 0:
+            raise ConfigError(
+                f"trainer.sample needs --samples >= 1, --temperature >= 0 and --limit >= 0 "
+                f"(got {self.samples}, {self.temperature:g}, {self.limit})."
+            )
 
 
 def program_key(code: str) -> str:
@@ -67,10 +77,8 @@ def program_key(code: str) -> str:
     return ast.dump(tree)
 
 
-def sample_problem(
-    solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, policy: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(lines to write, the problem's progress record). Tests run under the sandbox's own per-test limit
+def sample_problem(solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, policy: str) -> dict[str, Any]:
+    """The problem's progress record, its lines (to write) under ``"lines"``. Tests run under the sandbox's own per-test limit
     (``_open_solver`` builds it with ``cfg.timeout_s``)."""
     from bdc_assistant.deep.collect import Verifier
     from bdc_assistant.evaluation.runner import prepare_code
@@ -108,21 +116,31 @@ def sample_problem(
         "passes": passes,
         "distinct": len(kept),
         "seconds": round(time.monotonic() - t0, 2),
+        "lines": list(kept.values()),
     }
-    return list(kept.values()), record
+    return record
 
 
-def _done(progress_file: Path) -> dict[str, dict[str, Any]]:
-    if not progress_file.is_file():
-        return {}
-    out = {}
-    for line in progress_file.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill: that problem is redone
-        out[rec["problem_id"]] = rec
-    return out
+def _resume(progress_file: Path, out: Path) -> dict[str, dict[str, Any]]:
+    """The finished problems' records; drops a torn last line (killed mid-write) from the progress file and
+    rebuilds ``out`` from the records, so it holds exactly the finished problems' lines."""
+    done: dict[str, dict[str, Any]] = {}
+    if progress_file.is_file():
+        good = []
+        for line in progress_file.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["problem_id"]] = rec
+            except (json.JSONDecodeError, TypeError, KeyError):
+                continue  # torn or not a record: that problem is redone
+            good.append(line + "\n")
+        atomic.write_text(progress_file, "".join(good))
+    atomic.write_text(out, "".join(_jsonl(rec.get("lines", [])) for rec in done.values()))
+    return done
+
+
+def _jsonl(lines: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
 
 
 def _open_solver(cfg: SampleConfig, scratch: Path) -> Any:
@@ -152,7 +170,7 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
     problems = training_problems(cfg.dataset, cfg.limit or None)
     out.parent.mkdir(parents=True, exist_ok=True)
     progress_file = out.with_name(out.name + ".progress.jsonl")
-    done = _done(progress_file)
+    done = _resume(progress_file, out)
     todo = [p for p in problems if p.id not in done and p.public_tests and p.private_tests]
     solver, settings = _open_solver(cfg, out.parent)
     policy = f"local:{solver.generator.model_id}"
@@ -160,11 +178,11 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
     t0 = time.monotonic()
     try:
         for n, problem in enumerate(todo, 1):
-            lines, record = sample_problem(solver, sandbox, problem, cfg, policy)
-            with out.open("a", encoding="utf-8") as f:
-                f.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+            record = sample_problem(solver, sandbox, problem, cfg, policy)
             with progress_file.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            with out.open("a", encoding="utf-8") as f:
+                f.write(_jsonl(record["lines"]))
             done[problem.id] = record
             rate = n * 3600 / max(time.monotonic() - t0, 1e-9)
             on_progress(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bdc_assistant.config import load_settings
-from bdc_assistant.errors import DatasetError
+from bdc_assistant.errors import ConfigError, DatasetError
 from bdc_assistant.types import Problem, TestCase
 from trainer import sample as rs
 
@@ -62,7 +62,8 @@ def test_only_distinct_programs_passing_every_test_are_kept(monkeypatch: pytest.
     # seed 0 good, 1 the same program reformatted, 2 passes the public test only, 3 wrong, 4 another good one
     solver = SeededSolver({0: GOOD, 1: GOOD_COMMENTED, 2: ALT, 3: BAD, 4: GOOD2})
     cfg = rs.SampleConfig(samples=5, temperature=0.8)
-    lines, record = rs.sample_problem(solver, ScriptedSandbox(), problem(), cfg, "local:test")
+    record = rs.sample_problem(solver, ScriptedSandbox(), problem(), cfg, "local:test")
+    lines = record["lines"]
     assert [x["solution"] for x in lines] == [GOOD, GOOD2]
     assert record | {"seconds": 0} == {
         "problem_id": "cc/1",
@@ -70,6 +71,7 @@ def test_only_distinct_programs_passing_every_test_are_kept(monkeypatch: pytest.
         "passes": 3,
         "distinct": 2,
         "seconds": 0,
+        "lines": lines,
     }
     assert [s for _, s in solver.seen] == [0, 1, 2, 3, 4]
     assert all(x["verified"] is True and x["policy"] == "local:test" for x in lines)
@@ -79,10 +81,8 @@ def test_only_distinct_programs_passing_every_test_are_kept(monkeypatch: pytest.
 
 def test_a_program_failing_a_private_test_never_becomes_a_line() -> None:
     solver = SeededSolver({0: ALT, 1: ALT})  # ALT passes "1 2" (public) and fails "4 1" (private)
-    lines, record = rs.sample_problem(
-        solver, ScriptedSandbox(), problem(), rs.SampleConfig(samples=2), "local:test"
-    )
-    assert lines == [] and record["passes"] == 0
+    record = rs.sample_problem(solver, ScriptedSandbox(), problem(), rs.SampleConfig(samples=2), "local:test")
+    assert record["lines"] == [] and record["passes"] == 0
 
 
 @pytest.mark.parametrize("dataset", ["mbpp-val", "humaneval", "codecontests-val", "mbpp"])
@@ -105,15 +105,36 @@ def test_a_rerun_skips_the_finished_problems(tmp_path: Path, monkeypatch: pytest
     sandbox.close = lambda: None  # type: ignore[attr-defined]
     monkeypatch.setattr(sandbox_mod, "sandbox_from_settings", lambda s: sandbox)
     out = tmp_path / "rs.jsonl"
-    # a killed run: cc/1 finished, and a half-written progress line
-    (tmp_path / "rs.jsonl.progress.jsonl").write_text(
-        json.dumps({"problem_id": "cc/1", "attempts": 2, "passes": 2, "distinct": 2, "seconds": 1.0})
+    # a killed run: cc/1 finished; cc/2's lines reached the output but its progress line was cut short
+    done_line = {"problem_id": "cc/1", "solution": GOOD, "verified": True}
+    progress = tmp_path / "rs.jsonl.progress.jsonl"
+    progress.write_text(
+        json.dumps({"problem_id": "cc/1", "attempts": 2, "passes": 2, "distinct": 1, "lines": [done_line]})
         + '\n{"problem_id": "cc/2", "att'
+    )
+    out.write_text(
+        json.dumps(done_line) + "\n" + json.dumps({"problem_id": "cc/2", "solution": GOOD}) + '\n{"probl'
     )
     summary = rs.run(rs.SampleConfig(samples=2), out, lambda s: None)
     asked = [p for p, _ in solver.seen]
     assert len(asked) == 4  # cc/2 and cc/3, two samples each; cc/1 is not asked again
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert sorted({x["problem_id"] for x in lines}) == ["cc/2", "cc/3"] and len(lines) == 4
-    assert summary["sampled"] == 3 and summary["lines"] == 6 and summary["verified_problems"] == 3
+    # cc/1's line from its record, cc/2 and cc/3 two each: no stale cc/2 line, no torn line
+    assert [x["problem_id"] for x in lines] == ["cc/1", "cc/2", "cc/2", "cc/3", "cc/3"]
+    assert [json.loads(x)["problem_id"] for x in progress.read_text().splitlines()] == [
+        "cc/1",
+        "cc/2",
+        "cc/3",
+    ]
+    assert summary["sampled"] == 3 and summary["lines"] == 5 and summary["verified_problems"] == 3
     assert json.loads((tmp_path / "rs.jsonl.summary.json").read_text())["policy"] == "local:scripted"
+
+
+@pytest.mark.parametrize("args", [["--samples", "0"], ["--temperature", "-1"], ["--limit", "-2"]])
+def test_bad_settings_are_one_sentence(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert rs.main([*args, "--out", str(tmp_path / "o.jsonl")]) == ConfigError.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("error: trainer.sample needs --samples >= 1") and err.count("\n") == 1
+    assert not (tmp_path / "o.jsonl").exists()
