@@ -308,6 +308,14 @@ def source_kind(source: str) -> str:
     return source
 
 
+def count_by(keys: Iterable[str]) -> dict[str, int]:
+    """{key: how many}, most frequent first (ties in first-seen order), for a manifest a person reads."""
+    counts: dict[str, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 # ---- dedupe, filter, split ------------------------------------------------------------------------------
 
 
@@ -466,10 +474,9 @@ def stage_data(ctx: Context) -> dict[str, Any]:
     )
     write_jsonl(ctx.dir("data") / "train.jsonl", train)
     write_jsonl(ctx.dir("data") / "val.jsonl", val)
-    sources: dict[str, int] = {}
-    for r in train + val:
-        kind = source_kind(r.source)
-        sources[kind] = sources.get(kind, 0) + 1
+    sources = count_by(source_kind(r.source) for r in train + val)
+    # Who wrote the programs: two samplers share a source kind (the 0.5B and the 1.5B at the same temperature).
+    policies = count_by(r.policy or "unknown" for r in train + val)
     note = None
     if d.bootstrap:
         note = (
@@ -480,6 +487,7 @@ def stage_data(ctx: Context) -> dict[str, Any]:
         **asdict(report),
         "files": [str(f) for f in files],
         "sources": sources,
+        "policies": policies,
         "bootstrap_note": note,
         "app_trajectories_seen": app_seen,
     }

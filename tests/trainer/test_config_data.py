@@ -240,3 +240,29 @@ def test_the_data_stage_counts_sources_by_kind() -> None:
     assert source_kind("rejection-sampling:mbpp-train:t0.8:s5") == "rejection-sampling:mbpp-train:t0.8"
     assert source_kind("bootstrap:mbpp-reference") == "bootstrap:mbpp-reference"
     assert source_kind("") == "unknown"
+
+
+def test_the_data_stage_manifest_says_who_wrote_the_programs(tmp_path: Path) -> None:
+    """Two samplers at one temperature share a source kind; the manifest still tells their programs apart."""
+    from trainer.runner import Context
+
+    def line(pid: str, seed: int, policy: str) -> str:
+        rec = _rec(pid, f"problem {pid} " * 3, sol=f"def f():\n    return {seed}\n")
+        return json.dumps(rec | {"source": f"rejection-sampling:mbpp-train:t0.8:s{seed}", "policy": policy})
+
+    small = tmp_path / "small.jsonl"
+    big = tmp_path / "big.jsonl"
+    small.write_text("\n".join(line(f"p{i}", i, "local:small.gguf") for i in range(6)) + "\n")
+    big.write_text("\n".join(line(f"q{i}", i, "local:big.gguf") for i in range(4)) + "\n")
+    cfg = load_config(
+        None,
+        [
+            f"data.inputs={json.dumps([str(small), str(big)])}",
+            "data.holdout_validation=false",
+            "data.val_fraction=0.0",
+        ],
+    )
+    got = data.stage_data(Context(cfg, tmp_path / "run"))
+    assert got["sources"] == {"rejection-sampling:mbpp-train:t0.8": 10}
+    assert got["policies"] == {"local:small.gguf": 6, "local:big.gguf": 4}
+    assert list(got["policies"]) == ["local:small.gguf", "local:big.gguf"]  # most frequent first
