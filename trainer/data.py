@@ -28,6 +28,7 @@ from bdc_assistant import atomic
 from bdc_assistant.errors import DatasetError
 
 if TYPE_CHECKING:
+    from .config import DataSection
     from .runner import Context
 
 FIELDS = ("problem_id", "problem", "thought", "solution", "public_pass_rate", "source", "policy", "verified")
@@ -448,10 +449,11 @@ def build(
 # ---- the stage -------------------------------------------------------------------------------------------
 
 
-def stage_data(ctx: Context) -> dict[str, Any]:
+def configured_inputs(d: DataSection) -> tuple[list[Path], int]:
+    """The data section's input files, plus the app's trajectory exports when ``app_trajectories`` is on, and
+    how many trajectories the app holds (0 when off)."""
     from bdc_assistant import bundles
 
-    d = ctx.cfg.data
     inputs: list[str | Path] = list(d.inputs)
     app_seen = 0
     if d.app_trajectories:
@@ -459,19 +461,31 @@ def stage_data(ctx: Context) -> dict[str, Any]:
         tdir = bundles.trajectories_dir()
         if tdir.is_dir():
             inputs.append(tdir)
-    files = expand_inputs(inputs)
-    train, val, report = build(
+    return expand_inputs(inputs), app_seen
+
+
+def build_configured(
+    d: DataSection, files: list[Path], seed: int, *, val_fraction: float | None = None
+) -> tuple[list[Trajectory], list[Trajectory], DataReport]:
+    """:func:`build` with the data section's settings (``val_fraction`` overrides the section's)."""
+    return build(
         files,
         synthetic_n=d.synthetic,
         bootstrap_sets=list(d.bootstrap),
         bootstrap_dir=d.bootstrap_dir,
         bootstrap_limit=d.bootstrap_limit,
-        val_fraction=d.val_fraction,
+        val_fraction=d.val_fraction if val_fraction is None else val_fraction,
         max_chars=d.max_chars,
         min_public_pass_rate=d.min_public_pass_rate,
-        seed=ctx.cfg.run.seed,
+        seed=seed,
         holdout_validation=d.holdout_validation,
     )
+
+
+def stage_data(ctx: Context) -> dict[str, Any]:
+    d = ctx.cfg.data
+    files, app_seen = configured_inputs(d)
+    train, val, report = build_configured(d, files, ctx.cfg.run.seed)
     write_jsonl(ctx.dir("data") / "train.jsonl", train)
     write_jsonl(ctx.dir("data") / "val.jsonl", val)
     sources = count_by(source_kind(r.source) for r in train + val)

@@ -8,10 +8,11 @@ programs of one problem, the one with the lowest answer-token cross-entropy unde
 step from what the base would write; training on it moves probability towards a correct program while
 changing the base's behaviour as little as possible.
 
-The config's data section says what is read (its inputs, negatives and validation problems dropped, deduped
-and filtered exactly as the data stage does); each trajectory is scored as the SFT stage would train on it
-(its ``sft.pair_kinds`` pairs, ``sft.align_to_stub``, the base's prompt style, ``sft.max_len``), and the
-``N`` lowest per problem are written in the trajectory schema with ``base_ce`` added. The summary (lines
+The config's data section says what is read (its inputs and, with ``app_trajectories``, the app's exports;
+negatives and validation problems dropped, deduped and filtered exactly as the data stage does); each
+trajectory is scored as the SFT stage would train on it (its ``sft.pair_kinds`` pairs, ``sft.align_to_stub``,
+the base's prompt style, ``sft.max_len``), and the ``N`` lowest per problem are written in the trajectory
+schema with ``base_ce`` added. The summary (lines
 read and kept, problems, mean CE kept vs all, seconds) is printed and written to ``FILE.summary.json``.
 """
 
@@ -69,25 +70,15 @@ def score(records: Sequence[Trajectory], cfg: Any, scratch: Path) -> list[float 
 
 def run(config: Path | None, overrides: list[str], per_problem: int, out: Path) -> dict[str, Any]:
     from .config import load_config
-    from .data import build, expand_inputs
+    from .data import build_configured, configured_inputs
 
-    if per_problem < 1:
+    if per_problem < 1:  # before the base is loaded
         raise ConfigError(f"--per-problem must be at least 1 (got {per_problem}).")
     cfg = load_config(config, overrides)
-    d = cfg.data
     t0 = time.monotonic()
-    train, val, report = build(
-        expand_inputs(d.inputs),
-        synthetic_n=d.synthetic,
-        bootstrap_sets=list(d.bootstrap),
-        bootstrap_dir=d.bootstrap_dir,
-        bootstrap_limit=d.bootstrap_limit,
-        val_fraction=0.0,  # the split is the training run's business; every usable record is a candidate
-        max_chars=d.max_chars,
-        min_public_pass_rate=d.min_public_pass_rate,
-        seed=cfg.run.seed,
-        holdout_validation=d.holdout_validation,
-    )
+    files, _ = configured_inputs(cfg.data)
+    # every usable record is a candidate: the train/validation split is the training run's business
+    train, val, report = build_configured(cfg.data, files, cfg.run.seed, val_fraction=0.0)
     records = train + val
     with tempfile.TemporaryDirectory(prefix="bdc-likeliest-") as scratch:
         scores = score(records, cfg, Path(scratch))
