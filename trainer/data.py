@@ -298,13 +298,14 @@ def _existing(path: Path) -> Path:
 
 def source_kind(source: str) -> str:
     """What made a record, without the per-run / per-sample tail: ``deep:<run id>`` (one MC-ToA run of deep
-    mode or ``bdc collect``) is ``deep``, ``rejection-sampling:<set>:t<T>:s<seed>`` drops the seed; the
-    bootstrap and synthetic labels stay as they are."""
+    mode or ``bdc collect``) is ``deep``, ``rejection-sampling:<set>:t<T>:s<seed>`` and
+    ``selfinstruct:<set>:t<T>:s<seed>`` (``trainer.synthesize``) drop the seed; the bootstrap and synthetic
+    labels stay as they are."""
     if not source:
         return "unknown"
     if source.startswith("deep:"):
         return "deep"
-    if source.startswith("rejection-sampling:"):
+    if source.startswith(("rejection-sampling:", "selfinstruct:")):
         return source.rsplit(":s", 1)[0]
     return source
 

@@ -12,9 +12,10 @@ and three ``assert`` tests. An exercise becomes a training line only when
 * its solution passes every one of its tests in the sandbox (the first assert is the public example the
   solver is shown, the rest are private, exactly as an MBPP problem);
 * it is not a validation or test problem in disguise: its function name is not one of ``mbpp-val``'s or
-  HumanEval's, and its task sentence is less than ``max_similarity`` (cosine, the app's encoder) from every
+  HumanEval's, and its task sentence is less than ``max_similarity`` (cosine, the app's encoder; 0.75, since 0.85 let through HumanEval's ``fib``
+  and ``is_palindrome`` and an ``mbpp-val`` task in other words) from every
   one of theirs;
-* it is new: not the same task sentence, function or program as an exercise already kept.
+* it is new: not the same function, program or task (cosine >= 0.9) as an exercise already kept.
 
 Weakness, said plainly: the tests are written by the same model as the solution, so an exercise whose
 solution and tests share a misconception passes. The lines are a separately labelled source
@@ -37,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bdc_assistant import atomic
 from bdc_assistant.errors import BdcError, ConfigError
 from bdc_assistant.types import Problem, TestCase
 
@@ -74,7 +76,7 @@ class SynthConfig:
     seed: int = 0
     max_tokens: int = 512
     min_tests: int = 3
-    max_similarity: float = 0.85
+    max_similarity: float = 0.75  # 0.85 let through HumanEval's fib and is_palindrome and an mbpp-val task
     timeout_s: float = 4.0
     threads: int = 0
     limit: int = 0
@@ -154,7 +156,7 @@ def parse_exercise(text: str, *, min_tests: int = 3) -> Exercise | None:
     blocks = _BLOCK.findall(text)
     if not task_m or not blocks:
         return None
-    task = " ".join(task_m.group(1).split())
+    task = " ".join(task_m.group(1).split()).strip("*` ")
     if not task.lower().startswith("write a") or len(task) > 300:
         return None
     parts: list[str] = []
@@ -214,13 +216,21 @@ def task_sentence(statement: str) -> str:
 class Guard:
     """Keeps validation and test problems out, and repeats of kept exercises."""
 
-    def __init__(self, encoder: Any, forbidden: Sequence[Problem], max_similarity: float) -> None:
+    def __init__(
+        self,
+        encoder: Any,
+        forbidden: Sequence[Problem],
+        max_similarity: float,
+        max_repeat_similarity: float = 0.9,
+    ) -> None:
         self.encoder, self.max_similarity = encoder, max_similarity
         self.names = {p.entry_point for p in forbidden if p.entry_point}
         self.forbidden = encoder.embed([task_sentence(p.statement) for p in forbidden])
         self.kept_tasks: set[str] = set()
         self.kept_names: set[str] = set()
         self.kept_programs: set[str] = set()
+        self.kept_vectors: list[Any] = []
+        self.max_repeat_similarity = max_repeat_similarity
 
     def refusal(self, ex: Exercise) -> str:
         """Empty when ``ex`` may be kept, else why not."""
@@ -230,8 +240,10 @@ class Guard:
             return "a repeat"
         if program_key(ex.solution) in self.kept_programs:
             return "a repeat"
-        sims = self.forbidden @ self.encoder.embed([ex.task])[0] if len(self.forbidden) else [0.0]
-        sim = float(max(sims))
+        v = self.encoder.embed([ex.task])[0]
+        if self.kept_vectors and max(float(k @ v) for k in self.kept_vectors) >= self.max_repeat_similarity:
+            return "a repeat"  # "the maximum value in a list" after "the maximum element of a list"
+        sim = float(max(self.forbidden @ v)) if len(self.forbidden) else 0.0
         if sim >= self.max_similarity:
             return f"too close to a validation/test problem (cosine {sim:.2f})"
         return ""
@@ -240,6 +252,7 @@ class Guard:
         self.kept_names.add(ex.entry_point)
         self.kept_tasks.add(ex.task.lower())
         self.kept_programs.add(program_key(ex.solution))
+        self.kept_vectors.append(self.encoder.embed([ex.task])[0])
 
 
 def forbidden_problems() -> list[Problem]:
@@ -323,9 +336,8 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
     gen.set_customization(None)
     policy = f"local:{gen.model_id}"
     guard = Guard(default_encoder(settings), forbidden_problems(), cfg.max_similarity)
-    for rec in done.values():  # a resumed run must not keep a repeat of what it kept before
-        for line in rec.get("lines", []):
-            guard.keep(Exercise(line["task"], line["entry_point"], line["solution"], tuple(line["tests"])))
+    if done:
+        rescreen(done, guard, progress_file, out)
     sandbox = sandbox_from_settings(settings)
     todo = [s for s in seeds if s.id not in done]
     t0 = time.monotonic()
@@ -353,13 +365,14 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
         for k, v in r["refused"].items():
             refused[k] = refused.get(k, 0) + v
     summary = {
-        "config": asdict(cfg),
+        "config": asdict(cfg) | {"gguf": Path(cfg.gguf).name},  # the file, not where it lies on this machine
         "policy": policy,
         "seeds": len(seeds),
         "seeds_done": len(recs),
         "attempts": sum(r["attempts"] for r in recs),
         "exercises": sum(r["kept"] for r in recs),
         "refused": refused,
+        "seconds_all_seeds": round(sum(r["seconds"] for r in recs), 1),  # generating + verifying, every run
         "seconds_this_run": round(wall, 1),
         "seeds_per_hour_this_run": round(len(todo) * 3600 / wall, 1) if wall > 0 and todo else None,
     }
@@ -367,6 +380,24 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
         json.dumps(summary, indent=2) + "\n", encoding="utf-8"
     )
     return summary
+
+
+def rescreen(done: dict[str, dict[str, Any]], guard: Guard, progress_file: Path, out: Path) -> None:
+    """A resumed run applies the current guard to what earlier runs kept, in their order: a line it refuses now
+    (a stricter ``max_similarity``, a repeat) leaves the output and is counted in its seed's ``refused``."""
+    for rec in done.values():
+        kept = []
+        for line in rec.get("lines", []):
+            ex = Exercise(line["task"], line["entry_point"], line["solution"], tuple(line["tests"]))
+            reason = guard.refusal(ex).split(" (")[0]
+            if reason:
+                rec["refused"][reason] = rec["refused"].get(reason, 0) + 1
+                continue
+            guard.keep(ex)
+            kept.append(line)
+        rec["lines"], rec["kept"] = kept, len(kept)
+    atomic.write_text(progress_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()))
+    atomic.write_text(out, "".join(_jsonl(r["lines"]) for r in done.values()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

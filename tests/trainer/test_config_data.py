@@ -238,6 +238,7 @@ def test_the_data_stage_counts_sources_by_kind() -> None:
 
     assert source_kind("deep:20261203-113301-1684f5") == "deep"
     assert source_kind("rejection-sampling:mbpp-train:t0.8:s5") == "rejection-sampling:mbpp-train:t0.8"
+    assert source_kind("selfinstruct:mbpp-train:t0.8:s3") == "selfinstruct:mbpp-train:t0.8"
     assert source_kind("bootstrap:mbpp-reference") == "bootstrap:mbpp-reference"
     assert source_kind("") == "unknown"
 

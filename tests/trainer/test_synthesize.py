@@ -244,3 +244,30 @@ def test_bad_settings_are_one_sentence(
     err = capsys.readouterr().err
     assert err.startswith("error: trainer.synthesize needs") and err.count("\n") == 1
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_resumed_run_drops_what_the_current_guard_refuses(tmp_path: Path, box: Sandbox) -> None:
+    # kept under an earlier, looser guard: the vowels exercise, then the digit sum twice (the second a repeat)
+    loose = sy.Guard(BagEncoder(), [], 0.99)
+    first = sy.synthesize_seed(
+        ScriptedChat({0: GOOD, 1: ONE_BLOCK}), box, loose, seed_problem(), sy.SynthConfig(per_seed=2), "p"
+    )
+    again = sy.synthesize_seed(
+        ScriptedChat({0: ONE_BLOCK.replace("digit_sum", "digits_total")}),
+        box,
+        sy.Guard(BagEncoder(), [], 0.99),
+        seed_problem("MbppEval/3"),
+        sy.SynthConfig(per_seed=1),
+        "p",
+    )
+    done = {"MbppEval/2": first, "MbppEval/3": again}
+    strict = sy.Guard(
+        BagEncoder(), [held_out("hidden", "Write a function to count the vowels in a string.")], 0.75
+    )
+    out, progress = tmp_path / "si.jsonl", tmp_path / "si.jsonl.progress.jsonl"
+    sy.rescreen(done, strict, progress, out)
+    assert [json.loads(x)["entry_point"] for x in out.read_text().splitlines()] == ["digit_sum"]
+    records = [json.loads(x) for x in progress.read_text().splitlines()]
+    assert [r["kept"] for r in records] == [1, 0]
+    assert records[0]["refused"] == {"too close to a validation/test problem": 1}
+    assert records[1]["refused"] == {"a repeat": 1}  # same task sentence as the digit sum kept first
