@@ -5,6 +5,7 @@ disguise and not a repeat; the line is shown to the solver exactly as an MBPP pr
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,10 @@ class BagEncoder:
     """Bag-of-words unit vectors: identical sentences have cosine 1, unrelated ones about 0."""
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), 64), dtype=np.float32)
+        out = np.zeros((len(texts), 512), dtype=np.float32)
         for i, t in enumerate(texts):
             for w in t.lower().replace(".", "").split():
-                out[i, hash(w) % 64] += 1
+                out[i, zlib.crc32(w.encode()) % 512] += 1  # hash() is salted per process
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
