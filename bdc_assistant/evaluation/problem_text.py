@@ -21,7 +21,8 @@ def solver_text(problem: Problem) -> str:
         # The codecontests-repo layout appends how to run its own harness (run.sh, uv): not the user's problem.
         statement = problem.statement.split("\n## Testing", 1)[0]
         return statement.rstrip() + "\n\n" + STDIO_NOTE
-    if problem.source in ("mbpp", "selfinstruct") and problem.public_tests:  # selfinstruct: trainer.synthesize
+    # selfinstruct: the MBPP-style exercises of trainer.synthesize, shown as an MBPP problem is
+    if problem.source in ("mbpp", "selfinstruct") and problem.public_tests:
         example = _example_assert(problem.public_tests[0].input)
         if example:
             note = f"Your code should pass this test:\n{example}"
