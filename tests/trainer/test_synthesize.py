@@ -272,3 +272,12 @@ def test_a_resumed_run_drops_what_the_current_guard_refuses(tmp_path: Path, box:
     assert [r["kept"] for r in records] == [1, 0]
     assert records[0]["refused"] == {"too close to a validation/test problem": 1}
     assert records[1]["refused"] == {"a repeat": 1}  # same task sentence as the digit sum kept first
+
+
+@pytest.mark.parametrize("dataset", ["mbpp-val", "humaneval", "codecontests-val"])
+def test_validation_and_test_sets_are_never_seeds(dataset: str, tmp_path: Path) -> None:
+    from bdc_assistant.errors import DatasetError
+
+    with pytest.raises(DatasetError):
+        sy.run(sy.SynthConfig(dataset=dataset), tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
