@@ -139,6 +139,15 @@ def _resume(progress_file: Path, out: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
+def append_record(progress_file: Path, out: Path, record: dict[str, Any]) -> None:
+    """A finished unit's record, then its lines: killed between the two, a rerun rebuilds ``out`` from the
+    records (:func:`_resume`), so the lines of an unrecorded unit never stay."""
+    with progress_file.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with out.open("a", encoding="utf-8") as f:
+        f.write(_jsonl(record["lines"]))
+
+
 def _jsonl(lines: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
 
@@ -179,10 +188,7 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
     try:
         for n, problem in enumerate(todo, 1):
             record = sample_problem(solver, sandbox, problem, cfg, policy)
-            with progress_file.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            with out.open("a", encoding="utf-8") as f:
-                f.write(_jsonl(record["lines"]))
+            append_record(progress_file, out, record)
             done[problem.id] = record
             rate = n * 3600 / max(time.monotonic() - t0, 1e-9)
             on_progress(
@@ -212,21 +218,36 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def cli_main(
+    argv: Sequence[str] | None, prog: str, doc: str, config_cls: Any, run_fn: Any, out_help: str
+) -> int:
+    """The command line of a data maker: one ``--flag`` per field of its frozen config, ``--out``; the summary
+    printed as JSON, a :class:`BdcError` as one sentence on stderr with its exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    p = argparse.ArgumentParser(prog="python -m trainer.sample", description=__doc__.split("\n\n")[0])
-    for f in SampleConfig.__dataclass_fields__.values():
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    for f in config_cls.__dataclass_fields__.values():
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
-    p.add_argument("--out", type=Path, required=True, help="JSONL of verified lines (appended; resumable)")
+    p.add_argument("--out", type=Path, required=True, help=out_help)
     args = vars(p.parse_args(argv))
     out = args.pop("out")
     try:
-        summary = run(SampleConfig(**args), out.expanduser().resolve(), lambda s: print(s, file=sys.stderr))
+        summary = run_fn(config_cls(**args), out.expanduser().resolve(), lambda s: print(s, file=sys.stderr))
     except BdcError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return int(exc.exit_code)
     print(json.dumps(summary))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(
+        argv,
+        "python -m trainer.sample",
+        __doc__,
+        SampleConfig,
+        run,
+        "JSONL of verified lines (appended; resumable)",
+    )
 
 
 if __name__ == "__main__":

@@ -26,12 +26,9 @@ Resumable like ``trainer.sample`` (one progress line per seed problem; the outpu
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
-import os
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from bdc_assistant import atomic
-from bdc_assistant.errors import BdcError, ConfigError
+from bdc_assistant.errors import ConfigError
 from bdc_assistant.types import Problem, TestCase
 
-from .sample import SampleConfig, _jsonl, _open_solver, _resume, program_key
+from .sample import SampleConfig, _jsonl, _open_solver, _resume, append_record, cli_main, program_key
 
 SYSTEM = (
     "You write small, self-contained Python programming exercises, each with a correct solution and tests."
@@ -344,10 +341,7 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
     try:
         for n, seed in enumerate(todo, 1):
             record = synthesize_seed(gen, sandbox, guard, seed, cfg, policy)
-            with progress_file.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            with out.open("a", encoding="utf-8") as f:
-                f.write(_jsonl(record["lines"]))
+            append_record(progress_file, out, record)
             done[seed.id] = record
             rate = n * 3600 / max(time.monotonic() - t0, 1e-9)
             kept = sum(r["kept"] for r in done.values())
@@ -401,22 +395,14 @@ def rescreen(done: dict[str, dict[str, Any]], guard: Guard, progress_file: Path,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    p = argparse.ArgumentParser(prog="python -m trainer.synthesize", description=__doc__.split("\n\n")[0])
-    for f in SynthConfig.__dataclass_fields__.values():
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
-    p.add_argument(
-        "--out", type=Path, required=True, help="JSONL of verified exercises (appended; resumable)"
+    return cli_main(
+        argv,
+        "python -m trainer.synthesize",
+        __doc__,
+        SynthConfig,
+        run,
+        "JSONL of verified exercises (appended; resumable)",
     )
-    args = vars(p.parse_args(argv))
-    out = args.pop("out")
-    try:
-        summary = run(SynthConfig(**args), out.expanduser().resolve(), lambda s: print(s, file=sys.stderr))
-    except BdcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(json.dumps(summary))
-    return 0
 
 
 if __name__ == "__main__":
