@@ -174,10 +174,12 @@ def parse_exercise(text: str, *, min_tests: int = 3) -> Exercise | None:
     name = funcs[-1].name
     tests: list[str] = []
     for line in asserts:
-        calls = [
-            c for c in ast.walk(ast.parse(line)) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
-        ]
-        if line not in tests and any(isinstance(c.func, ast.Name) and c.func.id == name for c in calls):
+        called = {
+            c.func.id
+            for c in ast.walk(ast.parse(line))
+            if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+        }
+        if line not in tests and name in called:
             tests.append(line)
     if len(tests) < min_tests:
         return None
@@ -201,12 +203,9 @@ def example_exercise(seed: Problem) -> str:
 
 def task_sentence(statement: str) -> str:
     """The task in words of a stub/prompt: its function's docstring, first paragraph, squashed."""
-    try:
-        funcs = [n for n in ast.parse(statement).body if isinstance(n, ast.FunctionDef)]
-        doc = ast.get_docstring(funcs[-1]) if funcs else None
-    except SyntaxError:
-        doc = None
-    doc = doc or statement
+    from bdc_assistant.evaluation.problem_text import function_docstring
+
+    doc = function_docstring(statement) or statement
     return " ".join(doc.split("\n\n")[0].split())
 
 
@@ -228,6 +227,14 @@ class Guard:
         self.kept_programs: set[str] = set()
         self.kept_vectors: list[Any] = []
         self.max_repeat_similarity = max_repeat_similarity
+        self._vectors: dict[
+            str, Any
+        ] = {}  # task -> embedding: refusal() and keep() of one exercise embed once
+
+    def _vector(self, task: str) -> Any:
+        if task not in self._vectors:
+            self._vectors[task] = self.encoder.embed([task])[0]
+        return self._vectors[task]
 
     def refusal(self, ex: Exercise) -> str:
         """Empty when ``ex`` may be kept, else why not."""
@@ -237,7 +244,7 @@ class Guard:
             return "a repeat"
         if program_key(ex.solution) in self.kept_programs:
             return "a repeat"
-        v = self.encoder.embed([ex.task])[0]
+        v = self._vector(ex.task)
         if self.kept_vectors and max(float(k @ v) for k in self.kept_vectors) >= self.max_repeat_similarity:
             return "a repeat"  # "the maximum value in a list" after "the maximum element of a list"
         sim = float(max(self.forbidden @ v)) if len(self.forbidden) else 0.0
@@ -249,7 +256,7 @@ class Guard:
         self.kept_names.add(ex.entry_point)
         self.kept_tasks.add(ex.task.lower())
         self.kept_programs.add(program_key(ex.solution))
-        self.kept_vectors.append(self.encoder.embed([ex.task])[0])
+        self.kept_vectors.append(self._vector(ex.task))
 
 
 def forbidden_problems() -> list[Problem]:
@@ -280,13 +287,15 @@ def synthesize_seed(
         )
         text = "".join(gen.chat(messages, params))
         ex = parse_exercise(text, min_tests=cfg.min_tests)
-        reason = "not an exercise" if ex is None else guard.refusal(ex)
-        if ex is not None and ex.entry_point == seed.entry_point:
+        if ex is None:
+            reason = "not an exercise"
+        elif ex.entry_point == seed.entry_point:
             reason = "a copy of its example"
+        else:
+            reason = guard.refusal(ex)
         if not reason and ex is not None:
             problem = ex.problem(f"selfinstruct/{seed.id}/{i}")
-            failure = Verifier(sandbox, problem).failure(ex.solution)
-            reason = "fails its own tests" if failure else ""
+            reason = "fails its own tests" if Verifier(sandbox, problem).failure(ex.solution) else ""
         if reason or ex is None:
             key = reason.split(" (")[0]
             why[key] = why.get(key, 0) + 1

@@ -30,12 +30,12 @@ def solver_text(problem: Problem) -> str:
             if called is not None and not defines(problem.statement, called):
                 # Some stubs in this layout are a helper of the reference solution, not the function the test
                 # calls: shown that stub, the model writes the helper. Show the task and the test, as MBPP does.
-                return f"{_docstring(problem.statement) or problem.statement.strip()}\n{note}"
+                return f"{function_docstring(problem.statement) or problem.statement.strip()}\n{note}"
             return _into_docstring(problem.statement, note)
     return problem.statement
 
 
-def _docstring(source: str) -> str | None:
+def function_docstring(source: str) -> str | None:
     """The docstring of the last function of ``source``, dedented (the task in words)."""
     try:
         funcs = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
