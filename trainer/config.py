@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bdc_assistant.config import sections_to_toml
 from bdc_assistant.errors import ConfigError
@@ -219,6 +219,27 @@ class EvaluateSection(_Section):
         le=512,
         description="llama.cpp threads while evaluating; 0 = all cores (answers do not change)",
     )
+    temperature: float = Field(
+        0.0,
+        ge=0.0,
+        le=2.0,
+        description="0 = greedy, what the app answers; above 0 every answer is sampled (seed: the sample index)",
+    )
+    samples: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="answers per problem and row; above 1 pass@1 is the mean over them (Chen et al. 2021) and "
+        "rows are paired by each problem's pass fraction, which smooths greedy decoding's flips",
+    )
+
+    @model_validator(mode="after")
+    def _samples_need_sampling(self) -> EvaluateSection:
+        if self.samples > 1 and self.temperature == 0.0:
+            raise ValueError(
+                "evaluate.samples above 1 needs evaluate.temperature above 0 (greedy answers repeat)"
+            )
+        return self
 
 
 class ExportSection(_Section):

@@ -65,45 +65,49 @@ def slug(label: str) -> str:
 def evaluate_methods(
     methods: list[Method],
     datasets: dict[str, list[Problem]],
-    open_solver: Callable[[Path | None], Any],
+    open_solver: Callable[[Path | None, int], Any],
     sandbox: Any,
     out_dir: Path,
     *,
     timeout_s: float,
     max_tokens: int | None = None,
     row_key: Callable[[Path | None], str] | None = None,
+    samples: int = 1,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """{method: {group: [harness records]}}. Each (method, dataset) is one resumable harness run, in
-    ``out_dir/<method slug>[-<row_key(bundle)>]/<dataset>``."""
+    """{method: {group: [harness records]}}. Each (method, dataset, sample) is one resumable harness run, in
+    ``out_dir/<method slug>[-<row_key(bundle)>]/<dataset>[.s<sample>]`` (sample 0 has no suffix, so a run
+    with one sample per problem is the directory it always was). ``open_solver(bundle, sample)``: the solver
+    that writes that sample. With several samples a group lists every sample's record of a problem."""
     from tqdm import tqdm
 
     from bdc_assistant.evaluation.runner import EvalRun, evaluate
 
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    total = len(methods) * sum(len(p) for p in datasets.values())
+    total = len(methods) * samples * sum(len(p) for p in datasets.values())
     bar = tqdm(total=total, desc="evaluate", unit="answer", disable=os.environ.get("BDC_NO_PROGRESS") == "1")
     for label, bundle in methods:
-        solver = open_solver(bundle)
-        try:
-            groups: dict[str, list[dict[str, Any]]] = {}
-            for dname, problems in datasets.items():
-                row = slug(label) + (f"-{row_key(bundle)}" if row_key else "")
-                run = EvalRun(out_dir / row / dname, dname)
-                evaluate(
-                    problems,
-                    solver,
-                    sandbox,
-                    run,
-                    timeout_s=timeout_s,
-                    max_tokens=max_tokens,
-                    progress=lambda *_: bar.update(1),
-                )
-                by_id = run.done()
-                for prob in problems:
-                    groups.setdefault(group_of(dname, prob), []).append(by_id[prob.id])
-            results[label] = groups
-        finally:
-            solver.close()
+        groups: dict[str, list[dict[str, Any]]] = {}
+        row = slug(label) + (f"-{row_key(bundle)}" if row_key else "")
+        for sample in range(samples):
+            solver = open_solver(bundle, sample)
+            try:
+                for dname, problems in datasets.items():
+                    run = EvalRun(out_dir / row / (dname + (f".s{sample}" if sample else "")), dname)
+                    evaluate(
+                        problems,
+                        solver,
+                        sandbox,
+                        run,
+                        timeout_s=timeout_s,
+                        max_tokens=max_tokens,
+                        progress=lambda *_: bar.update(1),
+                    )
+                    by_id = run.done()
+                    for prob in problems:
+                        groups.setdefault(group_of(dname, prob), []).append(by_id[prob.id])
+            finally:
+                solver.close()
+        results[label] = groups
         bar.set_postfix(method=label)
     bar.close()
     return results
@@ -118,6 +122,7 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
         for g in per:
             if g not in groups:
                 groups.append(g)
+    samples = samples_per_problem(results)
     rows: dict[str, dict[str, Any]] = {}
     for method, per in results.items():
         row = {}
@@ -128,16 +133,18 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
                 continue
             strict = compute(recs, "strict")
             compat = compute(recs, "paper_compat")
+            # Every sample of a problem is one record: PR / AC over them all are the sampled means, and
+            # the counts are problems (a problem's samples share its tests, so they are dropped together).
             row[g] = {
                 "pr": round(strict.pr, 2),
                 "ac": round(strict.ac, 2),
-                "n": strict.denominator,
+                "n": strict.denominator // samples,
                 "errored": strict.errored,
                 "paper_compat": {
                     "pr": round(compat.pr, 2),
                     "ac": round(compat.ac, 2),
-                    "n": compat.denominator,
-                    "dropped": compat.dropped,
+                    "n": compat.denominator // samples,
+                    "dropped": compat.dropped // samples,
                 },
             }
         rows[method] = row
@@ -145,7 +152,7 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
     if base is not None:
         # Paired by problem id within each set (not by position): a row that answered other problems, or the
         # same ones in another order, is either left without a difference or paired correctly.
-        ids = {g: [rec["id"] for rec in base.get(g, [])] for g in groups}
+        ids = {g: list(dict.fromkeys(rec["id"] for rec in base.get(g, []))) for g in groups}
         base_solved = [ok for g in groups for ok in verdict_mod.outcomes_by_id(base.get(g, []), ids[g]) or []]
         for method, per in results.items():
             if method == BASE_ROW or not base_solved:
@@ -158,21 +165,42 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
             rows[method]["overall"]["vs_base"] = {
                 "ac_diff": d["diff"],
                 "ci95": d["ci95"],
-                "solved": sum(mine),
+                "solved": verdict_mod.count(sum(mine)),
                 "base_solved": d["solved"],
                 "n": len(mine),
             }
-    return {"columns": [*groups, "overall"], "rows": rows, "mode": "strict"}
+    return {"columns": [*groups, "overall"], "rows": rows, "mode": "strict", "samples": samples}
+
+
+def samples_per_problem(results: dict[str, dict[str, list[dict[str, Any]]]]) -> int:
+    """How many answers each problem has in ``results`` (1 for a greedy table); rows must agree."""
+    counts = {
+        len(recs) // len({rec["id"] for rec in recs})
+        for per in results.values()
+        for recs in per.values()
+        if recs
+    }
+    if len(counts) > 1:
+        raise ValueError(f"rows of one table answered with different numbers of samples: {sorted(counts)}")
+    return counts.pop() if counts else 1
 
 
 def markdown(tab: dict[str, Any], title: str) -> str:
     """The strict table (with each row's paired difference from the base), then the paper's private-only one."""
     cols = tab["columns"]
     lines = [f"### {title}", "", *_grid(tab, strict=True), ""]
+    n = tab.get("samples", 1)
+    sampled = (
+        f" Every cell is the mean over {n} sampled answers per problem (pass@1 as Chen et al. 2021 estimate "
+        "it); ΔAC pairs each problem's pass fraction with the base's."
+        if n > 1
+        else ""
+    )
     lines += [
         "PR = mean % of tests passed per problem, AC = % of problems passing every test "
         "(strict mode: all tests, call-based problems scored). ΔAC: points over the w/o-tuning row on the same "
-        "problems, with the paired-bootstrap 95 % interval; an interval that contains 0 is not a difference.",
+        "problems, with the paired-bootstrap 95 % interval; an interval that contains 0 is not a difference."
+        + sampled,
         "",
         "Paper-compatible mode (the paper's protocol: the final program is picked on the public tests and scored "
         "on the private tests only; problems with fewer than two tests are dropped):",
@@ -240,7 +268,8 @@ def method_rows(ctx: Context) -> list[tuple[str, Path | None]]:
     return rows
 
 
-def app_settings(ctx: Context, ref: BaseRef) -> Settings:
+def app_settings(ctx: Context, ref: BaseRef, sample: int = 0) -> Settings:
+    """The app's settings every row answers with; ``sample`` is the decoding seed (sampled tables)."""
     from bdc_assistant.config import load_settings
 
     e = ctx.cfg.evaluate
@@ -255,14 +284,16 @@ def app_settings(ctx: Context, ref: BaseRef) -> Settings:
         },
         backend={
             "name": e.backend,
-            "seed": ctx.cfg.run.seed,
+            # The decoding seed is the sample's index, not run.seed: an answer then depends on exactly what
+            # eval_runs_dir keys (settings, base, bundle, sample), and every run samples its base row alike.
+            "seed": sample,
             "device": ctx.cfg.base.device,
             "threads": e.threads,
         },
         solver={
             "thought_tokens": e.thought_tokens,
             "max_tokens": e.max_tokens,
-            "temperature": 0.0,
+            "temperature": e.temperature,
             "repair_rounds": e.repair_rounds,
         },
         sandbox={"timeout_s": e.timeout_s},
@@ -275,10 +306,13 @@ def eval_runs_dir(ctx: Context, ref: BaseRef) -> Path:
     then lives in a subdirectory named by its bundle's content (``row_key``), so raising the limit reuses
     finished answers and retraining the hypernetwork re-answers only the DisenLoRA row."""
     e = ctx.cfg.evaluate.model_dump(mode="json")
-    for k in ("limit", "datasets", "methods", "threads"):
+    for k in ("limit", "datasets", "methods", "threads", "samples"):  # samples: one directory each
         e.pop(k)
-    if not e.get("repair_rounds"):  # off = the first answer, as before the setting existed: caches stay valid
+    # Settings at their old defaults leave the key as it was before they existed: caches stay valid.
+    if not e.get("repair_rounds"):  # off = the first answer
         e.pop("repair_rounds", None)
+    if not e.get("temperature"):  # greedy
+        e.pop("temperature", None)
     key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
     return ctx.out / "evaluate_runs" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -315,19 +349,28 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
         results = evaluate_methods(
             rows,
             datasets,
-            lambda b: open_solver(settings, backend=cfg.evaluate.backend, bundle=str(b) if b else "none"),
+            lambda b, i: open_solver(
+                app_settings(ctx, ref, i), backend=cfg.evaluate.backend, bundle=str(b) if b else "none"
+            ),
             sandbox,
             eval_runs_dir(ctx, ref),
             row_key=row_key,
             timeout_s=cfg.evaluate.timeout_s,
             max_tokens=cfg.evaluate.max_tokens,
+            samples=cfg.evaluate.samples,
         )
     finally:
         sandbox.close()
     tab = table(results)
+    e = cfg.evaluate
+    decoding = (
+        "greedy"
+        if e.temperature == 0
+        else f"{e.samples} sample(s) per problem at temperature {e.temperature:g}"
+    )
     title = (
-        f"Table 2 (shape): {ref.identity['name']} on {', '.join(cfg.evaluate.datasets)}, "
-        f"backend {cfg.evaluate.backend}, K={art.assignments(ctx)['k']}, r={cfg.lora.r}"
+        f"Table 2 (shape): {ref.identity['name']} on {', '.join(e.datasets)}, "
+        f"backend {e.backend}, K={art.assignments(ctx)['k']}, r={cfg.lora.r}, {decoding}"
     )
     routing = routing_section(ctx, results, datasets)
     claim = verdict_mod.verdict(results, base=BASE_ROW)

@@ -169,14 +169,15 @@ def oracle_fraction(
     if not cluster_rows or any(r not in results for r in cluster_rows):
         return None
 
-    def outcomes(row: str) -> dict[tuple[str, str], bool]:
-        out: dict[tuple[str, str], bool] = {}
+    def outcomes(row: str) -> dict[tuple[str, str], float]:
+        """Per (group, id) the share of its scored answers that pass (one answer: 1.0 or 0.0)."""
+        passes: dict[tuple[str, str], list[bool]] = {}
         for group, recs in results.get(row, {}).items():
             for rec in recs:
                 ok = metrics.record_passed(rec)
                 if ok is not None:
-                    out[(group, str(rec["id"]))] = ok
-        return out
+                    passes.setdefault((group, str(rec["id"])), []).append(ok)
+        return {key: sum(v) / len(v) for key, v in passes.items()}
 
     per_cluster = [outcomes(r) for r in cluster_rows]
     present = [r for r in rows if r in results]

@@ -177,13 +177,17 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
     from bdc_assistant.sandbox import sandbox_from_settings
 
     problems = training_problems(cfg.dataset, cfg.limit or None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    progress_file = out.with_name(out.name + ".progress.jsonl")
-    done = _resume(progress_file, out)
+    solver, settings = _open_solver(cfg, out.parent)  # a model that will not open leaves no file behind
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        progress_file = out.with_name(out.name + ".progress.jsonl")
+        done = _resume(progress_file, out)
+        sandbox = sandbox_from_settings(settings)
+    except BaseException:
+        solver.close()
+        raise
     todo = [p for p in problems if p.id not in done and p.public_tests and p.private_tests]
-    solver, settings = _open_solver(cfg, out.parent)
     policy = f"local:{solver.generator.model_id}"
-    sandbox = sandbox_from_settings(settings)
     t0 = time.monotonic()
     try:
         for n, problem in enumerate(todo, 1):

@@ -332,19 +332,23 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
     from bdc_assistant.sandbox import sandbox_from_settings
 
     seeds = training_problems(cfg.dataset, cfg.limit or None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    progress_file = out.with_name(out.name + ".progress.jsonl")
-    done = _resume(progress_file, out)
-    solver, settings = _open_solver(
+    solver, settings = _open_solver(  # a model that will not open leaves no file behind
         SampleConfig(gguf=cfg.gguf, seed=cfg.seed, timeout_s=cfg.timeout_s, threads=cfg.threads), out.parent
     )
-    gen = solver.generator
-    gen.set_customization(None)
-    policy = f"local:{gen.model_id}"
-    guard = Guard(default_encoder(settings), forbidden_problems(), cfg.max_similarity)
-    if done:
-        rescreen(done, guard, progress_file, out)
-    sandbox = sandbox_from_settings(settings)
+    try:
+        gen = solver.generator
+        gen.set_customization(None)
+        policy = f"local:{gen.model_id}"
+        guard = Guard(default_encoder(settings), forbidden_problems(), cfg.max_similarity)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        progress_file = out.with_name(out.name + ".progress.jsonl")
+        done = _resume(progress_file, out)
+        if done:
+            rescreen(done, guard, progress_file, out)
+        sandbox = sandbox_from_settings(settings)
+    except BaseException:
+        solver.close()
+        raise
     todo = [s for s in seeds if s.id not in done]
     t0 = time.monotonic()
     try:

@@ -32,7 +32,7 @@ def verdict(
         }
     sets: dict[str, Any] = {}
     for g in (g for g in results[candidate] if results[base].get(g)):
-        ids = [rec["id"] for rec in results[candidate][g]]
+        ids = list(dict.fromkeys(rec["id"] for rec in results[candidate][g]))  # a problem's samples: once
         mine = outcomes_by_id(results[candidate][g], ids)
         base_solved = outcomes_by_id(results[base][g], ids)
         if mine is None or base_solved is None:
@@ -47,7 +47,7 @@ def verdict(
         beats_base = vs_base["diff"] > 0
         sets[g] = {
             "n": len(mine),
-            "solved": sum(mine),
+            "solved": count(sum(mine)),
             "vs_base": vs_base,
             "vs_rows": vs_rows,
             "beats_base": beats_base,
@@ -64,27 +64,36 @@ def verdict(
     }
 
 
-def outcomes_by_id(records: list[dict[str, Any]], ids: list[str]) -> list[bool] | None:
-    """Solved or not per problem, in the order of ``ids``; None when the records answer other problems
-    (such a row is left out rather than paired wrongly)."""
+def outcomes_by_id(records: list[dict[str, Any]], ids: list[str]) -> list[float] | None:
+    """Per problem, in the order of ``ids``, the share of its answers that solved it: 1.0 or 0.0 for one
+    answer, the pass fraction for several samples. None when the records answer other problems (such a row
+    is left out rather than paired wrongly)."""
     from bdc_assistant.evaluation.metrics import record_passed
 
-    by_id = {rec["id"]: rec for rec in records}
-    if set(by_id) != set(ids):
+    passes: dict[str, list[bool]] = {}
+    for rec in records:
+        passes.setdefault(rec["id"], []).append(bool(record_passed(rec)))
+    if set(passes) != set(ids):
         return None
-    return [bool(record_passed(by_id[i])) for i in ids]
+    return [sum(passes[i]) / len(passes[i]) for i in ids]
 
 
-def paired_difference(other: list[bool], mine: list[bool]) -> dict[str, Any]:
+def paired_difference(other: list[float], mine: list[float]) -> dict[str, Any]:
     """The candidate (``mine``) against one row on the same problems: points ahead, with the paired CI."""
     from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95
 
     lo, hi = paired_bootstrap_ci95(other, mine)
     return {
-        "solved": sum(other),
+        "solved": count(sum(other)),
         "diff": round(100.0 * (sum(mine) - sum(other)) / len(mine), 2),
         "ci95": [lo, hi],
     }
+
+
+def count(solved: float) -> int | float:
+    """Problems solved: a whole number for one answer per problem, the expected number (2 decimals) for
+    sampled answers."""
+    return int(solved) if float(solved).is_integer() else round(solved, 2)
 
 
 def _sentence(sets: dict[str, Any], met: bool, candidate: str) -> str:

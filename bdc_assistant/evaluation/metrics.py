@@ -203,13 +203,16 @@ def _bootstrap_ci95(
 
 
 def paired_bootstrap_ci95(
-    a: list[bool], b: list[bool], rounds: int = 10_000, seed: int = 0
+    a: Sequence[float], b: Sequence[float], rounds: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
-    """95 % paired-bootstrap interval of pass-rate(b) − pass-rate(a), in points, over the same problems."""
+    """95 % paired-bootstrap interval of pass-rate(b) − pass-rate(a), in points, over the same problems.
+    Outcomes are solved-or-not (bools) or, with several samples per problem, each problem's pass fraction."""
     if len(a) != len(b) or not a:
         raise ValueError("paired bootstrap needs two equally long, non-empty outcome lists")
     n = len(a)
-    return _bootstrap_ci95(n, lambda idx: 100.0 * sum(int(b[i]) - int(a[i]) for i in idx) / n, rounds, seed)
+    return _bootstrap_ci95(
+        n, lambda idx: 100.0 * sum(float(b[i]) - float(a[i]) for i in idx) / n, rounds, seed
+    )
 
 
 def bootstrap_mean_ci95(rates: Sequence[float], rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:

@@ -226,8 +226,8 @@ def test_evaluate_repair_rounds_reach_the_solver_and_key_the_cache_only_when_on(
     assert evaluate.app_settings(ctx_with("evaluate.repair_rounds=2"), ref).solver.repair_rounds == 2
     off, on = ctx_with(), ctx_with("evaluate.repair_rounds=1")
     assert evaluate.eval_runs_dir(off, ref) != evaluate.eval_runs_dir(on, ref)
-    e = off.cfg.evaluate.model_dump(mode="json")  # the key as it was computed before the setting existed
-    for k in ("limit", "datasets", "methods", "threads", "repair_rounds"):
+    e = off.cfg.evaluate.model_dump(mode="json")  # the key as it was computed before these settings existed
+    for k in ("limit", "datasets", "methods", "threads", "repair_rounds", "temperature", "samples"):
         e.pop(k)
     key = json.dumps({"e": e, "base": ref.identity, "style": ref.prompt_style, "v": 2}, sort_keys=True)
     assert evaluate.eval_runs_dir(off, ref).name == hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -267,3 +267,28 @@ def test_the_data_stage_manifest_says_who_wrote_the_programs(tmp_path: Path) -> 
     assert got["sources"] == {"rejection-sampling:mbpp-train:t0.8": 10}
     assert got["policies"] == {"local:small.gguf": 6, "local:big.gguf": 4}
     assert list(got["policies"]) == ["local:small.gguf", "local:big.gguf"]  # most frequent first
+
+
+def test_sampled_evaluation_seeds_each_sample_and_keeps_greedy_caches(tmp_path: Path) -> None:
+    """samples > 1 needs a temperature; each sample decodes with its own seed; greedy keeps its cache key."""
+    from trainer import evaluate
+    from trainer.modeling import BaseRef
+    from trainer.runner import Context
+
+    ref = BaseRef("hf", "model.gguf", {}, "chat")
+
+    def ctx_with(*overrides: str) -> Context:
+        return Context(load_config(None, list(overrides)), tmp_path)
+
+    with pytest.raises(ConfigError, match=r"evaluate\.samples above 1 needs evaluate\.temperature above 0"):
+        load_config(None, ["evaluate.samples=4"])
+    sampled = ctx_with("evaluate.samples=4", "evaluate.temperature=0.2", "run.seed=7")
+    s2 = evaluate.app_settings(sampled, ref, 2)
+    assert (s2.solver.temperature, s2.backend.seed) == (0.2, 2)  # not run.seed: it is not in the cache key
+    greedy = evaluate.app_settings(ctx_with(), ref)
+    assert (greedy.solver.temperature, greedy.backend.seed) == (0.0, 0)
+    # the number of samples is not in the key (one directory per sample), the temperature is when not 0
+    assert evaluate.eval_runs_dir(sampled, ref) == evaluate.eval_runs_dir(
+        ctx_with("evaluate.samples=2", "evaluate.temperature=0.2", "run.seed=7"), ref
+    )
+    assert evaluate.eval_runs_dir(sampled, ref) != evaluate.eval_runs_dir(ctx_with("run.seed=7"), ref)

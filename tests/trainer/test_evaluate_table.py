@@ -126,7 +126,8 @@ def test_answers_are_cached_per_bundle_content(tmp_path) -> None:
     ]
     calls: list = []
 
-    def open_solver(b):
+    def open_solver(b, sample):
+        assert sample == 0  # one answer per problem unless asked
         s = Solver(b.name if b else "base")
         s.log = calls
         return s
@@ -201,3 +202,105 @@ def test_verdict_needs_both_rows_on_the_same_problems() -> None:
         {"w/o tuning": _rows("10"), "TIES": _rows("111"), "DisenLoRA": _rows("11")}, base="w/o tuning"
     )
     assert v["met"] is True and "TIES" not in v["sets"]["mbpp-val"]["vs_rows"]
+
+
+def test_sampled_rows_average_over_answers_and_pair_problems_by_pass_fraction() -> None:
+    """Two samples per problem: cells are means over answers, counts are problems, ΔAC pairs fractions."""
+    from trainer.verdict import verdict
+
+    ok, bad = ["pass", "pass"], ["pass", "wrong"]
+
+    def sampled(*patterns: str) -> dict:
+        return {
+            "mbpp-val": [_rec(str(i), ok if c == "1" else bad) for p in patterns for i, c in enumerate(p)]
+        }
+
+    # base: problem 0 always, problem 1 once of two; DisenLoRA: problems 0 and 1 always, problem 2 once
+    results = {"w/o tuning": sampled("1100", "1000"), "DisenLoRA": sampled("1110", "1100")}
+    tab = table(results)
+    assert tab["samples"] == 2
+    dis = tab["rows"]["DisenLoRA"]["mbpp-val"]
+    assert dis["n"] == 4 and dis["ac"] == 62.5 and tab["rows"]["w/o tuning"]["mbpp-val"]["ac"] == 37.5
+    vs = tab["rows"]["DisenLoRA"]["overall"]["vs_base"]
+    # per problem: +0, +0.5, +0.5, +0 over 4 problems (not 8 answers: the interval is over problems)
+    assert (vs["ac_diff"], vs["solved"], vs["base_solved"], vs["n"]) == (25.0, 2.5, 1.5, 4)
+    assert "mean over 2 sampled answers per problem" in markdown(tab, "T")
+    v = verdict(results, base="w/o tuning")
+    s = v["sets"]["mbpp-val"]
+    assert s["n"] == 4 and s["solved"] == 2.5 and s["vs_base"]["diff"] == 25.0 and v["met"] is True
+    # rows that disagree on how many answers a problem has cannot share a table
+    import pytest
+
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        table({"w/o tuning": sampled("1100"), "DisenLoRA": sampled("1110", "1100")})
+
+
+def test_each_sample_is_its_own_resumable_run_with_its_own_seed(tmp_path) -> None:
+    from dataclasses import dataclass
+
+    from bdc_assistant.types import Answer, TestCase
+    from trainer.evaluate import evaluate_methods
+
+    @dataclass
+    class Verdict:
+        passed: bool
+        status: str
+        detail: str = ""
+        stderr: str = ""
+
+    class PassIfOdd:
+        """The sandbox: code "x = 1" passes, "x = 0" fails."""
+
+        def run_tests(self, code, tests, *, timeout_s=None, checker=None):
+            good = code.strip().endswith("1")
+            return [Verdict(good, "pass" if good else "wrong") for _ in tests]
+
+    opened: list = []
+
+    class Solver:
+        def __init__(self, sample: int) -> None:
+            self.sample = sample
+
+        def answer(self, problem: str, max_tokens: int | None = None) -> Answer:
+            code = f"x = {self.sample % 2}"  # sample 1 and 3 pass, 0 and 2 fail
+            return Answer(problem, "", code, code, "fake", "fake", None, 3, 0.1, 30.0)
+
+        def close(self) -> None:
+            pass
+
+    def open_solver(bundle, sample):
+        opened.append(sample)
+        return Solver(sample)
+
+    problems = [
+        Problem(str(i), f"p{i}", public_tests=(TestCase("", "", origin="dataset"),)) for i in range(3)
+    ]
+    out = tmp_path / "runs"
+    res = evaluate_methods(
+        [("w/o tuning", None)], {"mbpp-val": problems}, open_solver, PassIfOdd(), out, timeout_s=1, samples=4
+    )
+    assert opened == [0, 1, 2, 3]
+    assert sorted(p.name for p in (out / "w-o-tuning").iterdir()) == [
+        "mbpp-val",
+        "mbpp-val.s1",
+        "mbpp-val.s2",
+        "mbpp-val.s3",
+    ]
+    recs = res["w/o tuning"]["mbpp-val"]
+    assert len(recs) == 12 and table(res)["rows"]["w/o tuning"]["mbpp-val"]["ac"] == 50.0
+
+    # a second run finds every answer on disk: the solvers open, nothing is asked again
+    class Refuses(Solver):
+        def answer(self, problem: str, max_tokens: int | None = None) -> Answer:
+            raise AssertionError("answered again")
+
+    again = evaluate_methods(
+        [("w/o tuning", None)],
+        {"mbpp-val": problems},
+        lambda b, i: Refuses(i),
+        PassIfOdd(),
+        out,
+        timeout_s=1,
+        samples=4,
+    )
+    assert again == res

@@ -62,6 +62,12 @@ def _rec(pid: str, ok: bool) -> dict:
     }
 
 
+def _flip(rec: dict) -> dict:
+    """The same problem answered the other way (a second sample)."""
+    was = rec["candidates"][0]["private"][0] == "pass"
+    return _rec(rec["id"], not was)
+
+
 def test_pct_of_oracle_from_the_table_rows() -> None:
     rows = ["SFT on cluster 0 (a)", "SFT on cluster 1 (b)"]
     results = {
@@ -79,6 +85,11 @@ def test_pct_of_oracle_from_the_table_rows() -> None:
     assert out["DisenLoRA"] == {"pass_at_1": 50.0, "pct_of_oracle": 66.7}
     assert "TWIN" not in out
     assert oracle_fraction({"DisenLoRA": {}}, own, rows) is None  # the per-cluster rows were not evaluated
+    # several samples per problem: each problem counts with its pass fraction, not its last answer
+    twice = {
+        row: {g: recs + [_flip(r) for r in recs] for g, recs in per.items()} for row, per in results.items()
+    }
+    assert oracle_fraction(twice, own, rows)["oracle_pass_at_1"] == 50.0
     text = markdown({"split": "validation", "problems": 3, "bundles": {}, "oracle": out})
     assert "DisenLoRA 50.00 (66.7 % of oracle)" in text
 

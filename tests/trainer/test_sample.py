@@ -138,3 +138,16 @@ def test_bad_settings_are_one_sentence(
     err = capsys.readouterr().err
     assert err.startswith("error: trainer.sample needs --samples >= 1") and err.count("\n") == 1
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("module", ["trainer.sample", "trainer.synthesize"])
+def test_a_missing_model_is_one_sentence_and_writes_nothing(tmp_path, capsys, module) -> None:
+    """Both data makers open the model before touching the output: a typo in --gguf leaves no empty files."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    out = tmp_path / "made" / "lines.jsonl"
+    rc = main(["--gguf", str(tmp_path / "no-such.gguf"), "--limit", "1", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 3 and err.count("\n") == 0 and "no-such.gguf does not exist" in err
+    assert not (tmp_path / "made").exists()
