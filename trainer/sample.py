@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import sys
@@ -177,19 +178,17 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
     from bdc_assistant.sandbox import sandbox_from_settings
 
     problems = training_problems(cfg.dataset, cfg.limit or None)
-    solver, settings = _open_solver(cfg, out.parent)  # a model that will not open leaves no file behind
-    try:
+    with contextlib.ExitStack() as closing:  # on the way out: the sandbox, then the solver
+        solver, settings = _open_solver(cfg, out.parent)  # a model that will not open leaves no file behind
+        closing.callback(solver.close)
         out.parent.mkdir(parents=True, exist_ok=True)
         progress_file = out.with_name(out.name + ".progress.jsonl")
         done = _resume(progress_file, out)
         sandbox = sandbox_from_settings(settings)
-    except BaseException:
-        solver.close()
-        raise
-    todo = [p for p in problems if p.id not in done and p.public_tests and p.private_tests]
-    policy = f"local:{solver.generator.model_id}"
-    t0 = time.monotonic()
-    try:
+        closing.callback(sandbox.close)
+        todo = [p for p in problems if p.id not in done and p.public_tests and p.private_tests]
+        policy = f"local:{solver.generator.model_id}"
+        t0 = time.monotonic()
         for n, problem in enumerate(todo, 1):
             record = sample_problem(solver, sandbox, problem, cfg, policy)
             append_record(progress_file, out, record)
@@ -199,9 +198,6 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
                 f"[{len(done)}/{len(problems)}] {problem.id}: {record['passes']}/{cfg.samples} pass, "
                 f"{record['distinct']} distinct · {rate:.1f} problems/h"
             )
-    finally:
-        sandbox.close()
-        solver.close()
     wall = time.monotonic() - t0
     recs = list(done.values())
     summary = {

@@ -27,6 +27,7 @@ Resumable like ``trainer.sample`` (one progress line per seed problem; the outpu
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import time
@@ -332,10 +333,12 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
     from bdc_assistant.sandbox import sandbox_from_settings
 
     seeds = training_problems(cfg.dataset, cfg.limit or None)
-    solver, settings = _open_solver(  # a model that will not open leaves no file behind
-        SampleConfig(gguf=cfg.gguf, seed=cfg.seed, timeout_s=cfg.timeout_s, threads=cfg.threads), out.parent
-    )
-    try:
+    with contextlib.ExitStack() as closing:  # on the way out: the sandbox, then the solver
+        solver, settings = _open_solver(  # a model that will not open leaves no file behind
+            SampleConfig(gguf=cfg.gguf, seed=cfg.seed, timeout_s=cfg.timeout_s, threads=cfg.threads),
+            out.parent,
+        )
+        closing.callback(solver.close)
         gen = solver.generator
         gen.set_customization(None)
         policy = f"local:{gen.model_id}"
@@ -346,12 +349,9 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
         if done:
             rescreen(done, guard, progress_file, out)
         sandbox = sandbox_from_settings(settings)
-    except BaseException:
-        solver.close()
-        raise
-    todo = [s for s in seeds if s.id not in done]
-    t0 = time.monotonic()
-    try:
+        closing.callback(sandbox.close)
+        todo = [s for s in seeds if s.id not in done]
+        t0 = time.monotonic()
         for n, seed in enumerate(todo, 1):
             record = synthesize_seed(gen, sandbox, guard, seed, cfg, policy)
             append_record(progress_file, out, record)
@@ -362,9 +362,6 @@ def run(cfg: SynthConfig, out: Path, on_progress: Any = print) -> dict[str, Any]
                 f"[{len(done)}/{len(seeds)}] {seed.id}: kept {record['kept']}/{cfg.per_seed} "
                 f"{record['refused'] or ''} · {kept} exercises · {rate:.1f} seeds/h"
             )
-    finally:
-        sandbox.close()
-        solver.close()
     wall = time.monotonic() - t0
     recs = list(done.values())
     refused: dict[str, int] = {}
