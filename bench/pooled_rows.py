@@ -20,20 +20,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdc_assistant.evaluation.metrics import paired_bootstrap_ci95, record_passed
+from trainer.verdict import outcomes_by_id, paired_difference
 
 BASE_DIR = "w-o-tuning-base"
 
 
-def answers(row_dir: Path, dataset: str) -> dict[str, list[bool]]:
-    """{problem id: [passed, ...]} over every sample directory of one row."""
-    out: dict[str, list[bool]] = {}
+def answers(row_dir: Path, dataset: str) -> list[dict[str, Any]]:
+    """The harness records of every sample directory of one row (a problem once per sample)."""
+    out: list[dict[str, Any]] = []
     for sample_dir in sorted(row_dir.glob(f"{dataset}*")):
         if sample_dir.name != dataset and not sample_dir.name.startswith(dataset + ".s"):
             continue
-        for line in (sample_dir / "results.jsonl").read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line)
-            out.setdefault(str(rec["id"]), []).append(bool(record_passed(rec)))
+        lines = (sample_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
+        out += [json.loads(line) for line in lines]
     return out
 
 
@@ -45,18 +44,20 @@ def sampled_key(run_dir: Path, dataset: str) -> Path:
     return max(keys, key=lambda k: len(list((k / BASE_DIR).glob(f"{dataset}*"))))
 
 
-def compare(base: dict[str, list[bool]], mine: dict[str, list[bool]]) -> dict[str, Any]:
-    ids = [i for i in base if i in mine]  # the set's order, as the trainer's report pairs them
-    b = [sum(base[i]) / len(base[i]) for i in ids]
-    m = [sum(mine[i]) / len(mine[i]) for i in ids]
-    lo, hi = paired_bootstrap_ci95(b, m)
+def compare(base: list[dict[str, Any]], mine: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each problem's pass fraction in both rows, paired as the trainer's report pairs them."""
+    ids = list(dict.fromkeys(str(rec["id"]) for rec in base))  # the set's order
+    b, m = outcomes_by_id(base, ids), outcomes_by_id(mine, ids)
+    if b is None or m is None:
+        raise SystemExit("the base and the row did not answer the same problems")
+    d = paired_difference(b, m)
     return {
         "problems": len(ids),
-        "answers_per_problem": {"base": len(base[ids[0]]), "row": len(mine[ids[0]])} if ids else {},
+        "answers_per_problem": {"base": len(base) // len(ids), "row": len(mine) // len(ids)},
         "base_pass_at_1": round(100 * sum(b) / len(ids), 2),
         "row_pass_at_1": round(100 * sum(m) / len(ids), 2),
-        "diff": round(100 * (sum(m) - sum(b)) / len(ids), 2),
-        "ci95": [lo, hi],
+        "diff": d["diff"],
+        "ci95": d["ci95"],
         "row_ahead": sum(x > y for x, y in zip(m, b, strict=True)),
         "row_behind": sum(x < y for x, y in zip(m, b, strict=True)),
     }
@@ -71,8 +72,8 @@ def main() -> int:
     args = ap.parse_args()
 
     report: dict[str, Any] = {"set": args.dataset, "row": args.row, "runs": {}}
-    pooled_base: dict[str, list[bool]] = {}
-    pooled_row: dict[str, list[bool]] = {}
+    pooled_base: list[dict[str, Any]] = []
+    pooled_row: list[dict[str, Any]] = []
     for run in args.runs:
         key = sampled_key(run, args.dataset)
         rows = sorted(key.glob(f"{args.row}-*"))
@@ -80,13 +81,9 @@ def main() -> int:
             raise SystemExit(f"{key} has {len(rows)} '{args.row}' rows; expected one")
         base, mine = answers(key / BASE_DIR, args.dataset), answers(rows[0], args.dataset)
         report["runs"][str(run)] = compare(base, mine) | {"answers": key.name}
-        for (
-            i,
-            v,
-        ) in base.items():  # runs that share the answer cache hold the same base answers: same fraction
-            pooled_base.setdefault(i, []).extend(v)
-        for i, v in mine.items():
-            pooled_row.setdefault(i, []).extend(v)
+        # runs that share the answer cache hold the same base answers: pooled, their fractions stay the same
+        pooled_base += base
+        pooled_row += mine
     report["pooled"] = compare(pooled_base, pooled_row)
     if args.json:
         print(json.dumps(report, indent=2))
