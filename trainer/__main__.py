@@ -75,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         launch = launch_from_env()
         cfg = load_config(args.config, args.overrides)
         out.mkdir(parents=True, exist_ok=True)
-        ctx = Context(cfg, out, {"data": _input_fingerprint(cfg.data.inputs, cfg.data.app_trajectories)})
+        ctx = Context(
+            cfg,
+            out,
+            {"data": _input_fingerprint([*cfg.data.inputs, *cfg.data.negatives], cfg.data.app_trajectories)},
+        )
         stages = STAGES if args.stage == "all" else (args.stage,)
         forced = args.force
         if not launch.is_main:  # accelerate launch / torchrun: the other ranks only train adapters

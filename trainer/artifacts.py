@@ -27,6 +27,11 @@ def records(ctx: Context, split: str) -> list[data_mod.Trajectory]:
     )
 
 
+def rejected(ctx: Context) -> list[data_mod.Trajectory]:
+    """The failing programs the data stage kept for preference pairs (none unless ``data.negatives``)."""
+    return records(ctx, "negatives")
+
+
 def encoder(ctx: Context) -> Any:
     from bdc_assistant.encoder import Encoder
     from bdc_assistant.models.embedded import encoder_path
@@ -119,3 +124,22 @@ def encoded_examples(ctx: Context, tok: Any, style: str, max_len: int) -> tuple[
     if cap and len(ex_val) > cap:  # a fixed, seeded subset: every adapter is scored on the same pairs
         ex_val = sorted(random.Random(ctx.cfg.run.seed).sample(ex_val, cap), key=lambda e: e.pair)
     return p_tr, encode(tok, p_tr, max_len, style), p_val, ex_val
+
+
+def preference_examples(ctx: Context, tok: Any, style: str, max_len: int) -> tuple[list, list]:
+    """(train, validation) preference examples: each split's verified programs over the failing ones of the
+    same problems (:mod:`.preference`); ``record`` indexes the split's trajectories, as a pair's does."""
+    from .preference import encode_preferences, preference_pairs
+
+    negatives = rejected(ctx)
+    out = []
+    for split in ("train", "val"):
+        prefs = preference_pairs(
+            records(ctx, split),
+            negatives,
+            style,  # type: ignore[arg-type]
+            ctx.cfg.sft.pair_kinds,
+            align=ctx.cfg.sft.align_to_stub,
+        )
+        out.append(encode_preferences(tok, prefs, max_len, style))
+    return out[0], out[1]

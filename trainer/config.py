@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import JsonDict
 
 from bdc_assistant.config import sections_to_toml
 from bdc_assistant.errors import ConfigError
@@ -22,8 +23,26 @@ from bdc_assistant.errors import ConfigError
 ALL_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+# Marks a field added after runs were made: at its default it is left out of the stage keys, so a finished run
+# stays finished (not retrained) when the trainer grows a knob it did not use.
+NEW_KNOB: JsonDict = {"key_omit_default": True}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def key_payload(self) -> dict[str, Any]:
+        """The section as a stage key sees it: every field, but a ``NEW_KNOB`` field only when not at its default."""
+        out = self.model_dump(mode="json")
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra
+            if (
+                isinstance(extra, dict)
+                and extra.get("key_omit_default")
+                and getattr(self, name) == field.get_default(call_default_factory=True)
+            ):
+                out.pop(name, None)
+        return out
 
 
 class RunSection(_Section):
@@ -73,6 +92,13 @@ class DataSection(_Section):
         True,
         description="never train on the fixed validation problems (mbpp-val, codecontests-val): every choice "
         "is made on them, so they stay unseen",
+    )
+    negatives: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=NEW_KNOB,
+        description="JSONL files or directories of failing programs (lines marked negative, e.g. "
+        "`trainer.sample --negatives true`): the rejected side of preference pairs (sft.objective = 'dpo'); "
+        "never training targets",
     )
     min_public_pass_rate: float = Field(
         1.0,
@@ -129,6 +155,26 @@ class SftSection(_Section):
         "p2s for the one-turn answer (chat bases only); train on what the shipped solver mode uses",
     )
     val_examples: int = Field(0, ge=0, description="validation pairs scored per adapter (and for f); 0 = all")
+    objective: Literal["sft", "dpo"] = Field(
+        "sft",
+        json_schema_extra=NEW_KNOB,
+        description="sft: answer-token cross-entropy on verified programs; dpo: direct preference optimization "
+        "(Rafailov et al. 2023) of each verified program over a failing one of the same problem (data.negatives), "
+        "the frozen base as the reference; problems without a failing program do not train the adapters",
+    )
+    dpo_beta: float = Field(
+        0.1,
+        gt=0,
+        json_schema_extra=NEW_KNOB,
+        description="DPO's beta: how far from the base the adapters may move",
+    )
+    dpo_nll_weight: float = Field(
+        0.0,
+        ge=0,
+        json_schema_extra=NEW_KNOB,
+        description="adds this times the chosen program's per-token cross-entropy to the DPO loss (RPO, Pang et al. "
+        "2024), which keeps the chosen program's own likelihood from falling; 0 = plain DPO",
+    )
     align_to_stub: bool = Field(
         True,
         description="rebuild a stub problem's solution around the stub's own header (its imports, signature and "
@@ -273,7 +319,7 @@ class TrainerConfig(_Section):
 
     def section_hash(self, *names: str) -> str:
         """sha256 over the named sections (what a stage depends on), for skip-on-rerun decisions."""
-        payload = {n: getattr(self, n).model_dump(mode="json") for n in names}
+        payload = {n: getattr(self, n).key_payload() for n in names}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def to_toml(self) -> str:

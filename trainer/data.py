@@ -447,6 +447,33 @@ def build(
     return train, val, report
 
 
+# ---- failing programs: the rejected side of preference pairs -------------------------------------------
+
+
+def rejected_programs(
+    files: list[Path], kept: list[Trajectory], *, max_chars: int, holdout_validation: bool
+) -> list[Trajectory]:
+    """The failing programs (``data.negatives``) of the problems in ``kept``, deduplicated; never a training
+    target. Every line of such a file must be marked as a negative: a verified program there is a mistake in
+    the config, not something to guess about."""
+    from bdc_assistant.evaluation.splits import is_validation_id
+
+    problems = {r.group() for r in kept}
+    out: list[Trajectory] = []
+    for f in files:
+        for n, rec in enumerate(read_jsonl(f), 1):
+            if not is_negative(rec):
+                raise DatasetError(
+                    f'{f}: line {n} is not marked as failing ("verified": false or "negative": true); '
+                    "data.negatives takes failing programs only."
+                )
+            if holdout_validation and is_validation_id(rec.problem_id):
+                continue
+            if rec.group() in problems and usable(rec, max_chars=max_chars, min_public_pass_rate=0.0):
+                out.append(rec)
+    return dedupe(out)[0]
+
+
 # ---- the stage -------------------------------------------------------------------------------------------
 
 
@@ -489,6 +516,15 @@ def stage_data(ctx: Context) -> dict[str, Any]:
     train, val, report = build_configured(d, files, ctx.cfg.run.seed)
     write_jsonl(ctx.dir("data") / "train.jsonl", train)
     write_jsonl(ctx.dir("data") / "val.jsonl", val)
+    rejected: list[Trajectory] = []
+    if d.negatives:
+        rejected = rejected_programs(
+            expand_inputs(d.negatives),
+            train + val,
+            max_chars=d.max_chars,
+            holdout_validation=d.holdout_validation,
+        )
+        write_jsonl(ctx.dir("data") / "negatives.jsonl", rejected)
     sources = count_by(source_kind(r.source) for r in train + val)
     # Who wrote the programs: two samplers share a source kind (the 0.5B and the 1.5B at the same temperature).
     policies = count_by(r.policy or "unknown" for r in train + val)
@@ -505,4 +541,15 @@ def stage_data(ctx: Context) -> dict[str, Any]:
         "policies": policies,
         "bootstrap_note": note,
         "app_trajectories_seen": app_seen,
+        **(
+            {
+                "rejected_programs": len(rejected),
+                "rejected_problems": {
+                    split: len({r.group() for r in recs} & {r.group() for r in rejected})
+                    for split, recs in (("train", train), ("val", val))
+                },
+            }
+            if d.negatives
+            else {}
+        ),
     }

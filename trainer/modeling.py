@@ -209,7 +209,7 @@ def collate(batch: Sequence[Example], pad_id: int, device: str) -> dict[str, Any
     return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
 
 
-def batches(examples: Sequence[Example], batch_size: int, rng: random.Random) -> Iterator[list[Example]]:
+def batches(examples: Sequence[Any], batch_size: int, rng: random.Random) -> Iterator[list[Any]]:
     """One epoch of randomly permuted batches (paper §4.2.3: randomly permuted input-output pairs)."""
     order = list(range(len(examples)))
     rng.shuffle(order)
@@ -247,7 +247,7 @@ def train_loop(
     *,
     model: Any,
     params: list[Any],
-    examples: Sequence[Example],
+    examples: Sequence[Any],
     pad_id: int,
     device: str,
     steps: int,
@@ -259,8 +259,12 @@ def train_loop(
     seed: int,
     desc: str,
     before_forward: Callable[[list[Example]], None] | None = None,
+    loss_of: Callable[[list[Any]], Any] | None = None,
 ) -> list[float]:
-    """AdamW with linear warmup/decay over ``params`` only; returns the loss of every optimizer step."""
+    """AdamW with linear warmup/decay over ``params`` only; returns the loss of every optimizer step.
+
+    ``loss_of(batch)`` replaces the answer-token loss (preference training passes its DPO loss; ``examples``
+    are then whatever it takes)."""
     import torch
     from tqdm import tqdm
 
@@ -286,7 +290,10 @@ def train_loop(
             batch = next(stream)
             if before_forward is not None:
                 before_forward(batch)
-            loss = answer_loss(model, collate(batch, pad_id, device)) / grad_accum
+            raw = (
+                loss_of(batch) if loss_of is not None else answer_loss(model, collate(batch, pad_id, device))
+            )
+            loss = raw / grad_accum
             loss.backward()
             step_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -297,7 +304,7 @@ def train_loop(
     return losses
 
 
-def _endless(examples: Sequence[Example], batch_size: int, rng: random.Random) -> Iterator[list[Example]]:
+def _endless(examples: Sequence[Any], batch_size: int, rng: random.Random) -> Iterator[list[Any]]:
     while True:
         yield from batches(examples, batch_size, rng)
 

@@ -10,6 +10,11 @@ all of them and is not a duplicate of one already kept for that problem (compare
 renamed comment does not count as a new program). Several distinct verified programs per problem is the point
 (rejection-sampling fine-tuning): the earlier sources gave one program per problem.
 
+With ``--negatives true`` every distinct failing answer is also kept, in ``FILE.negatives.jsonl`` beside
+``FILE`` (never in it): ``"verified": false, "negative": true`` and the ``"rejected"`` reason, the same marking
+``bdc collect`` gives its negatives. Only preference training reads them (``data.negatives``), as the rejected
+side of a pair whose chosen side is a verified program of the same problem.
+
 Validation and test sets are refused (``bdc_assistant.deep.collect.training_problems``). Resumable: each
 finished problem appends one line to ``FILE.progress.jsonl`` (attempts, passes, distinct programs, seconds and
 its lines) before its lines go to ``FILE``, and a rerun skips the problems listed there. The progress file is
@@ -49,6 +54,7 @@ class SampleConfig:
     gguf: str = ""  # empty: the embedded base
     threads: int = 0
     limit: int = 0
+    negatives: bool = False  # also keep the failing answers, in FILE.negatives.jsonl
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.temperature < 0 or self.limit < 0:
@@ -87,6 +93,7 @@ def sample_problem(solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, p
     text = problem.statement  # training_problems already made it the solver's text
     settings = solver.settings
     kept: dict[str, dict[str, Any]] = {}
+    failed: dict[str, dict[str, Any]] = {}
     verifier = Verifier(sandbox, problem)  # the rule bdc collect verifies by; a repeated program runs once
     passes, t0 = 0, time.monotonic()
     for i in range(cfg.samples):
@@ -94,22 +101,28 @@ def sample_problem(solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, p
         solver.settings = settings.model_copy(update={"backend": backend})
         answer = solver.answer(text, max_tokens=cfg.max_tokens)
         code = prepare_code(problem, answer.code)
-        if verifier.failure(code):
+        line = {
+            "problem_id": problem.id,
+            "problem": text,
+            "thought": "",
+            "solution": code,
+            "public_pass_rate": 1.0,
+            "source": f"rejection-sampling:{cfg.dataset}:t{cfg.temperature:g}:s{cfg.seed + i}",
+            "policy": policy,
+            "verified": True,
+        }
+        why = verifier.failure(code)
+        if why:
+            if cfg.negatives:
+                failed.setdefault(
+                    program_key(code),
+                    line
+                    | {"public_pass_rate": _public_rate(sandbox, problem, code), "verified": False}
+                    | {"negative": True, "rejected": why},
+                )
             continue
         passes += 1
-        kept.setdefault(
-            program_key(code),
-            {
-                "problem_id": problem.id,
-                "problem": text,
-                "thought": "",
-                "solution": code,
-                "public_pass_rate": 1.0,
-                "source": f"rejection-sampling:{cfg.dataset}:t{cfg.temperature:g}:s{cfg.seed + i}",
-                "policy": policy,
-                "verified": True,
-            },
-        )
+        kept.setdefault(program_key(code), line)
     solver.settings = settings
     record = {
         "problem_id": problem.id,
@@ -119,7 +132,23 @@ def sample_problem(solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, p
         "seconds": round(time.monotonic() - t0, 2),
         "lines": list(kept.values()),
     }
+    if cfg.negatives:
+        record["negatives"] = list(failed.values())
     return record
+
+
+def _public_rate(sandbox: Any, problem: Any, code: str) -> float:
+    """The fraction of public tests a failing program passes (a negative that passes the example but fails the
+    private tests is the instructive kind: "lost care")."""
+    if not code.strip() or not problem.public_tests:
+        return 0.0
+    verdicts = sandbox.run_tests(code, tuple(problem.public_tests), checker=problem.checker)
+    return round(sum(v.passed for v in verdicts) / len(verdicts), 4)
+
+
+def negatives_path(out: Path) -> Path:
+    """Where ``--negatives`` keeps the failing answers: beside ``out``, never in it."""
+    return out.with_name(out.stem + ".negatives" + (out.suffix or ".jsonl"))
 
 
 def _resume(progress_file: Path, out: Path) -> dict[str, dict[str, Any]]:
@@ -137,6 +166,10 @@ def _resume(progress_file: Path, out: Path) -> dict[str, dict[str, Any]]:
             good.append(line + "\n")
         atomic.write_text(progress_file, "".join(good))
     atomic.write_text(out, "".join(_jsonl(rec.get("lines", [])) for rec in done.values()))
+    if any("negatives" in rec for rec in done.values()):
+        atomic.write_text(
+            negatives_path(out), "".join(_jsonl(rec.get("negatives", [])) for rec in done.values())
+        )
     return done
 
 
@@ -147,6 +180,9 @@ def append_record(progress_file: Path, out: Path, record: dict[str, Any]) -> Non
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
     with out.open("a", encoding="utf-8") as f:
         f.write(_jsonl(record["lines"]))
+    if "negatives" in record:
+        with negatives_path(out).open("a", encoding="utf-8") as f:
+            f.write(_jsonl(record["negatives"]))
 
 
 def _jsonl(lines: list[dict[str, Any]]) -> str:
@@ -209,6 +245,7 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
         "lines": sum(r["distinct"] for r in recs),
         "passes": sum(r["passes"] for r in recs),
         "attempts": sum(r["attempts"] for r in recs),
+        "negatives": sum(len(r.get("negatives", [])) for r in recs),
         "seconds_this_run": round(wall, 1),
         "problems_per_hour_this_run": round(len(todo) * 3600 / wall, 1) if wall > 0 and todo else None,
     }
@@ -216,6 +253,24 @@ def run(cfg: SampleConfig, out: Path, on_progress: Any = print) -> dict[str, Any
         json.dumps(summary, indent=2) + "\n", encoding="utf-8"
     )
     return summary
+
+
+def _flag(text: str) -> bool:
+    """A boolean option's value: true/false, yes/no, on/off or 1/0."""
+    value = {
+        "true": True,
+        "yes": True,
+        "on": True,
+        "1": True,
+        "false": False,
+        "no": False,
+        "off": False,
+        "0": False,
+    }
+    try:
+        return value[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
 
 
 def cli_main(
@@ -226,7 +281,8 @@ def cli_main(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     for f in config_cls.__dataclass_fields__.values():
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+        kind = _flag if isinstance(f.default, bool) else type(f.default)  # bool("false") would be True
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
     p.add_argument("--out", type=Path, required=True, help=out_help)
     args = vars(p.parse_args(argv))
     out = args.pop("out")

@@ -1,7 +1,8 @@
 """The ``sft`` stage: one peft LoRA expert per cluster (paper eq. 13) and the SFT-on-all baseline.
 
 Every adapter has the same r, alpha and target modules (the bundle's A_cat/B_cat layout needs that),
-starts from the same frozen base, and is trained with the answer-token loss only. Each is saved in the
+starts from the same frozen base, and is trained with the answer-token loss only — or, with
+``sft.objective = "dpo"``, with the DPO loss on its cluster's preference pairs (:mod:`.preference`). Each is saved in the
 standard peft format (``adapter_model.safetensors`` + ``adapter_config.json``) and, for the evaluation
 table, also wrapped as a one-expert *static* bundle so both app backends can run it unchanged.
 """
@@ -53,16 +54,30 @@ def train_adapter(
     out_dir: Path,
     seed: int,
     desc: str,
+    prefs_val: list[Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train one LoRA on ``model`` (in place, then unloaded again); return (clean base, metrics)."""
+    """Train one LoRA on ``model`` (in place, then unloaded again); return (clean base, metrics).
+
+    With ``sft.objective = "dpo"`` ``train`` holds preference examples, and ``prefs_val`` the held-out ones
+    whose reward accuracy the metrics report; ``val`` is the answer-token CE either way (one yardstick)."""
     import torch
     from peft import get_peft_model
+
+    from .preference import dpo_loss, preference_accuracy
 
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, lora_config(cfg))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     s = cfg.sft
     steps = total_steps(len(train), s.batch_size, s.grad_accum, s.epochs, s.max_steps)
+    loss_of = None
+    if s.objective == "dpo":
+
+        def loss_of(batch: list[Any]) -> Any:
+            return dpo_loss(peft_model, batch, pad_id, device, beta=s.dpo_beta, nll_weight=s.dpo_nll_weight)[
+                0
+            ]
+
     losses = train_loop(
         model=peft_model,
         params=params,
@@ -77,8 +92,14 @@ def train_adapter(
         warmup_ratio=s.warmup_ratio,
         seed=seed,
         desc=desc,
+        loss_of=loss_of,
     )
     val_after = eval_loss(peft_model, val, pad_id, device, s.batch_size)
+    pref_val = (
+        preference_accuracy(peft_model, prefs_val or [], pad_id, device, beta=s.dpo_beta)
+        if s.objective == "dpo"
+        else None
+    )
     peft_model.save_pretrained(str(out_dir))
     base = peft_model.unload()  # removes the LoRA layers without merging: the base is pristine again
     for p in base.parameters():
@@ -89,6 +110,7 @@ def train_adapter(
         "loss_first": losses[0],
         "loss_last": sum(losses[-5:]) / len(losses[-5:]),
         "val_loss_after": val_after,
+        **({"objective": "dpo", "preference_val": pref_val} if s.objective == "dpo" else {}),
     }
     return base, metrics
 
@@ -108,15 +130,40 @@ class SftJob:
     desc: str
 
 
-def _sft_jobs(ctx: Context, pairs_tr: list[Any], ex_tr: list[Any]) -> list[SftJob]:
+@dataclass(frozen=True)
+class TrainingSet:
+    """What the adapters train on: SFT examples, or preference examples under ``sft.objective = "dpo"``."""
+
+    train: list[Any]
+    record_of: Any  # example -> index of its trajectory (its cluster label)
+    val: list[Any]  # answer-token CE examples (every objective is scored on them)
+    prefs_val: list[Any]
+
+
+def training_set(ctx: Context, tok: Any, style: str) -> TrainingSet:
+    max_len = ctx.cfg.sft.max_len
+    pairs_tr, ex_tr, _, ex_val = art.encoded_examples(ctx, tok, style, max_len)
+    if ctx.cfg.sft.objective != "dpo":
+        return TrainingSet(ex_tr, lambda e: pairs_tr[e.pair].record, ex_val, [])
+    pref_tr, pref_val = art.preference_examples(ctx, tok, style, max_len)
+    if not pref_tr:
+        raise DatasetError(
+            "sft.objective = 'dpo' found no preference pairs: no training problem has both a verified program "
+            "and a failing one in data.negatives."
+        )
+    return TrainingSet(pref_tr, lambda e: e.record, ex_val, pref_val)
+
+
+def _sft_jobs(ctx: Context, ts: TrainingSet) -> list[SftJob]:
     cfg = ctx.cfg
     assign = art.assignments(ctx)
     labels, k = assign["labels"], int(assign["k"])
     jobs = []
+    what = "preference pairs" if cfg.sft.objective == "dpo" else "training examples"
     for j in range(k):
-        sub = [e for e in ex_tr if labels[pairs_tr[e.pair].record] == j]
+        sub = [e for e in ts.train if labels[ts.record_of(e)] == j]
         if not sub:
-            raise DatasetError(f"Cluster {j} has no training examples; lower K or add data.")
+            raise DatasetError(f"Cluster {j} has no {what}; lower K or add data.")
         jobs.append(
             SftJob(
                 f"expert_{j}",
@@ -128,23 +175,24 @@ def _sft_jobs(ctx: Context, pairs_tr: list[Any], ex_tr: list[Any]) -> list[SftJo
             )
         )
     if cfg.sft.sft_all:
-        jobs.append(SftJob("sft_all", "sft_all", "all", list(ex_tr), cfg.run.seed + 1000, "sft on all"))
+        jobs.append(SftJob("sft_all", "sft_all", "all", list(ts.train), cfg.run.seed + 1000, "sft on all"))
     return jobs
 
 
 def _train_job(
-    ctx: Context, model: Any, job: SftJob, ex_val: list[Any], pad: int, device: str, out: Path
+    ctx: Context, model: Any, job: SftJob, ts: TrainingSet, pad: int, device: str, out: Path
 ) -> Any:
     return train_adapter(
         model,
         ctx.cfg,
         train=job.examples,
-        val=ex_val,
+        val=ts.val,
         pad_id=pad,
         device=device,
         out_dir=out,
         seed=job.seed,
         desc=job.desc,
+        prefs_val=ts.prefs_val,
     )
 
 
@@ -154,21 +202,24 @@ def stage_sft(ctx: Context) -> dict[str, Any]:
     ref = art.base_ref(ctx)
     model, tok, device = load_base(ref, cfg)
     pad = int(tok.pad_token_id)
-    pairs_tr, ex_tr, _, ex_val = art.encoded_examples(ctx, tok, ref.prompt_style, cfg.sft.max_len)
+    ts = training_set(ctx, tok, ref.prompt_style)
     sdir = ctx.dir("sft")
     metrics: dict[str, Any] = {
         "base": ref.identity,
         "prompt_style": ref.prompt_style,
-        "train_examples": len(ex_tr),
-        "val_examples": len(ex_val),
-        "val_loss_base": eval_loss(model, ex_val, pad, device, cfg.sft.batch_size),
+        "objective": cfg.sft.objective,
+        "train_examples": len(ts.train),
+        "val_examples": len(ts.val),
+        "val_loss_base": eval_loss(model, ts.val, pad, device, cfg.sft.batch_size),
         "adapters": {},
         "processes": launch.world,
     }
-    jobs = _sft_jobs(ctx, pairs_tr, ex_tr)
+    if cfg.sft.objective == "dpo":
+        metrics["val_preference_pairs"] = len(ts.prefs_val)
+    jobs = _sft_jobs(ctx, ts)
     for i, job in enumerate(jobs):  # this rank's share first, then collect the others'
         if launch.owns(i):
-            model, m = _train_job(ctx, model, job, ex_val, pad, device, sdir / job.name)
+            model, m = _train_job(ctx, model, job, ts, pad, device, sdir / job.name)
             metrics["adapters"][job.name] = {**m, "rank": launch.rank}
     parts = dist.parts_dir(ctx.out, ctx.key("sft"))
     for i, job in enumerate(jobs):
@@ -229,13 +280,13 @@ def sft_worker(ctx: Context, started: float, *, fresh: bool = False) -> None:
         ref = art.base_ref(ctx)
         model, tok, device = load_base(ref, ctx.cfg)
         pad = int(tok.pad_token_id)
-        pairs_tr, ex_tr, _, ex_val = art.encoded_examples(ctx, tok, ref.prompt_style, ctx.cfg.sft.max_len)
-        for i, job in enumerate(_sft_jobs(ctx, pairs_tr, ex_tr)):
+        ts = training_set(ctx, tok, ref.prompt_style)
+        for i, job in enumerate(_sft_jobs(ctx, ts)):
             if launch.owns(i):
                 tmp = parts / f".{job.name}.rank{launch.rank}"
                 if tmp.exists():
                     shutil.rmtree(tmp)
-                model, m = _train_job(ctx, model, job, ex_val, pad, device, tmp)
+                model, m = _train_job(ctx, model, job, ts, pad, device, tmp)
                 dist.publish_part(parts, job.name, tmp, {**m, "rank": launch.rank})
     except Exception as exc:
         dist.mark_failed(

@@ -79,6 +79,23 @@ def test_only_distinct_programs_passing_every_test_are_kept(monkeypatch: pytest.
     assert solver.settings.backend.seed == 0  # the solver's settings are restored
 
 
+def test_negatives_keep_each_distinct_failing_program_apart_from_the_lines() -> None:
+    solver = SeededSolver({0: GOOD, 1: ALT, 2: BAD, 3: ALT})  # ALT: public passes, a private test fails
+    cfg = rs.SampleConfig(samples=4, temperature=0.8, negatives=True)
+    record = rs.sample_problem(solver, ScriptedSandbox(), problem(), cfg, "local:test")
+    assert [x["solution"] for x in record["lines"]] == [GOOD]
+    neg = record["negatives"]
+    assert [x["solution"] for x in neg] == [ALT, BAD]  # ALT once: the repeat is the same program
+    assert all(x["verified"] is False and x["negative"] is True for x in neg)
+    assert neg[0]["rejected"].startswith("it fails the private tests") and neg[0]["public_pass_rate"] == 1.0
+    assert neg[1]["rejected"].startswith("it fails the public tests") and neg[1]["public_pass_rate"] == 0.0
+    assert neg[0]["source"] == "rejection-sampling:mbpp-train:t0.8:s1"
+    without = rs.sample_problem(
+        SeededSolver({0: ALT}), ScriptedSandbox(), problem(), rs.SampleConfig(samples=1), "x"
+    )
+    assert "negatives" not in without  # off by default: the record is what it always was
+
+
 def test_a_program_failing_a_private_test_never_becomes_a_line() -> None:
     solver = SeededSolver({0: ALT, 1: ALT})  # ALT passes "1 2" (public) and fails "4 1" (private)
     record = rs.sample_problem(solver, ScriptedSandbox(), problem(), rs.SampleConfig(samples=2), "local:test")
@@ -128,6 +145,44 @@ def test_a_rerun_skips_the_finished_problems(tmp_path: Path, monkeypatch: pytest
     ]
     assert summary["sampled"] == 3 and summary["lines"] == 5 and summary["verified_problems"] == 3
     assert json.loads((tmp_path / "rs.jsonl.summary.json").read_text())["policy"] == "local:scripted"
+
+
+def test_negatives_go_to_their_own_file_and_survive_a_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bdc_assistant.deep.collect as collect_mod
+    import bdc_assistant.sandbox as sandbox_mod
+
+    problems = [problem("cc/1"), problem("cc/2")]
+    solver = SeededSolver({0: GOOD, 1: ALT})
+    solver.generator = type("G", (), {"model_id": "scripted"})()  # type: ignore[attr-defined]
+    solver.close = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(collect_mod, "training_problems", lambda d, limit=None: problems)
+    monkeypatch.setattr(rs, "_open_solver", lambda cfg, scratch: (solver, solver.settings))
+    sandbox = ScriptedSandbox()
+    sandbox.close = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(sandbox_mod, "sandbox_from_settings", lambda s: sandbox)
+    out = tmp_path / "rs.jsonl"
+    assert rs.main(["--samples", "2", "--negatives", "true", "--limit", "0", "--out", str(out)]) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    negs = [json.loads(x) for x in (tmp_path / "rs.negatives.jsonl").read_text().splitlines()]
+    assert [x["solution"] for x in lines] == [GOOD, GOOD] and all(x["verified"] for x in lines)
+    assert [x["solution"] for x in negs] == [ALT, ALT] and not any(x["verified"] for x in negs)
+    summary = json.loads((tmp_path / "rs.jsonl.summary.json").read_text())
+    assert summary["negatives"] == 2 and summary["config"]["negatives"] is True
+    (tmp_path / "rs.negatives.jsonl").write_text("torn")  # a rerun rebuilds both files from the records
+    rs.run(rs.SampleConfig(samples=2, negatives=True), out, lambda s: None)
+    assert [json.loads(x) for x in (tmp_path / "rs.negatives.jsonl").read_text().splitlines()] == negs
+    assert len(solver.seen) == 4  # nothing asked again
+
+
+def test_a_bool_flag_reads_true_and_false_not_any_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        rs.main(["--negatives", "maybe", "--out", str(tmp_path / "o.jsonl")])
+    assert "expected true or false, got 'maybe'" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 @pytest.mark.parametrize("args", [["--samples", "0"], ["--temperature", "-1"], ["--limit", "-2"]])
