@@ -2,8 +2,8 @@
 
 Every adapter has the same r, alpha and target modules (the bundle's A_cat/B_cat layout needs that),
 starts from the same frozen base, and is trained with the answer-token loss only — or, with
-``sft.objective = "dpo"``, with the DPO loss on its cluster's preference pairs (:mod:`.preference`). Each is saved in the
-standard peft format (``adapter_model.safetensors`` + ``adapter_config.json``) and, for the evaluation
+``sft.objective = "dpo"``, with the DPO loss on its cluster's preference pairs (:mod:`.preference`). Each is
+saved in the standard peft format (``adapter_model.safetensors`` + ``adapter_config.json``) and, for the evaluation
 table, also wrapped as a one-expert *static* bundle so both app backends can run it unchanged.
 """
 
@@ -74,9 +74,10 @@ def train_adapter(
     if s.objective == "dpo":
 
         def loss_of(batch: list[Any]) -> Any:
-            return dpo_loss(peft_model, batch, pad_id, device, beta=s.dpo_beta, nll_weight=s.dpo_nll_weight)[
-                0
-            ]
+            loss, _ = dpo_loss(
+                peft_model, batch, pad_id, device, beta=s.dpo_beta, nll_weight=s.dpo_nll_weight
+            )
+            return loss
 
     losses = train_loop(
         model=peft_model,
