@@ -517,9 +517,10 @@ def stage_data(ctx: Context) -> dict[str, Any]:
     write_jsonl(ctx.dir("data") / "train.jsonl", train)
     write_jsonl(ctx.dir("data") / "val.jsonl", val)
     rejected: list[Trajectory] = []
+    negative_files = expand_inputs(d.negatives)
     if d.negatives:
         rejected = rejected_programs(
-            expand_inputs(d.negatives),
+            negative_files,
             train + val,
             max_chars=d.max_chars,
             holdout_validation=d.holdout_validation,
@@ -543,6 +544,7 @@ def stage_data(ctx: Context) -> dict[str, Any]:
         "app_trajectories_seen": app_seen,
         **(
             {
+                "negative_files": [str(f) for f in negative_files],
                 "rejected_programs": len(rejected),
                 "rejected_problems": {
                     split: len({r.group() for r in recs} & {r.group() for r in rejected})

@@ -165,6 +165,7 @@ def test_the_sft_stage_trains_every_adapter_on_preference_pairs(tmp_path: Path, 
         assert main([stage, "--config", str(smoke), *sets, "--out", str(out)]) == 0
     data = json.loads((out / "data" / "stage.json").read_text())["metrics"]
     assert data["rejected_programs"] == 12 and data["rejected_problems"]["train"] >= 2
+    assert data["negative_files"] == [str(negs)]
     sft = json.loads((out / "sft" / "stage.json").read_text())["metrics"]
     assert sft["objective"] == "dpo" and set(sft["adapters"]) == {"expert_0", "expert_1", "sft_all"}
     for m in sft["adapters"].values():
