@@ -223,21 +223,25 @@ def total_steps(n_examples: int, batch_size: int, grad_accum: int, epochs: float
     return min(steps, max_steps) if max_steps else steps
 
 
-def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
-    """Mean cross-entropy over answer tokens (labels -100 elsewhere) — the same value as the model's own
-    ``loss``, but the LM head only runs on the tail that holds answer tokens (``logits_to_keep``). With a
-    262k-token vocabulary (Gemma-3) the head dominates a CPU training step, and prompts are most of each
-    example, so this roughly halves the step time."""
-    import torch
-
+def answer_tail(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+    """(logits, labels) of the tail that holds the answer tokens, aligned for next-token prediction: the LM
+    head only runs there (``logits_to_keep``). With a 262k-token vocabulary (Gemma-3) the head dominates a CPU
+    training step, and prompts are most of each example, so this roughly halves the step time."""
     labels = batch["labels"]
     width = labels.shape[1]
     has = (labels != -100).any(dim=0).nonzero()
     first = int(has[0]) if len(has) else width - 1
     keep = min(max(width - first + 1, 2), width)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
-    logits = out.logits[:, :-1, :].float()
-    target = labels[:, width - keep + 1 :]
+    return out.logits[:, :-1, :].float(), labels[:, width - keep + 1 :]
+
+
+def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over answer tokens (labels -100 elsewhere) — the same value as the model's own
+    ``loss``, computed on the answer tail only (:func:`answer_tail`)."""
+    import torch
+
+    logits, target = answer_tail(model, batch)
     return torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .data import Trajectory
-from .modeling import Example, collate, encode
+from .modeling import Example, answer_tail, collate, encode
 from .pairs import Pair, Style, pairs_for
 
 
@@ -95,18 +95,10 @@ def encode_preferences(
 
 
 def answer_logps(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
-    """(sum of the answer tokens' log-probabilities, their count) per row; the LM head runs on the answer tail
-    only, as in :func:`trainer.modeling.answer_loss`."""
+    """(sum of the answer tokens' log-probabilities, their count) per row, on the answer tail only."""
     import torch
 
-    labels = batch["labels"]
-    width = labels.shape[1]
-    has = (labels != -100).any(dim=0).nonzero()
-    first = int(has[0]) if len(has) else width - 1
-    keep = min(max(width - first + 1, 2), width)
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
-    logits = out.logits[:, :-1, :].float()
-    target = labels[:, width - keep + 1 :]
+    logits, target = answer_tail(model, batch)
     mask = target != -100
     logp = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (logp * mask).sum(dim=-1), mask.sum(dim=-1)

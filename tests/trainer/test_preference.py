@@ -148,18 +148,19 @@ def _negatives_for_synthetic(path: Path, n: int) -> Path:
     return path
 
 
+def _dpo_smoke(negs: Path) -> tuple[Path, list[str]]:
+    """The smoke config on the tiny model, K = 2, preference-trained against the failing programs in ``negs``."""
+    smoke = Path(__file__).resolve().parents[2] / "trainer" / "configs" / "smoke.toml"
+    sets = ["data.app_trajectories=false", f"data.negatives=['{negs}']", "sft.objective='dpo'", "cluster.k=2"]
+    return smoke, [arg for value in sets for arg in ("--set", value)]
+
+
 @pytest.mark.slow
 def test_the_sft_stage_trains_every_adapter_on_preference_pairs(tmp_path: Path, tiny_llama) -> None:
     from trainer.__main__ import main
 
     negs = _negatives_for_synthetic(tmp_path / "neg.jsonl", 12)
-    smoke = Path(__file__).resolve().parents[2] / "trainer" / "configs" / "smoke.toml"
-    sets = [
-        "--set", "data.app_trajectories=false",
-        "--set", f"data.negatives=['{negs}']",
-        "--set", "sft.objective='dpo'",
-        "--set", "cluster.k=2",
-    ]  # fmt: skip
+    smoke, sets = _dpo_smoke(negs)
     out = tmp_path / "run"
     for stage in ("data", "cluster", "sft"):
         assert main([stage, "--config", str(smoke), *sets, "--out", str(out)]) == 0
@@ -179,13 +180,7 @@ def test_dpo_without_any_failing_program_is_one_sentence(tmp_path: Path) -> None
 
     negs = tmp_path / "neg.jsonl"
     negs.write_text(json.dumps(rec("elsewhere/1", BAD, verified=False).as_dict()) + "\n")
-    smoke = Path(__file__).resolve().parents[2] / "trainer" / "configs" / "smoke.toml"
-    sets = [
-        "--set", "data.app_trajectories=false",
-        "--set", f"data.negatives=['{negs}']",
-        "--set", "sft.objective='dpo'",
-        "--set", "cluster.k=2",
-    ]  # fmt: skip
+    smoke, sets = _dpo_smoke(negs)
     out = tmp_path / "run"
     assert main(["data", "--config", str(smoke), *sets, "--out", str(out)]) == 0
     assert main(["cluster", "--config", str(smoke), *sets, "--out", str(out)]) == 0

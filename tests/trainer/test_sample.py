@@ -50,6 +50,24 @@ def problem(pid: str = "cc/1") -> Problem:
     )
 
 
+def scripted_run(
+    monkeypatch: pytest.MonkeyPatch, problems: list[Problem], by_seed: dict[int, str]
+) -> SeededSolver:
+    """``rs.run`` on ``problems`` with a scripted solver (answers by seed) and the scripted sandbox."""
+    import bdc_assistant.deep.collect as collect_mod
+    import bdc_assistant.sandbox as sandbox_mod
+
+    solver = SeededSolver(by_seed)
+    solver.generator = type("G", (), {"model_id": "scripted"})()  # type: ignore[attr-defined]
+    solver.close = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(collect_mod, "training_problems", lambda d, limit=None: problems)
+    monkeypatch.setattr(rs, "_open_solver", lambda cfg, scratch: (solver, solver.settings))
+    sandbox = ScriptedSandbox()
+    sandbox.close = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(sandbox_mod, "sandbox_from_settings", lambda s: sandbox)
+    return solver
+
+
 def test_program_key_ignores_formatting_comments_and_docstrings() -> None:
     assert rs.program_key(GOOD) == rs.program_key(GOOD_COMMENTED)
     doc = 'def f(x):\n    """Double it."""\n    return 2 * x\n'
@@ -109,18 +127,9 @@ def test_validation_and_test_sets_are_refused(dataset: str, tmp_path: Path) -> N
 
 
 def test_a_rerun_skips_the_finished_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bdc_assistant.deep.collect as collect_mod
-    import bdc_assistant.sandbox as sandbox_mod
-
-    problems = [problem("cc/1"), problem("cc/2"), problem("cc/3")]
-    solver = SeededSolver({0: GOOD, 1: GOOD2})
-    solver.generator = type("G", (), {"model_id": "scripted"})()  # type: ignore[attr-defined]
-    solver.close = lambda: None  # type: ignore[attr-defined]
-    monkeypatch.setattr(collect_mod, "training_problems", lambda d, limit=None: problems)
-    monkeypatch.setattr(rs, "_open_solver", lambda cfg, scratch: (solver, solver.settings))
-    sandbox = ScriptedSandbox()
-    sandbox.close = lambda: None  # type: ignore[attr-defined]
-    monkeypatch.setattr(sandbox_mod, "sandbox_from_settings", lambda s: sandbox)
+    solver = scripted_run(
+        monkeypatch, [problem("cc/1"), problem("cc/2"), problem("cc/3")], {0: GOOD, 1: GOOD2}
+    )
     out = tmp_path / "rs.jsonl"
     # a killed run: cc/1 finished; cc/2's lines reached the output but its progress line was cut short
     done_line = {"problem_id": "cc/1", "solution": GOOD, "verified": True}
@@ -150,18 +159,7 @@ def test_a_rerun_skips_the_finished_problems(tmp_path: Path, monkeypatch: pytest
 def test_negatives_go_to_their_own_file_and_survive_a_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bdc_assistant.deep.collect as collect_mod
-    import bdc_assistant.sandbox as sandbox_mod
-
-    problems = [problem("cc/1"), problem("cc/2")]
-    solver = SeededSolver({0: GOOD, 1: ALT})
-    solver.generator = type("G", (), {"model_id": "scripted"})()  # type: ignore[attr-defined]
-    solver.close = lambda: None  # type: ignore[attr-defined]
-    monkeypatch.setattr(collect_mod, "training_problems", lambda d, limit=None: problems)
-    monkeypatch.setattr(rs, "_open_solver", lambda cfg, scratch: (solver, solver.settings))
-    sandbox = ScriptedSandbox()
-    sandbox.close = lambda: None  # type: ignore[attr-defined]
-    monkeypatch.setattr(sandbox_mod, "sandbox_from_settings", lambda s: sandbox)
+    solver = scripted_run(monkeypatch, [problem("cc/1"), problem("cc/2")], {0: GOOD, 1: ALT})
     out = tmp_path / "rs.jsonl"
     assert rs.main(["--samples", "2", "--negatives", "true", "--limit", "0", "--out", str(out)]) == 0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
