@@ -117,8 +117,12 @@ def sample_problem(solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, p
                 failed.setdefault(
                     program_key(code),
                     line
-                    | {"public_pass_rate": _public_rate(sandbox, problem, code), "verified": False}
-                    | {"negative": True, "rejected": why},
+                    | {
+                        "public_pass_rate": verifier.public_rate.get(code, 0.0),
+                        "verified": False,
+                        "negative": True,
+                        "rejected": why,
+                    },
                 )
             continue
         passes += 1
@@ -135,15 +139,6 @@ def sample_problem(solver: Any, sandbox: Any, problem: Any, cfg: SampleConfig, p
     if cfg.negatives:
         record["negatives"] = list(failed.values())
     return record
-
-
-def _public_rate(sandbox: Any, problem: Any, code: str) -> float:
-    """The fraction of public tests a failing program passes (a negative that passes the example but fails the
-    private tests is the instructive kind: "lost care")."""
-    if not code.strip() or not problem.public_tests:
-        return 0.0
-    verdicts = sandbox.run_tests(code, tuple(problem.public_tests), checker=problem.checker)
-    return round(sum(v.passed for v in verdicts) / len(verdicts), 4)
 
 
 def negatives_path(out: Path) -> Path:

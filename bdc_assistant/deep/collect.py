@@ -247,6 +247,7 @@ class Verifier:
     def __init__(self, sandbox: Any, problem: Problem) -> None:
         self.sandbox, self.problem = sandbox, problem
         self.seen: dict[str, str] = {}
+        self.public_rate: dict[str, float] = {}  # share of the public tests each checked program passed
 
     def failure(self, code: str) -> str:
         """Empty when ``code`` passes every public and every private test; else why not (one phrase)."""
@@ -263,6 +264,8 @@ class Verifier:
                 return f"the problem has no {name} tests to verify it on"
             verdicts = self.sandbox.run_tests(code, tuple(tests), checker=p.checker)
             passed = sum(v.passed for v in verdicts)
+            if name == "public":
+                self.public_rate[code] = round(passed / len(tests), 4)
             if passed < len(tests):
                 return f"it fails the {name} tests ({passed}/{len(tests)} pass)"
         return ""
